@@ -1,0 +1,292 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// OCI media types used in the generated layout.
+const (
+	MediaTypeIndex    = "application/vnd.oci.image.index.v1+json"
+	MediaTypeManifest = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeConfig   = "application/vnd.oci.image.config.v1+json"
+	MediaTypeLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+	// AnnotationContainerdName is read by `ctr images import`.
+	AnnotationContainerdName = "io.containerd.image.name"
+	// AnnotationRefName is the OCI image-layout reference name.
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+)
+
+// File is one file to place in the image layer.
+type File struct {
+	Src  string // path on the host
+	Dest string // absolute path inside the image; default "/" + base(Src)
+}
+
+// Options describes the image Build writes.
+type Options struct {
+	Name       string   // image reference, e.g. docker.io/library/x:latest
+	Arch       string   // default "wasm"
+	OS         string   // default "wasip1"
+	Entrypoint []string // default: the first file's Dest
+	Cmd        []string
+	Env        []string // KEY=VALUE
+	Files      []File
+}
+
+// ParseFile parses a FILE[=/DEST] command-line argument.
+func ParseFile(arg string) File {
+	src, dest, _ := strings.Cut(arg, "=")
+	return File{Src: src, Dest: dest}
+}
+
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Platform    *Platform         `json:"platform,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Platform is an OCI platform.
+type Platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+}
+
+// Index is the OCI image index (index.json).
+type Index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []Descriptor `json:"manifests"`
+}
+
+// Manifest is an OCI image manifest.
+type Manifest struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        Descriptor   `json:"config"`
+	Layers        []Descriptor `json:"layers"`
+}
+
+// ImageConfig is the subset of the OCI image config that Build writes.
+type ImageConfig struct {
+	Created      string `json:"created"`
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Config       struct {
+		Entrypoint []string `json:"Entrypoint,omitempty"`
+		Cmd        []string `json:"Cmd,omitempty"`
+		Env        []string `json:"Env,omitempty"`
+	} `json:"config"`
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+var epoch = time.Unix(0, 0).UTC()
+
+type blob struct {
+	digest string
+	data   []byte
+}
+
+func newBlob(data []byte) blob {
+	sum := sha256.Sum256(data)
+	return blob{digest: "sha256:" + hex.EncodeToString(sum[:]), data: data}
+}
+
+func (b blob) desc(mediaType string) Descriptor {
+	return Descriptor{MediaType: mediaType, Digest: b.digest, Size: int64(len(b.data))}
+}
+
+// Build writes a deterministic OCI image-layout tarball for opts to w.
+func Build(w io.Writer, opts Options) error {
+	if opts.Name == "" {
+		return errors.New("image name is required")
+	}
+	if len(opts.Files) == 0 {
+		return errors.New("at least one file is required")
+	}
+	if opts.Arch == "" {
+		opts.Arch = "wasm"
+	}
+	if opts.OS == "" {
+		opts.OS = "wasip1"
+	}
+	for _, e := range opts.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("bad env %q: want KEY=VALUE", e)
+		}
+	}
+
+	files := map[string][]byte{} // cleaned dest without leading "/" -> content
+	var order []string
+	for _, f := range opts.Files {
+		dest := f.Dest
+		if dest == "" {
+			dest = path.Base(f.Src)
+		}
+		dest = strings.TrimPrefix(path.Clean("/"+dest), "/")
+		if dest == "" {
+			return fmt.Errorf("file %q: bad destination %q", f.Src, f.Dest)
+		}
+		if _, dup := files[dest]; dup {
+			return fmt.Errorf("file %q: duplicate destination /%s", f.Src, dest)
+		}
+		data, err := os.ReadFile(f.Src)
+		if err != nil {
+			return fmt.Errorf("file %q: %w", f.Src, err)
+		}
+		files[dest] = data
+		order = append(order, dest)
+	}
+	entrypoint := opts.Entrypoint
+	if len(entrypoint) == 0 {
+		entrypoint = []string{"/" + order[0]}
+	}
+
+	layerTar, err := layerTar(files)
+	if err != nil {
+		return err
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
+	if _, err := zw.Write(layerTar); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	layer := newBlob(gz.Bytes())
+
+	var cfg ImageConfig
+	cfg.Created = epoch.Format(time.RFC3339)
+	cfg.Architecture, cfg.OS = opts.Arch, opts.OS
+	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = entrypoint, opts.Cmd, opts.Env
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = []string{newBlob(layerTar).digest}
+	config, err := jsonBlob(cfg)
+	if err != nil {
+		return err
+	}
+
+	manifest, err := jsonBlob(Manifest{
+		SchemaVersion: 2,
+		MediaType:     MediaTypeManifest,
+		Config:        config.desc(MediaTypeConfig),
+		Layers:        []Descriptor{layer.desc(MediaTypeLayer)},
+	})
+	if err != nil {
+		return err
+	}
+	mdesc := manifest.desc(MediaTypeManifest)
+	mdesc.Platform = &Platform{Architecture: opts.Arch, OS: opts.OS}
+	mdesc.Annotations = map[string]string{
+		AnnotationContainerdName: opts.Name,
+		AnnotationRefName:        opts.Name,
+	}
+	index, err := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: []Descriptor{mdesc}})
+	if err != nil {
+		return err
+	}
+
+	tw := tar.NewWriter(w)
+	add := func(name string, data []byte) error {
+		return writeEntry(tw, name, data, 0o644)
+	}
+	if err := add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		return err
+	}
+	if err := add("index.json", index); err != nil {
+		return err
+	}
+	for _, d := range []string{"blobs/", "blobs/sha256/"} {
+		if err := writeEntry(tw, d, nil, 0o755); err != nil {
+			return err
+		}
+	}
+	blobs := []blob{config, layer, manifest}
+	sort.Slice(blobs, func(i, j int) bool { return blobs[i].digest < blobs[j].digest })
+	for _, b := range blobs {
+		if err := add("blobs/sha256/"+strings.TrimPrefix(b.digest, "sha256:"), b.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// layerTar builds the uncompressed layer: sorted entries, parent dirs
+// included, files mode 0755, root-owned, mtime 0.
+func layerTar(files map[string][]byte) ([]byte, error) {
+	isDir := map[string]bool{}
+	for dest := range files {
+		isDir[dest] = false
+	}
+	for dest := range files {
+		for d := path.Dir(dest); d != "."; d = path.Dir(d) {
+			if dir, ok := isDir[d]; ok && !dir {
+				return nil, fmt.Errorf("destination /%s is both a file and a directory", d)
+			}
+			isDir[d] = true
+		}
+	}
+	names := make([]string, 0, len(isDir))
+	for n := range isDir {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, n := range names {
+		var err error
+		if isDir[n] {
+			err = writeEntry(tw, n+"/", nil, 0o755)
+		} else {
+			err = writeEntry(tw, n, files[n], 0o755)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeEntry writes a root-owned entry with mtime 0; names ending in "/" are directories.
+func writeEntry(tw *tar.Writer, name string, data []byte, mode int64) error {
+	hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if strings.HasSuffix(name, "/") {
+		hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
+}
+
+func jsonBlob(v any) (blob, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return blob{}, err
+	}
+	return newBlob(data), nil
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// readTar returns the regular files and directories of a tar stream.
+func readTar(t *testing.T, r io.Reader) (files map[string][]byte, dirs []string) {
+	t.Helper()
+	files = map[string][]byte{}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files, dirs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Uid != 0 || hdr.Gid != 0 || hdr.ModTime.Unix() != 0 {
+			t.Errorf("%s: uid=%d gid=%d mtime=%v, want 0/0/epoch", hdr.Name, hdr.Uid, hdr.Gid, hdr.ModTime)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			dirs = append(dirs, hdr.Name)
+		case tar.TypeReg:
+			if hdr.Mode&0o777 == 0 {
+				t.Errorf("%s: mode %o", hdr.Name, hdr.Mode)
+			}
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[hdr.Name] = data
+		default:
+			t.Errorf("%s: unexpected type %c", hdr.Name, hdr.Typeflag)
+		}
+	}
+}
+
+// blobFor returns the blob for desc, checking its digest and size.
+func blobFor(t *testing.T, layout map[string][]byte, desc Descriptor, mediaType string) []byte {
+	t.Helper()
+	if desc.MediaType != mediaType {
+		t.Errorf("media type %q, want %q", desc.MediaType, mediaType)
+	}
+	data, ok := layout["blobs/sha256/"+strings.TrimPrefix(desc.Digest, "sha256:")]
+	if !ok {
+		t.Fatalf("blob %s missing", desc.Digest)
+	}
+	sum := sha256.Sum256(data)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != desc.Digest {
+		t.Errorf("blob digest %s, descriptor says %s", got, desc.Digest)
+	}
+	if int64(len(data)) != desc.Size {
+		t.Errorf("blob %s size %d, descriptor says %d", desc.Digest, len(data), desc.Size)
+	}
+	return data
+}
+
+func TestBuild(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	app := write("app.wasm", "\x00asm app")
+	other := write("other.wasm", "\x00asm other")
+
+	tests := []struct {
+		name      string
+		opts      Options
+		wantArch  string
+		wantOS    string
+		wantEntry []string
+		wantFiles map[string]string // layer path -> content
+		wantDirs  []string
+		wantErr   string
+	}{
+		{
+			name:      "defaults",
+			opts:      Options{Name: "docker.io/library/a:latest", Files: []File{{Src: app}}},
+			wantArch:  "wasm",
+			wantOS:    "wasip1",
+			wantEntry: []string{"/app.wasm"},
+			wantFiles: map[string]string{"app.wasm": "\x00asm app"},
+		},
+		{
+			name: "dest cmd env",
+			opts: Options{
+				Name:       "docker.io/library/b:1",
+				Entrypoint: []string{"/app.wasm"},
+				Cmd:        []string{"hello", "x y"},
+				Env:        []string{"PATH=/bin", "EMPTY="},
+				Files:      []File{{Src: app}, ParseFile(other + "=/bin/sub/tool.wasm")},
+			},
+			wantArch:  "wasm",
+			wantOS:    "wasip1",
+			wantEntry: []string{"/app.wasm"},
+			wantFiles: map[string]string{"app.wasm": "\x00asm app", "bin/sub/tool.wasm": "\x00asm other"},
+			wantDirs:  []string{"bin/", "bin/sub/"},
+		},
+		{
+			name:      "native",
+			opts:      Options{Name: "registry.k8s.io/pause:3.10.2", Arch: "amd64", OS: "linux", Files: []File{{Src: other, Dest: "pause"}}},
+			wantArch:  "amd64",
+			wantOS:    "linux",
+			wantEntry: []string{"/pause"},
+			wantFiles: map[string]string{"pause": "\x00asm other"},
+		},
+		{name: "missing file", opts: Options{Name: "x", Files: []File{{Src: filepath.Join(dir, "nope.wasm")}}}, wantErr: "nope.wasm"},
+		{name: "bad env", opts: Options{Name: "x", Env: []string{"NOEQUALS"}, Files: []File{{Src: app}}}, wantErr: `"NOEQUALS"`},
+		{name: "no name", opts: Options{Files: []File{{Src: app}}}, wantErr: "name"},
+		{name: "no files", opts: Options{Name: "x"}, wantErr: "file"},
+		{name: "duplicate", opts: Options{Name: "x", Files: []File{{Src: app}, {Src: other, Dest: "/app.wasm"}}}, wantErr: "duplicate"},
+		{name: "file vs dir", opts: Options{Name: "x", Files: []File{{Src: app, Dest: "/a"}, {Src: other, Dest: "/a/b"}}}, wantErr: "both"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := Build(&buf, tc.opts)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var again bytes.Buffer
+			if err := Build(&again, tc.opts); err != nil || !bytes.Equal(buf.Bytes(), again.Bytes()) {
+				t.Errorf("output not deterministic (err %v)", err)
+			}
+
+			layout, _ := readTar(t, &buf)
+			if got := string(layout["oci-layout"]); got != `{"imageLayoutVersion":"1.0.0"}` {
+				t.Errorf("oci-layout = %q", got)
+			}
+			var index Index
+			if err := json.Unmarshal(layout["index.json"], &index); err != nil {
+				t.Fatalf("index.json: %v", err)
+			}
+			if index.SchemaVersion != 2 || index.MediaType != MediaTypeIndex || len(index.Manifests) != 1 {
+				t.Fatalf("index = %+v", index)
+			}
+			md := index.Manifests[0]
+			if md.Platform == nil || md.Platform.Architecture != tc.wantArch || md.Platform.OS != tc.wantOS {
+				t.Errorf("platform = %+v", md.Platform)
+			}
+			for _, k := range []string{AnnotationContainerdName, AnnotationRefName} {
+				if md.Annotations[k] != tc.opts.Name {
+					t.Errorf("annotation %s = %q, want %q", k, md.Annotations[k], tc.opts.Name)
+				}
+			}
+
+			var manifest Manifest
+			if err := json.Unmarshal(blobFor(t, layout, md, MediaTypeManifest), &manifest); err != nil {
+				t.Fatal(err)
+			}
+			if manifest.SchemaVersion != 2 || len(manifest.Layers) != 1 {
+				t.Fatalf("manifest = %+v", manifest)
+			}
+			var cfg ImageConfig
+			if err := json.Unmarshal(blobFor(t, layout, manifest.Config, MediaTypeConfig), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Architecture != tc.wantArch || cfg.OS != tc.wantOS {
+				t.Errorf("config platform = %s/%s", cfg.OS, cfg.Architecture)
+			}
+			if !reflect.DeepEqual(cfg.Config.Entrypoint, tc.wantEntry) {
+				t.Errorf("Entrypoint = %q, want %q", cfg.Config.Entrypoint, tc.wantEntry)
+			}
+			if !reflect.DeepEqual(cfg.Config.Cmd, tc.opts.Cmd) || !reflect.DeepEqual(cfg.Config.Env, tc.opts.Env) {
+				t.Errorf("Cmd = %q Env = %q", cfg.Config.Cmd, cfg.Config.Env)
+			}
+
+			gzData := blobFor(t, layout, manifest.Layers[0], MediaTypeLayer)
+			zr, err := gzip.NewReader(bytes.NewReader(gzData))
+			if err != nil {
+				t.Fatal(err)
+			}
+			layerTar, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(layerTar)
+			if diffID := "sha256:" + hex.EncodeToString(sum[:]); len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != diffID {
+				t.Errorf("diff_ids = %v, want [%s]", cfg.RootFS.DiffIDs, diffID)
+			}
+			files, dirs := readTar(t, bytes.NewReader(layerTar))
+			got := map[string]string{}
+			for k, v := range files {
+				got[k] = string(v)
+			}
+			if !reflect.DeepEqual(got, tc.wantFiles) {
+				t.Errorf("layer files = %q, want %q", got, tc.wantFiles)
+			}
+			if !reflect.DeepEqual(dirs, tc.wantDirs) {
+				t.Errorf("layer dirs = %q, want %q", dirs, tc.wantDirs)
+			}
+		})
+	}
+}

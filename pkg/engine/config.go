@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"os"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// RunnerArg is the first argument that makes the shim binary act as a runner.
+const RunnerArg = "runner"
+
+// DefaultCacheDir is the node-wide compilation cache used when CacheDirEnv is not set.
+const DefaultCacheDir = "/var/lib/containerd-shim-wazero/cache"
+
+// CacheDirEnv names the environment variable of the shim (and so of containerd) that moves the
+// compilation cache. The directory is created mode 0700: compiled machine code is read only from
+// a place no container can write.
+const CacheDirEnv = "CONTAINERD_SHIM_WAZERO_CACHE_DIR"
+
+// CacheDir returns the compilation cache directory: $CONTAINERD_SHIM_WAZERO_CACHE_DIR, or DefaultCacheDir.
+func CacheDir() string {
+	if d := os.Getenv(CacheDirEnv); d != "" {
+		return d
+	}
+	return DefaultCacheDir
+}
+
+// Config is everything a runner needs to run one module. The shim sends it as JSON.
+type Config struct {
+	// ID is the container ID, used in messages.
+	ID string `json:"id"`
+	// Module is the module to run.
+	Module oci.Module `json:"module"`
+	// Args is process.args, passed to the guest unchanged (args[0] included).
+	Args []string `json:"args"`
+	// Env is process.env, passed to the guest unchanged and in order.
+	Env []string `json:"env"`
+	// Rootfs is the host path of the container's mounted root filesystem. It becomes the guest's "/".
+	Rootfs string `json:"rootfs"`
+	// RootReadOnly makes the whole rootfs read-only to the guest (root.readonly in the spec).
+	RootReadOnly bool `json:"rootReadOnly,omitempty"`
+	// Mounts are the bind mounts the guest sees at their destinations.
+	Mounts []oci.Mount `json:"mounts,omitempty"`
+	// MemoryPages caps the guest's linear memory, in 64 KiB pages (see oci.MemoryPages).
+	MemoryPages uint32 `json:"memoryPages"`
+	// CacheDir is the compilation cache directory; empty disables the cache.
+	CacheDir string `json:"cacheDir,omitempty"`
+	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
+	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
+	NoIsolation bool `json:"noIsolation,omitempty"`
+}
+
+// status is what a runner reports once, when it is ready to run guest code or has failed to get there.
+type status struct {
+	Error string `json:"error,omitempty"`
+	// CacheHit tells whether the compiled module came from the compilation cache.
+	CacheHit bool `json:"cacheHit"`
+	// CompileMillis is how long compiling (or loading from the cache) took.
+	CompileMillis int64 `json:"compileMillis"`
+}

@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// Stdio are the files a runner gets as its fds 0, 1 and 2; nil means /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Runner is the shim's handle on a runner process.
+type Runner struct {
+	Cmd    *exec.Cmd
+	ctl    *os.File // write end of the control pipe
+	status *os.File // read end of the status pipe
+}
+
+// Ready is what a runner reports when it is ready to run guest code.
+type Ready struct {
+	// CacheHit is true when the compiled module came from the compilation cache.
+	CacheHit bool
+	// CompileMillis is the time spent compiling or loading the module from the cache.
+	CompileMillis int64
+}
+
+// Spawn starts the binary self as a runner in a new mount namespace, with stdio as its fds 0-2.
+// start starts the command (the shim passes the reaper's Start so the exit is not lost); nil
+// means cmd.Start. The runner waits for Configure before it does anything.
+func Spawn(self, id string, stdio Stdio, start func(*exec.Cmd) error) (*Runner, error) {
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		ctlW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(self, RunnerArg, id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
+	cmd.Env = []string{"GOMAXPROCS=" + os.Getenv("GOMAXPROCS")}
+	if os.Getenv("GOMAXPROCS") == "" {
+		cmd.Env = nil
+	}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS,
+		Setpgid:    true, // a signal to the shim's process group must not reach guests
+	}
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	err = start(cmd)
+	ctlR.Close()
+	stW.Close()
+	if err != nil {
+		ctlW.Close()
+		stR.Close()
+		return nil, fmt.Errorf("start runner: %w", err)
+	}
+	return &Runner{Cmd: cmd, ctl: ctlW, status: stR}, nil
+}
+
+// Pid is the runner's process ID.
+func (r *Runner) Pid() int { return r.Cmd.Process.Pid }
+
+// Configure sends cfg and waits until the runner is ready to run guest code. The error is the
+// runner's own message (module invalid, mount missing...) when it could not get ready, or says
+// that it died on the way (killed by the OOM killer while compiling, for example).
+func (r *Runner) Configure(cfg *Config) (Ready, error) {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return Ready{}, err
+	}
+	if _, err := r.ctl.Write(append(data, '\n')); err != nil {
+		return Ready{}, fmt.Errorf("send config to runner: %w", err)
+	}
+	line, err := bufio.NewReader(r.status).ReadBytes('\n')
+	r.status.Close()
+	if err != nil {
+		return Ready{}, errors.New("the runner exited before it was ready (killed, or out of memory while compiling the module?)")
+	}
+	var s status
+	if err := json.Unmarshal(line, &s); err != nil {
+		return Ready{}, fmt.Errorf("runner status: %w", err)
+	}
+	if s.Error != "" {
+		return Ready{}, errors.New(s.Error)
+	}
+	return Ready{CacheHit: s.CacheHit, CompileMillis: s.CompileMillis}, nil
+}
+
+// Start lets the runner run guest code.
+func (r *Runner) Start() error {
+	_, err := r.ctl.Write([]byte{'S'})
+	r.ctl.Close()
+	if err != nil {
+		return fmt.Errorf("start runner: %w", err)
+	}
+	return nil
+}
+
+// Close releases the shim's ends of the runner's pipes. A runner that has not started exits when
+// its control pipe closes.
+func (r *Runner) Close() {
+	r.ctl.Close()
+	r.status.Close()
+}

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// File descriptors of a runner besides stdio, set up by Spawn.
+const (
+	// controlFD carries the Config (one JSON line) and then one start byte from the shim.
+	controlFD = 3
+	// statusFD carries the runner's one status line back to the shim.
+	statusFD = 4
+)
+
+// Exit codes of a runner that are not the guest's own.
+const (
+	// ExitTrap is the exit code when the guest traps (unreachable, out of bounds access, stack
+	// overflow...): 128+SIGABRT, as a native program that aborts.
+	ExitTrap = 134
+	// ExitRunnerError is the exit code when the runner fails before guest code runs.
+	ExitRunnerError = 125
+)
+
+// RunnerMain is the runner process: it reads its Config from the shim, prepares the module and the
+// guest's filesystem view, reports ready, waits for the start byte and runs the module. It returns
+// the process exit code: the guest's WASI exit code, ExitTrap on a trap, ExitRunnerError when the
+// runner itself fails.
+func RunnerMain() int {
+	ctl := os.NewFile(controlFD, "control")
+	st := os.NewFile(statusFD, "status")
+	in := bufio.NewReader(ctl)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wazero runner: read config: %v\n", err)
+		return ExitRunnerError
+	}
+	var cfg Config
+	if err := json.Unmarshal(line, &cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "wazero runner: decode config: %v\n", err)
+		return ExitRunnerError
+	}
+	ctx := context.Background()
+	start := time.Now()
+	p, err := Prepare(ctx, &cfg)
+	if err == nil && !cfg.NoIsolation {
+		err = isolate(&cfg)
+	}
+	s := status{}
+	if err != nil {
+		s.Error = err.Error()
+	} else {
+		s.CacheHit, s.CompileMillis = p.CacheHit, time.Since(start).Milliseconds()
+	}
+	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
+		return ExitRunnerError
+	}
+	st.Close()
+	// Block until the shim says start; EOF means the container was deleted before it started.
+	if _, err := in.ReadByte(); err != nil {
+		return ExitRunnerError
+	}
+	ctl.Close()
+	return Run(ctx, &cfg, p, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// Run instantiates the prepared module, which runs its _start, and returns the exit code:
+// the guest's WASI exit code, or ExitTrap (with the trap written to stderr) when it traps.
+// The guest gets real clocks, real sleep and crypto random, never wazero's deterministic defaults.
+func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout, stderr io.Writer) int {
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(cfg.Args...).
+		WithStdin(stdin).WithStdout(stdout).WithStderr(stderr).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithFSConfig(fsConfig(cfg))
+	for _, kv := range cfg.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue // not KEY=VALUE: a guest could not see it as a variable either
+		}
+		mc = mc.WithEnv(k, v)
+	}
+	mod, err := p.Runtime.InstantiateModule(ctx, p.Compiled, mc)
+	if mod != nil {
+		defer mod.Close(ctx)
+	}
+	var exit *sys.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return int(exit.ExitCode())
+	default:
+		fmt.Fprintf(stderr, "wasm trap in module %s: %v\n", cfg.Module.GuestPath, err)
+		return ExitTrap
+	}
+}
+
+// fsConfig preopens "/" and each directory bind mount at its destination. With isolation the
+// runner is already chrooted into the rootfs, so the host paths are the guest paths.
+func fsConfig(cfg *Config) wazero.FSConfig {
+	fc := wazero.NewFSConfig()
+	root := "/"
+	if cfg.NoIsolation {
+		root = cfg.Rootfs
+	}
+	if cfg.RootReadOnly {
+		fc = fc.WithReadOnlyDirMount(root, "/")
+	} else {
+		fc = fc.WithDirMount(root, "/")
+	}
+	for _, m := range cfg.Mounts {
+		host := m.Destination
+		if cfg.NoIsolation {
+			host = m.Source
+		}
+		if st, err := os.Stat(host); err != nil || !st.IsDir() {
+			continue // a file bind mount is reachable through "/", and cannot be a preopen
+		}
+		if m.ReadOnly {
+			fc = fc.WithReadOnlyDirMount(host, m.Destination)
+		} else {
+			fc = fc.WithDirMount(host, m.Destination)
+		}
+	}
+	return fc
+}

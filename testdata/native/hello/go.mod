@@ -1,0 +1,3 @@
+module nativehello
+
+go 1.22

@@ -1,0 +1,3 @@
+module nativepause
+
+go 1.22
