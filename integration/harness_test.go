@@ -1,0 +1,798 @@
+//go:build linux
+
+// Package integration runs containerd-shim-wazero-v1 through real, private containerd daemons
+// (one per tested containerd version) driven by ctr, the way a user would.
+//
+// Requirements: root, containerd/ctr/containerd-shim-runc-v2 for every version in versions under
+// $TOOLS/containerd-VERSION/bin (scripts/install-deps.sh), ../bin/containerd-shim-wazero-v1 (make build)
+// and ../testdata/build/images (make testdata). Without them the tests skip, except under CI=true,
+// where they fail: an integration test never skips in CI.
+//
+// After all tests, TestMain checks for leaks (shim processes, mounts, cgroups) and exits 1 on one.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// versions are the containerd releases every test runs against (subtests named after them).
+var versions = []string{"v2.4.2", "v2.2.9"}
+
+const (
+	runtimeType  = "io.containerd.wazero.v1"
+	shimName     = "containerd-shim-wazero-v1"
+	sandboxImage = "registry.k8s.io/pause:3.10.2"
+
+	ctrTimeout   = 60 * time.Second  // default bound for one ctr invocation
+	runTimeout   = 120 * time.Second // default bound for one `ctr run`
+	startTimeout = 30 * time.Second  // daemon startup
+)
+
+var (
+	repoRoot  = ".." // go test runs in the package directory
+	toolsDir  = envOr("TOOLS", "/var/tmp/wazero-shim-tools")
+	shimSrc   = envOr("WZ_SHIM_BIN", filepath.Join(repoRoot, "bin", shimName))                 // override for development
+	imagesDir = envOr("WZ_IMAGES_DIR", filepath.Join(repoRoot, "testdata", "build", "images")) // override for development
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func toolsBin(version string) string { return filepath.Join(toolsDir, "containerd-"+version, "bin") }
+
+// suiteState is the per-process test environment shared by all daemons.
+type suiteState struct {
+	skipReason string // non-empty: preconditions not met
+	tmp        string // everything private lives below here
+	shimBin    string // copy of the shim; /proc/PID/exe of our shim processes points here
+	ns         string // containerd namespace (also the cgroup parent /<ns>/<id>)
+	daemons    map[string]*daemon
+}
+
+var suite suiteState
+
+// preconditions returns why the integration tests cannot run here, or "".
+func preconditions() string {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "must run as root")
+	}
+	for _, v := range versions {
+		for _, b := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+			if _, err := os.Stat(filepath.Join(toolsBin(v), b)); err != nil {
+				missing = append(missing, fmt.Sprintf("%s (run scripts/install-deps.sh)", filepath.Join(toolsBin(v), b)))
+			}
+		}
+	}
+	if _, err := os.Stat(shimSrc); err != nil {
+		missing = append(missing, shimSrc+" (run make build)")
+	}
+	for _, img := range []string{"wasmtest.tar"} {
+		if _, err := os.Stat(filepath.Join(imagesDir, img)); err != nil {
+			missing = append(missing, filepath.Join(imagesDir, img)+" (run make testdata)")
+		}
+	}
+	return strings.Join(missing, "; ")
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	suite.daemons = map[string]*daemon{}
+	if reason := preconditions(); reason != "" {
+		suite.skipReason = reason
+		return m.Run() // every test skips (or fails under CI=true) via requireSuite
+	}
+	if err := setupSuite(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: setup:", err)
+		teardownSuite()
+		return 1
+	}
+	code := m.Run()
+	if leaks := checkLeaks(); len(leaks) > 0 {
+		fmt.Fprintln(os.Stderr, "integration: LEAK CHECK FAILED:")
+		for _, l := range leaks {
+			fmt.Fprintln(os.Stderr, "  -", l)
+		}
+		code = 1
+	} else {
+		fmt.Fprintln(os.Stderr, "integration: leak check passed (no shim processes, mounts or cgroups left)")
+	}
+	teardownSuite()
+	return code
+}
+
+func setupSuite() error {
+	tmp, err := os.MkdirTemp("", "wzit-")
+	if err != nil {
+		return err
+	}
+	suite.tmp = tmp
+	suite.ns = "wz" + randHex(4)
+	dir := filepath.Join(tmp, "shimbin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	suite.shimBin = filepath.Join(dir, shimName)
+	if err := copyFile(shimSrc, suite.shimBin, 0o755); err != nil {
+		return err
+	}
+	for _, v := range versions {
+		suite.daemons[v] = &daemon{
+			version: v,
+			dir:     filepath.Join(tmp, v),
+			bin:     toolsBin(v),
+			ns:      suite.ns,
+			images:  map[string]bool{},
+		}
+	}
+	return nil
+}
+
+// teardownSuite stops the daemons and removes everything, forcefully: it runs after the leak check
+// has recorded what was left, so nothing lingers on the machine even after a failure.
+func teardownSuite() {
+	for _, d := range suite.daemons {
+		d.stop()
+	}
+	if suite.shimBin != "" {
+		for _, pid := range shimPIDs() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if suite.tmp == "" {
+		return
+	}
+	for _, mp := range mountsUnder(suite.tmp) {
+		if err := syscall.Unmount(mp, 0); err != nil {
+			syscall.Unmount(mp, syscall.MNT_DETACH)
+		}
+	}
+	removeCgroups(suite.ns)
+	if err := os.RemoveAll(suite.tmp); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: cleanup:", err)
+	}
+}
+
+// requireSuite skips the test when preconditions are missing, or fails it under CI=true.
+func requireSuite(t *testing.T) {
+	t.Helper()
+	if suite.skipReason == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("integration preconditions not met under CI: %s", suite.skipReason)
+	}
+	t.Skipf("integration preconditions not met: %s", suite.skipReason)
+}
+
+// forEachDaemon runs fn as subtest VERSION of t for every tested containerd version, with a started
+// daemon that has the wasmtest image imported.
+func forEachDaemon(t *testing.T, fn func(t *testing.T, d *daemon)) {
+	t.Helper()
+	requireSuite(t)
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			d := getDaemon(t, v)
+			d.importImage(t, filepath.Join(imagesDir, "wasmtest.tar"))
+			fn(t, d)
+			if t.Failed() {
+				t.Logf("containerd %s log tail:\n%s", v, tail(d.logPath(), 40))
+			}
+		})
+	}
+}
+
+// getDaemon returns the started daemon for version v, starting it on first use.
+func getDaemon(t *testing.T, v string) *daemon {
+	t.Helper()
+	requireSuite(t)
+	d := suite.daemons[v]
+	if d == nil {
+		t.Fatalf("unknown containerd version %s", v)
+	}
+	d.once.Do(func() { d.startErr = d.start() })
+	if d.startErr != nil {
+		t.Fatalf("containerd %s: %v", v, d.startErr)
+	}
+	return d
+}
+
+// daemon is one private containerd with every path under dir.
+type daemon struct {
+	version string
+	dir     string // root, state, sockets, config, log
+	bin     string // $TOOLS/containerd-VERSION/bin
+	ns      string
+
+	once     sync.Once
+	startErr error
+	cmd      *exec.Cmd
+	exited   chan struct{}
+
+	mu     sync.Mutex
+	images map[string]bool // imported image tarballs
+}
+
+func (d *daemon) sock() string    { return filepath.Join(d.dir, "containerd.sock") }
+func (d *daemon) logPath() string { return filepath.Join(d.dir, "containerd.log") }
+
+// hasSocketDir: containerd >= 2.3 has the shim manager's socket_dir; 2.2 logs
+// "Ignoring unknown key in TOML for plugin ... key=socket_dir" (there the shim chooses /run/containerd/s).
+func (d *daemon) hasSocketDir() bool {
+	v := strings.TrimPrefix(d.version, "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return true
+	}
+	major, _ := strconv.Atoi(parts[0])
+	minor, _ := strconv.Atoi(parts[1])
+	return major > 2 || (major == 2 && minor >= 3)
+}
+
+// config is the same configuration scripts/lib.sh writes.
+func (d *daemon) config() string {
+	E := d.dir
+	socketDir := ""
+	if d.hasSocketDir() {
+		socketDir = fmt.Sprintf("socket_dir = %q", filepath.Join(E, "s"))
+	}
+	return fmt.Sprintf(`# private containerd %[2]s for the wazero shim integration tests
+version = 3
+root = %[3]q
+state = %[4]q
+imports = []
+
+[grpc]
+  address = %[5]q
+[ttrpc]
+  address = %[6]q
+
+[plugins]
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  [plugins.'io.containerd.internal.v1.opt']
+    path = %[7]q
+  [plugins.'io.containerd.shim.v1.manager']
+    %[8]s
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = "overlayfs"
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = %[9]q
+  [plugins.'io.containerd.cri.v1.runtime']
+    restrict_oom_score_adj = true
+    netns_mounts_under_state_dir = true
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = "runc"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
+        runtime_type = %[10]q
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["/usr/lib/cni"]
+      conf_dir = %[11]q
+`, E, d.version, filepath.Join(E, "root"), filepath.Join(E, "state"), d.sock(), d.sock()+".ttrpc",
+		filepath.Join(E, "opt"), socketDir, sandboxImage, runtimeType, filepath.Join(E, "cni"))
+}
+
+func (d *daemon) start() error {
+	for _, sub := range []string{"root", "state", "opt", "s", "cni", "fifo"} {
+		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
+			return err
+		}
+	}
+	cfg := filepath.Join(d.dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(d.config()), 0o600); err != nil {
+		return err
+	}
+	logf, err := os.Create(d.logPath())
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(d.bin, "containerd"), "--config", cfg)
+	path := filepath.Dir(suite.shimBin) + ":" + d.bin + ":" + os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin"
+	cmd.Env = append(filteredEnv("PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+path)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test binary dies (e.g. go test's -timeout), take the daemon with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.cmd = cmd
+	d.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(d.exited) }()
+
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			return fmt.Errorf("containerd exited during startup: %s\n%s", cmd.ProcessState, tail(d.logPath(), 30))
+		default:
+		}
+		if _, err := os.Stat(d.sock()); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			r := d.exec(ctx, "", "version")
+			cancel()
+			if r.exit == 0 {
+				if b, _ := os.ReadFile(d.logPath()); bytes.Contains(b, []byte("Ignoring unknown key")) {
+					fmt.Fprintf(os.Stderr, "integration: containerd %s ignored config keys:\n%s", d.version, grepLines(b, "Ignoring unknown key"))
+				}
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("containerd did not answer `ctr version` within %s\n%s", startTimeout, tail(d.logPath(), 30))
+}
+
+// stop sends SIGTERM, waits up to 10s, then SIGKILLs.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		fmt.Fprintf(os.Stderr, "integration: containerd %s ignored SIGTERM for 10s, killing\n", d.version)
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+	d.cmd = nil
+}
+
+// result is what a ctr invocation produced.
+type result struct {
+	stdout, stderr string
+	exit           int  // process exit status; -1 if killed (timeout)
+	timedOut       bool // the context deadline killed ctr
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit=%d timedOut=%v\n--- stdout ---\n%s\n--- stderr ---\n%s", r.exit, r.timedOut, r.stdout, r.stderr)
+}
+
+// exec runs this daemon's ctr with the given stdin ("" = /dev/null) and arguments.
+func (d *daemon) exec(ctx context.Context, stdin string, args ...string) result {
+	full := append([]string{"--address", d.sock(), "--namespace", d.ns}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "ctr"), full...)
+	cmd.Env = filteredEnv("CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE")
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	cmd.WaitDelay = 5 * time.Second // don't hang on pipes held by stray children
+	err := cmd.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.exit = ee.ExitCode()
+	default:
+		r.exit = -1
+		r.stderr += "\n[harness] " + err.Error()
+	}
+	if ctx.Err() != nil {
+		r.timedOut = true
+		r.exit = -1
+	}
+	return r
+}
+
+// ctr runs `ctr --address SOCK --namespace NS args...` bounded by ctrTimeout.
+func (d *daemon) ctr(t *testing.T, args ...string) (stdout, stderr string, exit int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ctrTimeout)
+	defer cancel()
+	r := d.exec(ctx, "", args...)
+	if r.timedOut {
+		t.Errorf("ctr %s: timed out after %s", strings.Join(args, " "), ctrTimeout)
+	}
+	return r.stdout, r.stderr, r.exit
+}
+
+// importImage imports an image tarball once per daemon.
+func (d *daemon) importImage(t *testing.T, path string) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.images[path] {
+		return
+	}
+	if _, se, code := d.ctr(t, "images", "import", path); code != 0 {
+		t.Fatalf("ctr images import %s: exit %d: %s", path, code, se)
+	}
+	d.images[path] = true
+}
+
+// mount is a --mount type=bind for ctr run.
+type mount struct {
+	src, dst string
+	ro       bool
+}
+
+// runOpts describes one `ctr run --rm --runtime io.containerd.wazero.v1`.
+type runOpts struct {
+	image       string   // default testImage
+	id          string   // default: unique, derived from the test name
+	args        []string // replaces entrypoint+cmd: module path first
+	env         []string // K=V
+	mounts      []mount
+	memoryLimit int64         // bytes; 0 = none
+	stdin       string        // piped to ctr's stdin (never -t); "" = /dev/null
+	timeout     time.Duration // default runTimeout
+}
+
+var idSeq atomic.Int64
+
+// newID returns a unique container ID for this test.
+func newID(t *testing.T, d *daemon) string {
+	name := t.Name()
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := b.String()
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return fmt.Sprintf("%s-%s-%d", s, strings.ReplaceAll(d.version, ".", ""), idSeq.Add(1))
+}
+
+// runArgs builds the ctr argument list for opts (without the trailing run-specific flags).
+func (d *daemon) runArgs(opts runOpts, extra ...string) []string {
+	args := []string{"run", "--fifo-dir", filepath.Join(d.dir, "fifo"), "--runtime", runtimeType}
+	args = append(args, extra...)
+	if opts.memoryLimit > 0 {
+		args = append(args, "--memory-limit", strconv.FormatInt(opts.memoryLimit, 10))
+	}
+	for _, m := range opts.mounts {
+		mode := "rw"
+		if m.ro {
+			mode = "ro"
+		}
+		args = append(args, "--mount", fmt.Sprintf("type=bind,src=%s,dst=%s,options=rbind:%s", m.src, m.dst, mode))
+	}
+	for _, e := range opts.env {
+		args = append(args, "--env", e)
+	}
+	args = append(args, opts.image, opts.id)
+	return append(args, opts.args...)
+}
+
+func (d *daemon) defaults(t *testing.T, opts *runOpts) {
+	if opts.image == "" {
+		opts.image = testImage
+	}
+	if opts.id == "" {
+		opts.id = newID(t, d)
+	}
+	if opts.timeout == 0 {
+		opts.timeout = runTimeout
+	}
+}
+
+// run executes `ctr run --rm` and returns its output and exit status (ctr run exits with the task's
+// exit status; a failed task creation is a non-zero exit with the error on stderr). The container is
+// removed afterwards whatever happened.
+func (d *daemon) run(t *testing.T, opts runOpts) result {
+	t.Helper()
+	d.defaults(t, &opts)
+	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
+	defer cancel()
+	args := d.runArgs(opts, "--rm")
+	r := d.exec(ctx, opts.stdin, args...)
+	t.Logf("ctr %s\n%s", strings.Join(args, " "), r)
+	if r.timedOut {
+		t.Errorf("ctr run %s: timed out after %s", opts.id, opts.timeout)
+	}
+	d.ensureRemoved(t, opts.id)
+	return r
+}
+
+// ensureRemoved deletes the task and container opts.id if they still exist.
+func (d *daemon) ensureRemoved(t *testing.T, id string) {
+	t.Helper()
+	if !d.containerExists(t, id) {
+		return
+	}
+	t.Logf("container %s still exists after the run; removing it", id)
+	d.ctr(t, "task", "kill", "--signal", "SIGKILL", id)
+	d.ctr(t, "task", "rm", "--force", id)
+	if _, se, code := d.ctr(t, "container", "rm", id); code != 0 {
+		t.Errorf("ctr container rm %s: exit %d: %s", id, code, se)
+	}
+}
+
+func (d *daemon) containerExists(t *testing.T, id string) bool {
+	t.Helper()
+	so, _, code := d.ctr(t, "container", "ls", "--quiet")
+	if code != 0 {
+		return false
+	}
+	for _, l := range strings.Fields(so) {
+		if l == id {
+			return true
+		}
+	}
+	return false
+}
+
+// taskStatus returns the STATUS column of `ctr task ls` for id ("" if not listed).
+func (d *daemon) taskStatus(t *testing.T, id string) string {
+	t.Helper()
+	so, _, _ := d.ctr(t, "task", "ls")
+	for _, l := range strings.Split(so, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[0] == id {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// waitStatus polls `ctr task ls` until id has the wanted status or the timeout passes.
+func (d *daemon) waitStatus(t *testing.T, id, want string, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := d.taskStatus(t, id)
+		if got == want {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("task %s: status %q, want %q after %s", id, got, want, timeout)
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ---- leak check -----------------------------------------------------------------------------
+
+// checkLeaks reports our shim processes still alive (after a grace period), mounts under the
+// suite's temp dir, and container-level cgroups under /<ns>/.
+func checkLeaks() []string {
+	var leaks []string
+	deadline := time.Now().Add(10 * time.Second)
+	pids := shimPIDs()
+	for len(pids) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		pids = shimPIDs()
+	}
+	for _, pid := range pids {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		leaks = append(leaks, fmt.Sprintf("shim process %d still running: %s", pid,
+			strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
+	}
+	for _, mp := range mountsUnder(suite.tmp) {
+		leaks = append(leaks, "mount left: "+mp)
+	}
+	leaks = append(leaks, cgroupLeaks(suite.ns)...)
+	return leaks
+}
+
+// shimPIDs lists live processes whose executable is the suite's copy of the shim (the shim and its
+// per-container runner children).
+func shimPIDs() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			continue
+		}
+		exe = strings.TrimSuffix(exe, " (deleted)")
+		if exe != suite.shimBin {
+			continue
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := bytes.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) && (st[i+2] == 'Z' || st[i+2] == 'X') {
+				continue // zombie: exited, not yet reaped by its parent
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// mountsUnder lists mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	if dir == "" {
+		return nil
+	}
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = r
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// unescapeMountinfo decodes the \NNN octal escapes of /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// nsCgroupDirs are the directories for namespace ns: /sys/fs/cgroup/*/<ns> (v1 and hybrid) and
+// /sys/fs/cgroup/<ns> (v2).
+func nsCgroupDirs(ns string) []string {
+	if ns == "" {
+		return nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns))
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// cgroupLeaks reports container-level cgroups (/<ns>/<id>) that still exist and removes the empty
+// namespace-level directories.
+func cgroupLeaks(ns string) []string {
+	var leaks []string
+	for _, d := range nsCgroupDirs(ns) {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() {
+				leaks = append(leaks, "cgroup left: "+filepath.Join(d, e.Name()))
+			}
+		}
+		os.Remove(d) // cgroupfs: rmdir succeeds only when it has no children and no tasks
+	}
+	return leaks
+}
+
+// removeCgroups removes (deepest first) whatever cgroup directories are left for ns.
+func removeCgroups(ns string) {
+	for _, d := range nsCgroupDirs(ns) {
+		var sub []string
+		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				sub = append(sub, p)
+			}
+			return nil
+		})
+		sort.Slice(sub, func(i, j int) bool { return len(sub[i]) > len(sub[j]) })
+		for _, p := range sub {
+			os.Remove(p)
+		}
+	}
+}
+
+// ---- small helpers --------------------------------------------------------------------------
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// filteredEnv is os.Environ() without the named variables.
+func filteredEnv(drop ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, d := range drop {
+			if k == d {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
+}

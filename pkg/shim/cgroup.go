@@ -1,0 +1,104 @@
+package shim
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// cgroup is a container's cgroup on either cgroup v1 (and hybrid) or v2 hosts.
+type cgroup interface {
+	AddProc(pid uint64) error
+	Delete() error
+	Freeze() error
+	Thaw() error
+	// Metrics returns the cgroup's statistics in the types `ctr task metrics` and the CRI plugin read.
+	Metrics() (*anypb.Any, error)
+}
+
+// newCgroup creates the cgroup at path (linux.cgroupsPath, a cgroupfs path such as
+// /k8s.io/ID or /kubepods/burstable/podUID/ID) with the spec's resources applied. The host's
+// cgroup mode decides v1 or v2: on a hybrid host (v1 controllers, empty v2 mount) it is v1.
+// A systemd-style path ("slice:prefix:name") is refused with a message that says so.
+func newCgroup(path string, res *specs.LinuxResources) (cgroup, error) {
+	if err := checkCgroupsPath(path); err != nil {
+		return nil, err
+	}
+	if res == nil {
+		res = &specs.LinuxResources{}
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		r := *res
+		r.Devices = nil // device rules need eBPF on v2, and a wasm guest opens no devices
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(&r))
+		if err != nil {
+			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		}
+		return v2cgroup{m}, nil
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
+	return v1cgroup{cg}, nil
+}
+
+// loadCgroup opens an existing cgroup (for cleanup by the `delete` action).
+func loadCgroup(path string) (cgroup, error) {
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		return v2cgroup{m}, nil
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	if err != nil {
+		return nil, err
+	}
+	return v1cgroup{cg}, nil
+}
+
+func checkCgroupsPath(path string) error {
+	switch {
+	case strings.Count(path, ":") == 2 && !strings.HasPrefix(path, "/"):
+		return fmt.Errorf("cgroupsPath %q is in the systemd driver's slice:prefix:name form, which this shim does not support yet: configure containerd/kubelet with the cgroupfs driver (SystemdCgroup = false)", path)
+	case !strings.HasPrefix(path, "/"):
+		return fmt.Errorf("cgroupsPath %q must be an absolute cgroupfs path", path)
+	}
+	return nil
+}
+
+type v1cgroup struct{ cg cgroup1.Cgroup }
+
+func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
+func (c v1cgroup) Delete() error            { return c.cg.Delete() }
+func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
+func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+func (c v1cgroup) Metrics() (*anypb.Any, error) {
+	m, err := c.cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return nil, err
+	}
+	return typeurl.MarshalAnyToProto(m)
+}
+
+type v2cgroup struct{ m *cgroup2.Manager }
+
+func (c v2cgroup) AddProc(pid uint64) error { return c.m.AddProc(pid) }
+func (c v2cgroup) Delete() error            { return c.m.Delete() }
+func (c v2cgroup) Freeze() error            { return c.m.Freeze() }
+func (c v2cgroup) Thaw() error              { return c.m.Thaw() }
+func (c v2cgroup) Metrics() (*anypb.Any, error) {
+	m, err := c.m.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return typeurl.MarshalAnyToProto(m)
+}

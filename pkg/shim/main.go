@@ -1,0 +1,127 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
+	cshim "github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/log"
+)
+
+// RuntimeName is the runtime type users put in `ctr run --runtime` and in containerd's config.
+const RuntimeName = "io.containerd.wazero.v1"
+
+// Main runs the shim binary: containerd's `start`, `delete`, `-info` and `-v` actions and the
+// long-running task server.
+//
+// containerd 2.3 changed how `start` gets its parameters: newer daemons send BootstrapParams on
+// stdin and read a BootstrapResult on stdout; older ones (1.7, 2.0-2.2) pass flags and environment
+// and read a JSON address. containerd's pkg/shim speaks only the new protocol, so Main answers the
+// old one itself and hands everything else to pkg/shim. Both protocols start the same server.
+func Main(ctx context.Context) {
+	m := NewManager(RuntimeName)
+	if call, ok := parseStart(os.Args[1:]); ok {
+		if err := call.run(ctx, m, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s", RuntimeName, err)
+			os.Exit(1)
+		}
+		return
+	}
+	cshim.RunShim(ctx, m)
+}
+
+// startCall is a `start` invocation as containerd passes it on the command line.
+type startCall struct {
+	namespace, id, address string
+	debug                  bool
+}
+
+// parseStart reports whether args are a `start` action; the caller then reads stdin to tell the
+// two protocols apart.
+func parseStart(args []string) (startCall, bool) {
+	fs := flag.NewFlagSet("shim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c startCall
+	fs.StringVar(&c.namespace, "namespace", "", "")
+	fs.StringVar(&c.id, "id", "", "")
+	fs.StringVar(&c.address, "address", "", "")
+	fs.BoolVar(&c.debug, "debug", false, "")
+	fs.String("publish-binary", "", "")
+	fs.String("socket", "", "")
+	fs.String("debug-socket", "", "")
+	fs.String("bundle", "", "")
+	fs.Bool("v", false, "")
+	fs.Bool("version", false, "")
+	fs.Bool("info", false, "")
+	if err := fs.Parse(args); err != nil || fs.Arg(0) != "start" {
+		return c, false
+	}
+	return c, true
+}
+
+// run answers a `start`: with BootstrapParams on stdin (containerd >= 2.3) it replies with a
+// BootstrapResult; otherwise (older daemons) it builds the parameters from the flags and the
+// TTRPC_ADDRESS environment and replies with the JSON the older daemons read.
+func (c startCall) run(ctx context.Context, m *Manager, stdin io.Reader, stdout io.Writer) error {
+	input, err := io.ReadAll(io.LimitReader(stdin, 10<<20))
+	if err != nil {
+		return fmt.Errorf("read stdin: %w", err)
+	}
+	if c.namespace == "" {
+		return fmt.Errorf("shim namespace cannot be empty")
+	}
+	ctx = namespaces.WithNamespace(ctx, c.namespace)
+	params := &bootapi.BootstrapParams{}
+	if len(input) > 0 && proto.Unmarshal(input, params) == nil && params.InstanceID == c.id && params.Namespace == c.namespace {
+		// The new protocol: exactly what pkg/shim would do, with socket dir bookkeeping.
+		if dir := params.GetSocketDir(); dir != "" {
+			_ = os.Remove("s")
+			if err := os.Symlink(dir, "s"); err != nil {
+				return fmt.Errorf("record socket dir: %w", err)
+			}
+		}
+		res, err := m.Start(ctx, params)
+		if err != nil {
+			return err
+		}
+		data, err := proto.Marshal(res)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(data)
+		return err
+	}
+	log.G(ctx).Debug("start: no bootstrap parameters on stdin, using the pre-2.3 protocol")
+	params = &bootapi.BootstrapParams{
+		InstanceID:             c.id,
+		Namespace:              c.namespace,
+		ContainerdGrpcAddress:  c.address,
+		ContainerdTtrpcAddress: os.Getenv("TTRPC_ADDRESS"),
+		LogLevel:               bootapi.LogLevel_LOG_LEVEL_INFO,
+	}
+	if c.debug {
+		params.LogLevel = bootapi.LogLevel_LOG_LEVEL_DEBUG
+	}
+	res, err := m.Start(ctx, params)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(struct {
+		Version  int    `json:"version"`
+		Address  string `json:"address"`
+		Protocol string `json:"protocol"`
+	}{int(res.Version), res.Address, res.Protocol}); err != nil {
+		return err
+	}
+	_, err = stdout.Write(bytes.TrimSpace(buf.Bytes()))
+	return err
+}

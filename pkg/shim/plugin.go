@@ -1,0 +1,39 @@
+package shim
+
+import (
+	"fmt"
+	"os"
+
+	cshim "github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/plugin"
+	"github.com/containerd/plugin/registry"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
+)
+
+func init() {
+	registry.Register(&plugin.Registration{
+		Type:     plugins.TTRPCPlugin,
+		ID:       "task",
+		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
+		InitFn: func(ic *plugin.InitContext) (any, error) {
+			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
+			if err != nil {
+				return nil, err
+			}
+			ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown")
+			if err != nil {
+				return nil, err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("find shim binary: %w", err)
+			}
+			ns := os.Getenv("NAMESPACE")
+			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: engine.CacheDir()}
+			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
+		},
+	})
+}

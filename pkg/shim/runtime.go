@@ -1,0 +1,262 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// runtime creates the instances behind containers. The task service depends only on this, so
+// its state machine and event order are tested with a fake.
+type runtime interface {
+	// Create prepares the container of r and starts its runner, which waits for instance.Start.
+	// onExit is called exactly once, from another goroutine, when the runner exits, unless
+	// Create fails.
+	Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(status int, at time.Time)) (instance, error)
+}
+
+// instance is one container's running parts.
+type instance interface {
+	Pid() int
+	// Start lets guest code run.
+	Start() error
+	// Kill sends sig to the runner (and, with all, to its whole process group).
+	Kill(sig syscall.Signal, all bool) error
+	Pause() error
+	Resume() error
+	Stats() (*anypb.Any, error)
+	// CloseStdin releases the shim's hold on the guest's stdin.
+	CloseStdin()
+	// Cleanup releases everything once the runner has exited: stdio, rootfs mount, cgroup.
+	Cleanup(ctx context.Context) error
+}
+
+// wasmRuntime is the real runtime: runners in cgroups, with the rootfs mounted by the shim.
+type wasmRuntime struct {
+	self      string
+	namespace string
+	cacheDir  string
+}
+
+type wasmInstance struct {
+	bundle  string
+	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
+	runner  *engine.Runner
+	cg      cgroup // nil when the spec names no cgroup
+	stdio   *stdio
+	exited  chan struct{}
+	cleaned bool
+}
+
+func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time)) (_ instance, retErr error) {
+	if r.Terminal {
+		return nil, fmt.Errorf("a terminal (tty) is not supported for wasm containers; run without -t: %w", errdefs.ErrNotImplemented)
+	}
+	if r.Checkpoint != "" {
+		return nil, fmt.Errorf("restoring a checkpoint is not supported: %w", errdefs.ErrNotImplemented)
+	}
+	spec, err := oci.LoadSpec(r.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	inst := &wasmInstance{bundle: r.Bundle, exited: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			_ = inst.Cleanup(ctx)
+		}
+	}()
+	rootfs := filepath.Join(r.Bundle, "rootfs")
+	if len(r.Rootfs) > 0 {
+		if err := mountRootfs(r.Rootfs, rootfs); err != nil {
+			return nil, err
+		}
+		inst.rootfs = rootfs
+	}
+	if spec.Root != nil && spec.Root.Path != "" {
+		rootfs = spec.Root.Path
+		if !filepath.IsAbs(rootfs) {
+			rootfs = filepath.Join(r.Bundle, rootfs)
+		}
+	}
+	proc := spec.Process
+	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := oci.BindMounts(spec)
+	if err != nil {
+		return nil, err
+	}
+	cgroupsPath := ""
+	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+		cgroupsPath = spec.Linux.CgroupsPath
+		if inst.cg, err = newCgroup(cgroupsPath, spec.Linux.Resources); err != nil {
+			return nil, err
+		}
+	}
+	if inst.stdio, err = openStdio(ctx, r.ID, w.namespace, r.Stdin, r.Stdout, r.Stderr); err != nil {
+		return nil, err
+	}
+	var ec chan runc.Exit
+	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, func(cmd *exec.Cmd) (err error) {
+		ec, err = reaper.Default.Start(cmd)
+		return err
+	})
+	inst.stdio.runnerDone()
+	if err != nil {
+		close(inst.exited)
+		return nil, err
+	}
+	pid := inst.runner.Pid()
+	go func() {
+		status, _ := reaper.Default.Wait(inst.runner.Cmd, ec)
+		at := time.Now()
+		if st, err := readState(r.Bundle); err == nil {
+			st.Exited, st.ExitStatus, st.ExitedAt = true, uint32(status), at
+			_ = writeState(r.Bundle, st)
+		}
+		close(inst.exited)
+		onExit(status, at)
+	}()
+	defer func() {
+		if retErr != nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-inst.exited
+		}
+	}()
+	if inst.cg != nil {
+		if err := inst.cg.AddProc(uint64(pid)); err != nil {
+			return nil, fmt.Errorf("put runner in cgroup %s: %w", cgroupsPath, err)
+		}
+	}
+	start, _ := processStartTime(pid)
+	if err := writeState(r.Bundle, persisted{Pid: pid, StartTime: start, CgroupsPath: cgroupsPath}); err != nil {
+		return nil, fmt.Errorf("record shim state: %w", err)
+	}
+	env := proc.Env
+	if cwd := filepath.Clean("/" + proc.Cwd); cwd != "/" {
+		if _, ok := oci.Env(env, "PWD"); !ok {
+			// WASI preview 1 has no working directory; PWD is how guests (Go's wasip1 runtime
+			// among them) learn it. See RATIONALE.md.
+			env = append(append([]string(nil), env...), "PWD="+cwd)
+		}
+	}
+	cfg := &engine.Config{
+		ID:           r.ID,
+		Module:       mod,
+		Args:         proc.Args,
+		Env:          env,
+		Rootfs:       rootfs,
+		RootReadOnly: spec.Root != nil && spec.Root.Readonly,
+		Mounts:       mounts,
+		MemoryPages:  oci.MemoryPages(oci.MemoryLimit(spec)),
+		CacheDir:     w.cacheDir,
+	}
+	began := time.Now()
+	ready, err := inst.runner.Configure(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+	}
+	log.G(ctx).WithFields(log.Fields{
+		"id": r.ID, "module": mod.GuestPath, "pid": pid, "cacheHit": ready.CacheHit,
+		"compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
+	}).Info("runner ready")
+	return inst, nil
+}
+
+func (i *wasmInstance) Pid() int     { return i.runner.Pid() }
+func (i *wasmInstance) Start() error { return i.runner.Start() }
+
+func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
+	pid := i.runner.Pid()
+	if all {
+		pid = -pid // the runner leads its own process group (engine.Spawn)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		if err == syscall.ESRCH {
+			return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+		}
+		return err
+	}
+	return nil
+}
+
+func (i *wasmInstance) Pause() error {
+	if i.cg == nil {
+		return fmt.Errorf("pause needs a cgroup (linux.cgroupsPath): %w", errdefs.ErrFailedPrecondition)
+	}
+	return i.cg.Freeze()
+}
+
+func (i *wasmInstance) Resume() error {
+	if i.cg == nil {
+		return fmt.Errorf("resume needs a cgroup (linux.cgroupsPath): %w", errdefs.ErrFailedPrecondition)
+	}
+	return i.cg.Thaw()
+}
+
+func (i *wasmInstance) Stats() (*anypb.Any, error) {
+	if i.cg == nil {
+		return nil, fmt.Errorf("stats need a cgroup (linux.cgroupsPath): %w", errdefs.ErrNotFound)
+	}
+	return i.cg.Metrics()
+}
+
+func (i *wasmInstance) CloseStdin() {}
+
+func (i *wasmInstance) Cleanup(ctx context.Context) error {
+	if i.cleaned {
+		return nil
+	}
+	i.cleaned = true
+	if i.runner != nil {
+		i.runner.Close()
+	}
+	if i.stdio != nil {
+		i.stdio.Close()
+	}
+	var errs []error
+	if i.cg != nil {
+		if err := deleteCgroup(i.cg); err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+	}
+	if i.rootfs != "" {
+		if err := unmountRootfs(i.rootfs); err != nil {
+			errs = append(errs, fmt.Errorf("unmount rootfs: %w", err))
+		}
+	}
+	_ = os.Remove(filepath.Join(i.bundle, stateFile))
+	if len(errs) > 0 {
+		log.G(ctx).WithField("errors", errs).Warn("cleanup incomplete")
+		return errs[0]
+	}
+	return nil
+}
+
+// deleteCgroup removes a cgroup, retrying briefly while the kernel finishes tearing down the
+// exited runner (rmdir fails with EBUSY until then).
+func deleteCgroup(cg cgroup) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = cg.Delete(); err == nil {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}

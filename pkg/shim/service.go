@@ -1,0 +1,410 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/core/events"
+	cruntime "github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+)
+
+// service is the containerd task API (task v3 over ttrpc) for every container of one shim.
+//
+// Events leave in the order the contract requires (TaskCreate, TaskStart, TaskExit, TaskDelete)
+// because each is queued on one channel while its container's lock is held, and an exit is
+// handled under that same lock: an exit that happens while Start is still returning waits for
+// Start to queue TaskStart first.
+type service struct {
+	rt     runtime
+	events chan any
+	sd     shutdown.Service
+
+	mu         sync.Mutex
+	containers map[string]*container
+}
+
+// container is the state of one task. Its fields are guarded by mu.
+type container struct {
+	mu     sync.Mutex
+	id     string
+	bundle string
+	stdin  string
+	stdout string
+	stderr string
+
+	inst       instance
+	status     tasktypes.Status
+	exitStatus uint32
+	exitedAt   time.Time
+	exited     chan struct{} // closed when the runner has exited
+	discarded  bool          // Create failed: the exit is nobody's business
+}
+
+// newService returns the task service. Events go to publisher in order, from one goroutine,
+// until the shim shuts down.
+func newService(ctx context.Context, rt runtime, publisher events.Publisher, sd shutdown.Service) *service {
+	s := &service{
+		rt:         rt,
+		events:     make(chan any, 256),
+		sd:         sd,
+		containers: map[string]*container{},
+	}
+	go s.forward(ctx, publisher)
+	return s
+}
+
+func (s *service) forward(ctx context.Context, publisher events.Publisher) {
+	ns, _ := namespaces.Namespace(ctx)
+	ctx = namespaces.WithNamespace(context.Background(), ns)
+	for e := range s.events {
+		if err := publisher.Publish(ctx, cruntime.GetTopic(e), e); err != nil {
+			log.G(ctx).WithError(err).WithField("topic", cruntime.GetTopic(e)).Error("publish event")
+		}
+	}
+}
+
+// RegisterTTRPC registers the task service (v3, and v2 for daemons that speak only that).
+func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTTRPCTaskService(server, s)
+	return nil
+}
+
+func (s *service) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+func noExec(execID string) error {
+	if execID != "" {
+		return fmt.Errorf("exec processes are not supported by the wazero shim: %w", errdefs.ErrNotImplemented)
+	}
+	return nil
+}
+
+// Create creates the task: mounts the rootfs, resolves and compiles the module in its runner,
+// and leaves the runner waiting for Start.
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	s.mu.Lock()
+	if _, ok := s.containers[r.ID]; ok {
+		s.mu.Unlock()
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	c := &container{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
+		status: tasktypes.Status_CREATED, exited: make(chan struct{})}
+	s.containers[r.ID] = c // reserve the ID while creating
+	c.mu.Lock()
+	s.mu.Unlock()
+	defer c.mu.Unlock()
+
+	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) })
+	if err != nil {
+		c.discarded = true
+		s.mu.Lock()
+		delete(s.containers, r.ID)
+		s.mu.Unlock()
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.inst = inst
+	s.events <- &eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Checkpoint:  r.Checkpoint,
+		Pid:         uint32(inst.Pid()),
+	}
+	return &taskAPI.CreateTaskResponse{Pid: uint32(inst.Pid())}, nil
+}
+
+// exit records a runner's exit and queues TaskExit.
+func (s *service) exit(c *container, status int, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.discarded {
+		return
+	}
+	c.status = tasktypes.Status_STOPPED
+	c.exitStatus = uint32(status)
+	c.exitedAt = at
+	close(c.exited)
+	s.events <- &eventstypes.TaskExit{
+		ContainerID: c.id,
+		ID:          c.id,
+		Pid:         uint32(c.inst.Pid()),
+		ExitStatus:  uint32(status),
+		ExitedAt:    protobuf.ToTimestamp(at),
+	}
+}
+
+// Start lets the module run.
+func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != tasktypes.Status_CREATED {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is %s, not created: %w", r.ID, c.status, errdefs.ErrFailedPrecondition))
+	}
+	if err := c.inst.Start(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.status = tasktypes.Status_RUNNING
+	pid := uint32(c.inst.Pid())
+	s.events <- &eventstypes.TaskStart{ContainerID: r.ID, Pid: pid}
+	return &taskAPI.StartResponse{Pid: pid}, nil
+}
+
+// Delete removes a task that is not running: it releases the stdio, the rootfs mount and the
+// cgroup. A created task that never started is killed first.
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	switch c.status {
+	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED:
+		c.mu.Unlock()
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is still running: kill it before deleting it: %w", r.ID, errdefs.ErrFailedPrecondition))
+	case tasktypes.Status_CREATED:
+		_ = c.inst.Kill(syscall.SIGKILL, true)
+	}
+	c.mu.Unlock()
+	<-c.exited
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.inst.Cleanup(ctx); err != nil {
+		log.G(ctx).WithError(err).WithField("id", r.ID).Warn("cleanup after delete")
+	}
+	s.mu.Lock()
+	delete(s.containers, r.ID)
+	s.mu.Unlock()
+	pid := uint32(c.inst.Pid())
+	s.events <- &eventstypes.TaskDelete{
+		ContainerID: r.ID,
+		ID:          r.ID,
+		Pid:         pid,
+		ExitStatus:  c.exitStatus,
+		ExitedAt:    protobuf.ToTimestamp(c.exitedAt),
+	}
+	return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: c.exitStatus, ExitedAt: protobuf.ToTimestamp(c.exitedAt)}, nil
+}
+
+// State reports the task's status, pid, stdio and exit.
+func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &taskAPI.StateResponse{
+		ID:         c.id,
+		Bundle:     c.bundle,
+		Pid:        uint32(c.inst.Pid()),
+		Status:     c.status,
+		Stdin:      c.stdin,
+		Stdout:     c.stdout,
+		Stderr:     c.stderr,
+		ExitStatus: c.exitStatus,
+		ExitedAt:   protobuf.ToTimestamp(c.exitedAt),
+	}, nil
+}
+
+// Wait blocks until the task exits and returns its exit status.
+func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	select {
+	case <-c.exited:
+	case <-ctx.Done():
+		return nil, errgrpc.ToGRPC(ctx.Err())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &taskAPI.WaitResponse{ExitStatus: c.exitStatus, ExitedAt: protobuf.ToTimestamp(c.exitedAt)}, nil
+}
+
+// Kill signals the task. A task that has exited answers ErrNotFound.
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == tasktypes.Status_STOPPED {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: process already finished: %w", r.ID, errdefs.ErrNotFound))
+	}
+	sig := syscall.Signal(r.Signal)
+	if err := c.inst.Kill(sig, r.All); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if c.status == tasktypes.Status_PAUSED && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
+		_ = c.inst.Resume() // a frozen process cannot act on a signal
+	}
+	return empty, nil
+}
+
+// Pids lists the task's processes: its runner.
+func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == tasktypes.Status_STOPPED {
+		return &taskAPI.PidsResponse{}, nil
+	}
+	return &taskAPI.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(c.inst.Pid())}}}, nil
+}
+
+// Pause freezes the task through its cgroup.
+func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb, error) {
+	return s.freeze(ctx, r.ID, true)
+}
+
+// Resume thaws a paused task.
+func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb, error) {
+	return s.freeze(ctx, r.ID, false)
+}
+
+func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want, next := tasktypes.Status_RUNNING, tasktypes.Status_PAUSED
+	if !pause {
+		want, next = tasktypes.Status_PAUSED, tasktypes.Status_RUNNING
+	}
+	if c.status != want {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is %s, not %s: %w", id, c.status, want, errdefs.ErrFailedPrecondition))
+	}
+	op, event := c.inst.Pause, any(&eventstypes.TaskPaused{ContainerID: id})
+	if !pause {
+		op, event = c.inst.Resume, &eventstypes.TaskResumed{ContainerID: id}
+	}
+	if err := op(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.status = next
+	s.events <- event
+	return empty, nil
+}
+
+// CloseIO closes the task's stdin.
+func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if r.Stdin {
+		c.inst.CloseStdin()
+	}
+	return empty, nil
+}
+
+// Stats returns the task's cgroup metrics.
+func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	st, err := c.inst.Stats()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &taskAPI.StatsResponse{Stats: st}, nil
+}
+
+// Connect returns the shim's and the task's pids.
+func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: Version}
+	if c, err := s.get(r.ID); err == nil {
+		resp.TaskPid = uint32(c.inst.Pid())
+	}
+	return resp, nil
+}
+
+// Shutdown stops the shim once it serves no container.
+func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb, error) {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	if n > 0 {
+		return empty, nil
+	}
+	s.sd.Shutdown()
+	return empty, nil
+}
+
+// Exec is not supported yet.
+func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypb, error) {
+	return nil, errgrpc.ToGRPC(fmt.Errorf("exec into a wasm container: %w", errdefs.ErrNotImplemented))
+}
+
+// ResizePty is not supported: wasm containers have no terminal.
+func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb, error) {
+	return nil, errgrpc.ToGRPC(fmt.Errorf("resize pty: wasm containers have no terminal: %w", errdefs.ErrNotImplemented))
+}
+
+// Checkpoint is not supported.
+func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb, error) {
+	return nil, errgrpc.ToGRPC(fmt.Errorf("checkpoint: %w", errdefs.ErrNotImplemented))
+}
+
+// Update is not supported yet.
+func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb, error) {
+	return nil, errgrpc.ToGRPC(fmt.Errorf("update resources of a wasm container: %w", errdefs.ErrNotImplemented))
+}
+
+type emptypb = ptypes.Empty
+
+var empty = &ptypes.Empty{}
