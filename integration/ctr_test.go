@@ -254,7 +254,7 @@ func killCase(t *testing.T, d *daemon, signal string, wantExit int) {
 	t.Cleanup(func() { d.ensureRemoved(t, id) })
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	args := d.runArgs(runOpts{image: testImage, id: id, args: testprog("sleep", "60")}, "--detach")
-	r := d.exec(ctx, "", args...)
+	r := d.exec(ctx, nil, args...)
 	cancel()
 	t.Logf("ctr %s\n%s", strings.Join(args, " "), r)
 	if r.exit != 0 {

@@ -33,7 +33,16 @@ import (
 )
 
 // versions are the containerd releases every test runs against (subtests named after them).
-var versions = []string{"v2.4.2", "v2.2.9"}
+// WZ_VERSIONS="v2.4.2" narrows the set while developing; CI always runs the full list.
+var versions = testedVersions()
+
+func testedVersions() []string {
+	all := []string{"v2.4.2", "v2.2.9"}
+	if v := os.Getenv("WZ_VERSIONS"); v != "" && os.Getenv("CI") != "true" {
+		return strings.Fields(v)
+	}
+	return all
+}
 
 const (
 	runtimeType  = "io.containerd.wazero.v1"
@@ -163,6 +172,7 @@ func teardownSuite() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	removeCgroups(suite.ns)
 	if suite.tmp == "" {
 		return
 	}
@@ -171,7 +181,6 @@ func teardownSuite() {
 			syscall.Unmount(mp, syscall.MNT_DETACH)
 		}
 	}
-	removeCgroups(suite.ns)
 	if err := os.RemoveAll(suite.tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: cleanup:", err)
 	}
@@ -335,7 +344,7 @@ func (d *daemon) start() error {
 		}
 		if _, err := os.Stat(d.sock()); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			r := d.exec(ctx, "", "version")
+			r := d.exec(ctx, nil, "version")
 			cancel()
 			if r.exit == 0 {
 				if b, _ := os.ReadFile(d.logPath()); bytes.Contains(b, []byte("Ignoring unknown key")) {
@@ -376,14 +385,12 @@ func (r result) String() string {
 	return fmt.Sprintf("exit=%d timedOut=%v\n--- stdout ---\n%s\n--- stderr ---\n%s", r.exit, r.timedOut, r.stdout, r.stderr)
 }
 
-// exec runs this daemon's ctr with the given stdin ("" = /dev/null) and arguments.
-func (d *daemon) exec(ctx context.Context, stdin string, args ...string) result {
+// exec runs this daemon's ctr with the given stdin (nil = /dev/null) and arguments.
+func (d *daemon) exec(ctx context.Context, stdin io.Reader, args ...string) result {
 	full := append([]string{"--address", d.sock(), "--namespace", d.ns}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "ctr"), full...)
 	cmd.Env = filteredEnv("CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE")
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
+	cmd.Stdin = stdin
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	cmd.WaitDelay = 5 * time.Second // don't hang on pipes held by stray children
@@ -410,14 +417,15 @@ func (d *daemon) ctr(t *testing.T, args ...string) (stdout, stderr string, exit 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ctrTimeout)
 	defer cancel()
-	r := d.exec(ctx, "", args...)
+	r := d.exec(ctx, nil, args...)
 	if r.timedOut {
 		t.Errorf("ctr %s: timed out after %s", strings.Join(args, " "), ctrTimeout)
 	}
 	return r.stdout, r.stderr, r.exit
 }
 
-// importImage imports an image tarball once per daemon.
+// importImage imports an image tarball once per daemon. --all-platforms: the wasm images are
+// wasip1/wasm, which a plain import filters out ("ctr: image might be filtered out").
 func (d *daemon) importImage(t *testing.T, path string) {
 	t.Helper()
 	d.mu.Lock()
@@ -425,7 +433,7 @@ func (d *daemon) importImage(t *testing.T, path string) {
 	if d.images[path] {
 		return
 	}
-	if _, se, code := d.ctr(t, "images", "import", path); code != 0 {
+	if _, se, code := d.ctr(t, "images", "import", "--all-platforms", path); code != 0 {
 		t.Fatalf("ctr images import %s: exit %d: %s", path, code, se)
 	}
 	d.images[path] = true
@@ -451,14 +459,16 @@ type runOpts struct {
 
 var idSeq atomic.Int64
 
-// newID returns a unique container ID for this test.
+// newID returns a unique container ID for this test, e.g. "hello-c-v242-3" for TestHello/v2.4.2/c.
 func newID(t *testing.T, d *daemon) string {
-	name := t.Name()
-	if i := strings.LastIndex(name, "/"); i >= 0 {
-		name = name[i+1:]
+	var parts []string
+	for _, p := range strings.Split(t.Name(), "/") {
+		if p != d.version {
+			parts = append(parts, strings.TrimPrefix(p, "Test"))
+		}
 	}
 	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
+	for _, r := range strings.ToLower(strings.Join(parts, "-")) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
 			b.WriteRune(r)
 		} else {
@@ -514,12 +524,63 @@ func (d *daemon) run(t *testing.T, opts runOpts) result {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
 	defer cancel()
 	args := d.runArgs(opts, "--rm")
-	r := d.exec(ctx, opts.stdin, args...)
+	var r result
+	if opts.stdin == "" {
+		r = d.exec(ctx, nil, args...)
+	} else {
+		r = d.execWithStdin(ctx, opts.id, opts.stdin, args)
+	}
 	t.Logf("ctr %s\n%s", strings.Join(args, " "), r)
 	if r.timedOut {
 		t.Errorf("ctr run %s: timed out after %s", opts.id, opts.timeout)
 	}
 	d.ensureRemoved(t, opts.id)
+	return r
+}
+
+// execWithStdin runs ctr with data on a pipe as its stdin, and closes the pipe only once task id is
+// RUNNING (or ctr has exited). ctr sends CloseIO when its stdin reaches EOF, but only if the task
+// already exists: an EOF that arrives while the task is still being created is lost and the task
+// never sees end of input (ctr's stdinCloser sets its closer after NewTask returns). A person typing
+// or a slow pipe never hits this; an instantly closed pipe does.
+func (d *daemon) execWithStdin(ctx context.Context, id, data string, args []string) result {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return result{exit: -1, stderr: "[harness] pipe: " + err.Error()}
+	}
+	defer pr.Close()
+	done := make(chan result, 1)
+	go func() { done <- d.exec(ctx, pr, args...) }()
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		defer pw.Close()
+		if _, err := io.WriteString(pw, data); err != nil {
+			return
+		}
+		for ctx.Err() == nil {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			st := d.exec(sctx, nil, "task", "ls")
+			cancel()
+			for _, l := range strings.Split(st.stdout, "\n") {
+				if f := strings.Fields(l); len(f) >= 3 && f[0] == id && f[2] != "CREATED" {
+					return // RUNNING or already STOPPED: the closer is set, EOF now reaches the task
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	var r result
+	select {
+	case r = <-done:
+		pw.Close() // ctr exited early (e.g. task creation failed): nothing more to feed
+		<-fed
+	case <-fed:
+		r = <-done
+	}
 	return r
 }
 
@@ -715,7 +776,8 @@ func cgroupLeaks(ns string) []string {
 	return leaks
 }
 
-// removeCgroups removes (deepest first) whatever cgroup directories are left for ns.
+// removeCgroups removes (deepest first) whatever cgroup directories are left for ns, killing the
+// processes still in them first.
 func removeCgroups(ns string) {
 	for _, d := range nsCgroupDirs(ns) {
 		var sub []string
@@ -727,7 +789,24 @@ func removeCgroups(ns string) {
 		})
 		sort.Slice(sub, func(i, j int) bool { return len(sub[i]) > len(sub[j]) })
 		for _, p := range sub {
-			os.Remove(p)
+			if os.Remove(p) == nil {
+				continue
+			}
+			// Still populated: thaw (cgroup v1 freezer / v2), kill its processes, retry for a while.
+			os.WriteFile(filepath.Join(p, "freezer.state"), []byte("THAWED"), 0)
+			os.WriteFile(filepath.Join(p, "cgroup.freeze"), []byte("0"), 0)
+			for i := 0; i < 50; i++ {
+				b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+				if os.Remove(p) == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 	}
 }

@@ -216,7 +216,7 @@ func (i *wasmInstance) Stats() (*anypb.Any, error) {
 	return i.cg.Metrics()
 }
 
-func (i *wasmInstance) CloseStdin() {}
+func (i *wasmInstance) CloseStdin() { i.stdio.CloseStdin() }
 
 func (i *wasmInstance) Cleanup(ctx context.Context) error {
 	if i.cleaned {

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -11,9 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/containerd/fifo"
-	"golang.org/x/sys/unix"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 )
@@ -26,6 +22,8 @@ type stdio struct {
 	// held stay open until the container is deleted: a reader on each output FIFO, so the guest
 	// never gets EPIPE when the client (`ctr run -d`, a restarted CRI plugin) goes away.
 	held []io.Closer
+	// stdinHold is the shim's own writer on the stdin FIFO, closed by CloseIO.
+	stdinHold *os.File
 	// logger is the binary:// logging process, if any.
 	logger *exec.Cmd
 }
@@ -44,11 +42,17 @@ func openStdio(ctx context.Context, id, ns, stdin, stdout, stderr string) (_ *st
 		}
 	}()
 	if stdin != "" {
-		f, err := openFifo(ctx, stdin, syscall.O_RDONLY)
+		// Open our reader without waiting for a writer, then hold a writer of our own until
+		// CloseIO: the guest must not read EOF before the client's writer shows up, nor after
+		// a client that wrote nothing went away without CloseIO.
+		r, err := os.OpenFile(stdin, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open stdin %s: %w", stdin, err)
 		}
-		s.runner.Stdin = f
+		s.runner.Stdin = r // exec gives the runner a blocking descriptor (os.File.Fd)
+		if s.stdinHold, err = os.OpenFile(stdin, os.O_WRONLY, 0); err != nil {
+			return nil, fmt.Errorf("open stdin %s: %w", stdin, err)
+		}
 	}
 	if u, err := url.Parse(stdout); err == nil && u.Scheme == "binary" {
 		if err := s.startLogger(ctx, u, id, ns); err != nil {
@@ -99,35 +103,6 @@ func (s *stdio) openOutput(ctx context.Context, uri string) (*os.File, error) {
 	default:
 		return nil, fmt.Errorf("unsupported stdio URI scheme %q (supported: fifo, file://, binary://)", u.Scheme)
 	}
-}
-
-// openFifo opens the FIFO at path with flag, waiting (up to 10 seconds, or ctx) for the other
-// side: for stdin, the client's writer, so the guest does not read EOF before the client is there.
-func openFifo(ctx context.Context, path string, flag int) (*os.File, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	rwc, err := fifo.OpenFifo(ctx, path, flag, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer rwc.Close()
-	sc, ok := rwc.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("fifo has no file descriptor")
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var dup int
-	var dupErr error
-	if err := raw.Control(func(fd uintptr) { dup, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
-	}
-	if dupErr != nil {
-		return nil, dupErr
-	}
-	return os.NewFile(uintptr(dup), path), nil
 }
 
 // startLogger starts the binary:// logging process and gives the runner the write ends of its pipes.
@@ -197,17 +172,19 @@ func (s *stdio) runnerDone() {
 	}
 }
 
-// CloseStdin is containerd's CloseIO: the shim holds no stdin of its own once the runner has it,
-// so the guest sees EOF when the client closes its end.
+// CloseStdin is containerd's CloseIO: the shim lets go of its writer on the stdin FIFO, so the
+// guest reads EOF once the client has closed its end too.
 func (s *stdio) CloseStdin() {
-	if s.runner.Stdin != nil {
-		s.runner.Stdin.Close()
+	if s.stdinHold != nil {
+		s.stdinHold.Close()
+		s.stdinHold = nil
 	}
 }
 
 // Close releases everything held for the container and waits (briefly) for the logging binary
 // to drain its pipes and exit.
 func (s *stdio) Close() {
+	s.CloseStdin()
 	for _, c := range s.held {
 		c.Close()
 	}
