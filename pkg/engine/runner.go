@@ -110,17 +110,22 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 }
 
 // fsConfig preopens "/" and each directory bind mount at its destination. With isolation the
-// runner is already chrooted into the rootfs, so the host paths are the guest paths.
+// runner is already chrooted into the rootfs, so the host paths are the guest paths, and read-only
+// mounts are read-only in the kernel: a write fails with EROFS ("Read-only file system"), as it
+// would natively. Without isolation, wazero's read-only mounts enforce it.
 func fsConfig(cfg *Config) wazero.FSConfig {
 	fc := wazero.NewFSConfig()
-	root := "/"
-	if cfg.NoIsolation {
-		root = cfg.Rootfs
+	mount := func(host, guest string, readOnly bool) {
+		if readOnly && cfg.NoIsolation {
+			fc = fc.WithReadOnlyDirMount(host, guest)
+		} else {
+			fc = fc.WithDirMount(host, guest)
+		}
 	}
-	if cfg.RootReadOnly {
-		fc = fc.WithReadOnlyDirMount(root, "/")
+	if cfg.NoIsolation {
+		mount(cfg.Rootfs, "/", cfg.RootReadOnly)
 	} else {
-		fc = fc.WithDirMount(root, "/")
+		mount("/", "/", cfg.RootReadOnly)
 	}
 	for _, m := range cfg.Mounts {
 		host := m.Destination
@@ -130,11 +135,7 @@ func fsConfig(cfg *Config) wazero.FSConfig {
 		if st, err := os.Stat(host); err != nil || !st.IsDir() {
 			continue // a file bind mount is reachable through "/", and cannot be a preopen
 		}
-		if m.ReadOnly {
-			fc = fc.WithReadOnlyDirMount(host, m.Destination)
-		} else {
-			fc = fc.WithDirMount(host, m.Destination)
-		}
+		mount(host, m.Destination, m.ReadOnly)
 	}
 	return fc
 }
