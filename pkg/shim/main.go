@@ -1,9 +1,7 @@
 package shim
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -69,7 +67,7 @@ func parseStart(args []string) (startCall, bool) {
 
 // run answers a `start`: with BootstrapParams on stdin (containerd >= 2.3) it replies with a
 // BootstrapResult; otherwise (older daemons) it builds the parameters from the flags and the
-// TTRPC_ADDRESS environment and replies with the JSON the older daemons read.
+// TTRPC_ADDRESS environment and replies with the bare socket address the older daemons read.
 func (c startCall) run(ctx context.Context, m *Manager, stdin io.Reader, stdout io.Writer) error {
 	input, err := io.ReadAll(io.LimitReader(stdin, 10<<20))
 	if err != nil {
@@ -114,14 +112,8 @@ func (c startCall) run(ctx context.Context, m *Manager, stdin io.Reader, stdout 
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(struct {
-		Version  int    `json:"version"`
-		Address  string `json:"address"`
-		Protocol string `json:"protocol"`
-	}{int(res.Version), res.Address, res.Protocol}); err != nil {
-		return err
-	}
-	_, err = stdout.Write(bytes.TrimSpace(buf.Bytes()))
+	// A bare address: every daemon before 2.3 (1.6 included) reads it, and then speaks task API
+	// v2, which the server also serves (see registerTaskV2).
+	_, err = io.WriteString(stdout, res.Address)
 	return err
 }

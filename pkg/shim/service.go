@@ -81,7 +81,7 @@ func (s *service) forward(ctx context.Context, publisher events.Publisher) {
 // RegisterTTRPC registers the task service (v3, and v2 for daemons that speak only that).
 func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, s)
-	return nil
+	return registerTaskV2(server, s)
 }
 
 func (s *service) get(id string) (*container, error) {
