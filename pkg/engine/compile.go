@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -94,18 +96,16 @@ func checkCommand(name string, m wazero.CompiledModule, wasi map[string]api.Func
 	return fmt.Errorf("module %s cannot run as a WASI command: %s", name, strings.Join(problems, "; "))
 }
 
+// countEntries counts the cache entries under dir. wazero keeps them in a per-version
+// subdirectory (wazero-VERSION-ARCH-OS) that it creates when the cache is opened, so the count
+// must look below dir, not at it.
 func countEntries(dir string) int {
-	f, err := os.Open(dir)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	names, _ := f.Readdirnames(-1)
 	n := 0
-	for _, name := range names {
-		if !strings.HasSuffix(name, ".tmp") {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasSuffix(d.Name(), ".tmp") {
 			n++
 		}
-	}
+		return nil
+	})
 	return n
 }

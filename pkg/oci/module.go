@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 )
@@ -79,11 +80,19 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 }
 
 func checkModule(root *os.Root, rootfs, guest string) (Module, error) {
-	rel := strings.TrimPrefix(guest, "/")
+	// Follow symlinks the way the guest sees them first: os.Root refuses absolute link targets,
+	// which are common in images (/usr/local/bin/app.wasm -> /opt/app/app.wasm).
+	resolved, err := resolveIn(rootfs, guest)
+	if err != nil {
+		return Module{}, fmt.Errorf("module %s: %w", guest, err)
+	}
+	rel := strings.TrimPrefix(resolved, "/")
 	if rel == "" {
 		rel = "."
 	}
-	f, err := root.Open(rel)
+	// O_NONBLOCK: opening a FIFO must fail the regular-file check below, not block until a writer
+	// comes along.
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return Module{}, fmt.Errorf("module %s not found in the container rootfs: %w", guest, errdefs.ErrNotFound)
@@ -102,17 +111,22 @@ func checkModule(root *os.Root, rootfs, guest string) (Module, error) {
 	if _, err := io.ReadFull(f, head); err != nil || string(head) != string(wasmMagic) {
 		return Module{}, fmt.Errorf("module %s is not a WebAssembly module (no \\0asm magic number at its start): %w", guest, errdefs.ErrInvalidArgument)
 	}
-	host, err := ResolveIn(rootfs, rel)
-	if err != nil {
-		return Module{}, fmt.Errorf("module %s: %w", guest, err)
-	}
-	return Module{GuestPath: guest, HostPath: host}, nil
+	return Module{GuestPath: guest, HostPath: rootfs + resolved}, nil
 }
 
 // ResolveIn returns the host path of rel inside rootfs, following symlinks as if rootfs were "/":
 // an absolute link target or a ".." never leads out of rootfs. Components that do not exist are
 // kept as they are.
 func ResolveIn(rootfs, rel string) (string, error) {
+	resolved, err := resolveIn(rootfs, rel)
+	if err != nil {
+		return "", err
+	}
+	return rootfs + resolved, nil
+}
+
+// resolveIn is ResolveIn, returning the absolute path inside rootfs.
+func resolveIn(rootfs, rel string) (string, error) {
 	const maxLinks = 40
 	parts := strings.Split(path.Clean("/"+rel), "/")[1:]
 	resolved := "/"
@@ -140,5 +154,5 @@ func ResolveIn(rootfs, rel string) (string, error) {
 		}
 		parts = append(strings.Split(target, "/"), parts...)
 	}
-	return rootfs + resolved, nil
+	return resolved, nil
 }

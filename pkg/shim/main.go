@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
+	"runtime/debug"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -26,6 +28,10 @@ const RuntimeName = "io.containerd.wazero.v1"
 // old one itself and hands everything else to pkg/shim. Both protocols start the same server.
 func Main(ctx context.Context) {
 	m := NewManager(RuntimeName)
+	if len(os.Args) == 2 && (os.Args[1] == "-v" || os.Args[1] == "--version" || os.Args[1] == "-version") {
+		printVersion(os.Stdout)
+		return
+	}
 	if call, ok := parseStart(os.Args[1:]); ok {
 		if err := call.run(ctx, m, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %s", RuntimeName, err)
@@ -116,4 +122,22 @@ func (c startCall) run(ctx context.Context, m *Manager, stdin io.Reader, stdout 
 	// v2, which the server also serves (see registerTaskV2).
 	_, err = io.WriteString(stdout, res.Address)
 	return err
+}
+
+// printVersion prints the shim's version and those of the parts that decide its behaviour.
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "containerd-shim-wazero-v1:\n  Runtime:    %s\n  Version:    %s\n  wazero:     %s\n  containerd: %s (pkg/shim)\n  Go:         %s\n",
+		RuntimeName, Version, moduleVersion("github.com/tetratelabs/wazero"), moduleVersion("github.com/containerd/containerd/v2"), goruntime.Version())
+}
+
+// moduleVersion returns the version of a module this binary was built with.
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
 }
