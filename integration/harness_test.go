@@ -52,6 +52,10 @@ const (
 	ctrTimeout   = 60 * time.Second  // default bound for one ctr invocation
 	runTimeout   = 120 * time.Second // default bound for one `ctr run`
 	startTimeout = 30 * time.Second  // daemon startup
+
+	// cacheDirEnv moves the shim's compilation cache (engine.CacheDirEnv); the shim inherits the
+	// daemon's environment.
+	cacheDirEnv = "CONTAINERD_SHIM_WAZERO_CACHE_DIR"
 )
 
 var (
@@ -156,6 +160,8 @@ func setupSuite() error {
 			bin:     toolsBin(v),
 			ns:      suite.ns,
 			images:  map[string]bool{},
+			// Private and fresh per run: no test shares /var/lib state, and the cache starts cold.
+			cacheDir: filepath.Join(tmp, v, "cache"),
 		}
 	}
 	return nil
@@ -232,10 +238,11 @@ func getDaemon(t *testing.T, v string) *daemon {
 
 // daemon is one private containerd with every path under dir.
 type daemon struct {
-	version string
-	dir     string // root, state, sockets, config, log
-	bin     string // $TOOLS/containerd-VERSION/bin
-	ns      string
+	version  string
+	dir      string // root, state, sockets, config, log
+	bin      string // $TOOLS/containerd-VERSION/bin
+	ns       string
+	cacheDir string // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
 
 	once     sync.Once
 	startErr error
@@ -324,7 +331,8 @@ func (d *daemon) start() error {
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(d.bin, "containerd"), "--config", cfg)
 	path := filepath.Dir(suite.shimBin) + ":" + d.bin + ":" + os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin"
-	cmd.Env = append(filteredEnv("PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+path)
+	cmd.Env = append(filteredEnv("PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", cacheDirEnv),
+		"PATH="+path, cacheDirEnv+"="+d.cacheDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies (e.g. go test's -timeout), take the daemon with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -67,7 +67,13 @@ func mountpoint(rootfs, source, dest string) (string, error) {
 		return "", err
 	}
 	defer root.Close()
-	rel := strings.TrimPrefix(path.Clean("/"+dest), "/")
+	// Follow the links in dest inside the rootfs first: os.Root refuses absolute link targets,
+	// which images have on common mount paths (/var/run -> /run).
+	host, err := oci.ResolveIn(rootfs, dest)
+	if err != nil {
+		return "", err
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(host, rootfs), "/")
 	if rel == "" {
 		return "", fmt.Errorf("a bind mount cannot replace the container's root")
 	}
@@ -85,5 +91,5 @@ func mountpoint(rootfs, source, dest string) (string, error) {
 		}
 		f.Close()
 	}
-	return oci.ResolveIn(rootfs, rel)
+	return host, nil
 }
