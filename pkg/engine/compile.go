@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -20,26 +21,99 @@ type Prepared struct {
 	Compiled wazero.CompiledModule
 	// CacheHit is true when the compilation cache already held this module.
 	CacheHit bool
+	// CacheProblem, when not empty, says what was wrong with the compilation cache and what was
+	// done about it (a corrupt entry removed, or the cache bypassed). The module still runs.
+	CacheProblem string
 }
+
+// cacheReadError is how wazero's compilation cache prefixes errors about an entry it cannot use.
+const cacheReadError = "compilationcache:"
 
 // Prepare compiles the module of cfg in a new runtime with WASI preview 1 and checks that it can
 // run as a command: it must validate, export a _start function, and import only functions that
 // WASI preview 1 provides. Each error names the module and says what is wrong.
+//
+// The compilation cache can never stop a valid module from running: a corrupt or truncated entry
+// (wazero checks a checksum) makes Prepare remove the cache's entries and compile again, and any
+// other failure with the cache (a full disk, say) is retried without it. Prepare reports either
+// in CacheProblem. An invalid module never clears the cache.
 func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	name := cfg.Module.GuestPath
 	code, err := os.ReadFile(cfg.Module.HostPath)
 	if err != nil {
 		return nil, fmt.Errorf("read module %s: %w", name, err)
 	}
-	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages)
-	var before int
-	if cfg.CacheDir != "" {
-		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+	cacheDir, cacheProblem := cfg.CacheDir, ""
+	if cacheDir != "" {
+		if err := checkCacheDir(cacheDir); err != nil {
+			cacheDir, cacheProblem = "", "compiled without the compilation cache: "+err.Error()
+		}
+	}
+	before := countEntries(cacheDir)
+	p, err := compile(ctx, cfg, code, cacheDir)
+	if err != nil && cacheDir != "" {
+		if readErr := err; strings.Contains(readErr.Error(), cacheReadError) {
+			purgeEntries(cacheDir)
+			if p, err = compile(ctx, cfg, code, cacheDir); err == nil {
+				p.CacheProblem = "removed unusable compilation cache entries (" + firstLine(readErr.Error()) + ")"
+			}
+		}
 		if err != nil {
-			return nil, fmt.Errorf("open compilation cache %s: %w", cfg.CacheDir, err)
+			cacheErr := err
+			if p, err = compile(ctx, cfg, code, ""); err == nil {
+				p.CacheProblem = "compiled without the compilation cache, which failed: " + firstLine(cacheErr.Error())
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("module %s is invalid: %w", name, err)
+	}
+	if err := checkCommand(name, p.Compiled, p.Runtime.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
+		p.Runtime.Close(ctx)
+		return nil, err
+	}
+	if cacheDir != "" && p.CacheProblem == "" {
+		p.CacheHit = countEntries(cacheDir) == before
+	}
+	if cacheProblem != "" {
+		p.CacheProblem = cacheProblem
+	}
+	return p, nil
+}
+
+// checkCacheDir creates the cache directory (mode 0700) if it is missing, and refuses one that
+// anybody but its owner, the runner's user, could write: compiled machine code is executed from
+// there, so it must come only from the node's own compiler.
+func checkCacheDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case st.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by group or others (mode %v): make it 0700", dir, st.Mode().Perm())
+	case ok && int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s is owned by uid %d, not by the runner's uid %d", dir, sys.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// compile compiles code in a new runtime with WASI instantiated, using the cache in cacheDir
+// unless it is empty.
+func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*Prepared, error) {
+	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages)
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("open compilation cache %s: %w", cacheDir, err)
 		}
 		rc = rc.WithCompilationCache(cache)
-		before = countEntries(cfg.CacheDir)
 	}
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
@@ -49,17 +123,26 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	compiled, err := r.CompileModule(ctx, code)
 	if err != nil {
 		r.Close(ctx)
-		return nil, fmt.Errorf("module %s is invalid: %w", name, err)
-	}
-	if err := checkCommand(name, compiled, r.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
-		r.Close(ctx)
 		return nil, err
 	}
-	p := &Prepared{Runtime: r, Compiled: compiled}
-	if cfg.CacheDir != "" {
-		p.CacheHit = countEntries(cfg.CacheDir) == before
-	}
-	return p, nil
+	return &Prepared{Runtime: r, Compiled: compiled}, nil
+}
+
+// purgeEntries removes the compiled modules stored under dir, keeping the directories (a runner
+// writing an entry at the same time still finds its directory). wazero names no entry in its
+// errors, so all go; each module is compiled again once.
+func purgeEntries(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".tmp") {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
 }
 
 // checkCommand reports, in one message, why a compiled module cannot run as a WASI command.

@@ -57,4 +57,6 @@ type status struct {
 	CacheHit bool `json:"cacheHit"`
 	// CompileMillis is how long compiling (or loading from the cache) took.
 	CompileMillis int64 `json:"compileMillis"`
+	// CacheProblem is Prepared.CacheProblem.
+	CacheProblem string `json:"cacheProblem,omitempty"`
 }

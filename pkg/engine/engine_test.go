@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -282,5 +283,91 @@ func TestRunMemoryCap(t *testing.T) {
 	cfg.MemoryPages = oci.MemoryPages(64 << 20)
 	if r := run(t, cfg, ""); r.code != 0 {
 		t.Errorf("grow 20 under a 40 MiB cap: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestPrepareCorruptCache damages every cache entry in the ways a crash or a full disk can, and
+// checks that the module still runs, the damage is reported, and the cache heals.
+func TestPrepareCorruptCache(t *testing.T) {
+	damage := map[string]func(path string, size int64) error{
+		"truncated":   func(p string, n int64) error { return os.Truncate(p, n/2) },
+		"emptied":     func(p string, n int64) error { return os.Truncate(p, 0) },
+		"overwritten": func(p string, n int64) error { return overwrite(p, n/2) },
+	}
+	for name, fn := range damage {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t, "testprog.wasm", "hello")
+			cfg.CacheDir = t.TempDir()
+			prepare(t, cfg)
+			entries := 0
+			filepath.WalkDir(cfg.CacheDir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					st, _ := d.Info()
+					if err := fn(p, st.Size()); err != nil {
+						t.Fatal(err)
+					}
+					entries++
+				}
+				return nil
+			})
+			if entries == 0 {
+				t.Fatal("the first Prepare left no cache entry to damage")
+			}
+			p := prepare(t, cfg)
+			if p.CacheProblem == "" || p.CacheHit {
+				t.Errorf("damaged entry: CacheProblem %q CacheHit %v, want a problem reported", p.CacheProblem, p.CacheHit)
+			}
+			if code := Run(context.Background(), cfg, p, strings.NewReader(""), io.Discard, io.Discard); code != 0 {
+				t.Errorf("module from a healed cache exited %d", code)
+			}
+			if p := prepare(t, cfg); !p.CacheHit || p.CacheProblem != "" {
+				t.Errorf("after healing: CacheHit %v CacheProblem %q, want a clean hit", p.CacheHit, p.CacheProblem)
+			}
+		})
+	}
+}
+
+// TestPrepareInvalidKeepsCache checks that an invalid module is reported as such and does not
+// clear the cache of the node.
+func TestPrepareInvalidKeepsCache(t *testing.T) {
+	dir := t.TempDir()
+	good := testConfig(t, "testprog.wasm")
+	good.CacheDir = dir
+	prepare(t, good)
+	before := countEntries(dir)
+	bad := testConfig(t, "invalid.wasm")
+	bad.CacheDir = dir
+	if _, err := Prepare(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Fatalf("invalid module: %v", err)
+	}
+	if after := countEntries(dir); after != before || before == 0 {
+		t.Fatalf("cache entries %d before, %d after an invalid module", before, after)
+	}
+}
+
+func overwrite(path string, at int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt([]byte("garbage!garbage!"), at)
+	return err
+}
+
+// TestPrepareRefusesWritableCache checks that a cache directory others can write is not used.
+func TestPrepareRefusesWritableCache(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "testprog.wasm")
+	cfg.CacheDir = dir
+	p := prepare(t, cfg)
+	if !strings.Contains(p.CacheProblem, "writable by group or others") {
+		t.Fatalf("CacheProblem %q, want the writable cache refused", p.CacheProblem)
+	}
+	if n := countEntries(dir); n != 0 {
+		t.Fatalf("%d entries written to a world-writable cache", n)
 	}
 }

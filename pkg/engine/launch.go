@@ -28,6 +28,8 @@ type Ready struct {
 	CacheHit bool
 	// CompileMillis is the time spent compiling or loading the module from the cache.
 	CompileMillis int64
+	// CacheProblem says what was wrong with the compilation cache, if anything (see Prepared).
+	CacheProblem string
 }
 
 // Spawn starts the binary self as a runner in a new mount namespace, with stdio as its fds 0-2.
@@ -96,7 +98,7 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 	if s.Error != "" {
 		return Ready{}, errors.New(s.Error)
 	}
-	return Ready{CacheHit: s.CacheHit, CompileMillis: s.CompileMillis}, nil
+	return Ready{CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem}, nil
 }
 
 // Start lets the runner run guest code.

@@ -61,7 +61,7 @@ func RunnerMain() int {
 	if err != nil {
 		s.Error = err.Error()
 	} else {
-		s.CacheHit, s.CompileMillis = p.CacheHit, time.Since(start).Milliseconds()
+		s.CacheHit, s.CompileMillis, s.CacheProblem = p.CacheHit, time.Since(start).Milliseconds(), p.CacheProblem
 	}
 	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
 		return ExitRunnerError

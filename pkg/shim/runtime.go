@@ -171,6 +171,9 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
+	if ready.CacheProblem != "" {
+		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": mod.GuestPath}).Warn(ready.CacheProblem)
+	}
 	log.G(ctx).WithFields(log.Fields{
 		"id": r.ID, "module": mod.GuestPath, "pid": pid, "cacheHit": ready.CacheHit,
 		"compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
