@@ -45,6 +45,13 @@ type Config struct {
 	MemoryPages uint32 `json:"memoryPages"`
 	// CacheDir is the compilation cache directory; empty disables the cache.
 	CacheDir string `json:"cacheDir,omitempty"`
+	// Sandbox makes the runner a pod sandbox (the "pause" container of a Kubernetes pod): it runs
+	// no module and holds the pod's namespaces (those Spawn created, and NetNS) until it gets
+	// SIGTERM or SIGINT, when it exits 0, or is killed. Module, Args and Rootfs are ignored.
+	Sandbox bool `json:"sandbox,omitempty"`
+	// NetNS is the network namespace the runner joins before anything else (a path such as
+	// /var/run/netns/cni-... or /proc/PID/ns/net); empty keeps the shim's.
+	NetNS string `json:"netns,omitempty"`
 	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`

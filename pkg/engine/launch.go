@@ -32,10 +32,20 @@ type Ready struct {
 	CacheProblem string
 }
 
-// Spawn starts the binary self as a runner in a new mount namespace, with stdio as its fds 0-2.
-// start starts the command (the shim passes the reaper's Start so the exit is not lost); nil
-// means cmd.Start. The runner waits for Configure before it does anything.
-func Spawn(self, id string, stdio Stdio, start func(*exec.Cmd) error) (*Runner, error) {
+// SpawnOptions tune how Spawn starts a runner.
+type SpawnOptions struct {
+	// Start starts the command; the shim passes the reaper's Start so the exit is not lost.
+	// nil means cmd.Start.
+	Start func(*exec.Cmd) error
+	// Cloneflags are namespaces to create for the runner besides its mount namespace (which it
+	// always gets), such as CLONE_NEWIPC|CLONE_NEWUTS for a pod sandbox.
+	Cloneflags uintptr
+}
+
+// Spawn starts the binary self as a runner in a new mount namespace, with stdio as its fds 0-2
+// and an environment of its own (only GOMAXPROCS passes through from the shim). The runner waits
+// for Configure before it does anything.
+func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -49,15 +59,16 @@ func Spawn(self, id string, stdio Stdio, start func(*exec.Cmd) error) (*Runner, 
 	cmd := exec.Command(self, RunnerArg, id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
-	cmd.Env = []string{"GOMAXPROCS=" + os.Getenv("GOMAXPROCS")}
-	if os.Getenv("GOMAXPROCS") == "" {
-		cmd.Env = nil
+	cmd.Env = []string{}
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
 	}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS,
+		Cloneflags: syscall.CLONE_NEWNS | opts.Cloneflags,
 		Setpgid:    true, // a signal to the shim's process group must not reach guests
 	}
+	start := opts.Start
 	if start == nil {
 		start = (*exec.Cmd).Start
 	}

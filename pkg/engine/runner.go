@@ -53,14 +53,20 @@ func RunnerMain() int {
 	}
 	ctx := context.Background()
 	start := time.Now()
-	p, err := Prepare(ctx, &cfg)
-	if err == nil && !cfg.NoIsolation {
-		err = isolate(&cfg)
+	var p *Prepared
+	if cfg.NetNS != "" {
+		err = joinNetNS(cfg.NetNS)
+	}
+	if err == nil && !cfg.Sandbox {
+		p, err = Prepare(ctx, &cfg)
+		if err == nil && !cfg.NoIsolation {
+			err = isolate(&cfg)
+		}
 	}
 	s := status{}
 	if err != nil {
 		s.Error = err.Error()
-	} else {
+	} else if p != nil {
 		s.CacheHit, s.CompileMillis, s.CacheProblem = p.CacheHit, time.Since(start).Milliseconds(), p.CacheProblem
 	}
 	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
@@ -72,6 +78,9 @@ func RunnerMain() int {
 		return ExitRunnerError
 	}
 	ctl.Close()
+	if cfg.Sandbox {
+		return holdNamespaces()
+	}
 	return Run(ctx, &cfg, p, os.Stdin, os.Stdout, os.Stderr)
 }
 

@@ -37,7 +37,7 @@ func spawn(t *testing.T) (r *Runner, stdout, stderr func() string) {
 	}
 	out, stdout := open("stdout")
 	errf, stderr := open("stderr")
-	r, err = Spawn(self, t.Name(), Stdio{Stdout: out, Stderr: errf}, nil)
+	r, err = Spawn(self, t.Name(), Stdio{Stdout: out, Stderr: errf}, SpawnOptions{})
 	if err != nil {
 		t.Fatalf("Spawn: %v", err)
 	}

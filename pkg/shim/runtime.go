@@ -92,12 +92,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
-	proc := spec.Process
-	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
-	if err != nil {
-		return nil, err
-	}
-	mounts, err := oci.BindMounts(spec)
+	cfg, err := runnerConfig(spec, r.ID, rootfs, w.cacheDir)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +107,12 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		return nil, err
 	}
 	var ec chan runc.Exit
-	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, func(cmd *exec.Cmd) (err error) {
-		ec, err = reaper.Default.Start(cmd)
-		return err
+	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, engine.SpawnOptions{
+		Start: func(cmd *exec.Cmd) (err error) {
+			ec, err = reaper.Default.Start(cmd)
+			return err
+		},
+		Cloneflags: cloneflags(spec),
 	})
 	inst.stdio.runnerDone()
 	if err != nil {
@@ -147,35 +145,16 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err := writeState(r.Bundle, persisted{Pid: pid, StartTime: start, CgroupsPath: cgroupsPath}); err != nil {
 		return nil, fmt.Errorf("record shim state: %w", err)
 	}
-	env := proc.Env
-	if cwd := filepath.Clean("/" + proc.Cwd); cwd != "/" {
-		if _, ok := oci.Env(env, "PWD"); !ok {
-			// WASI preview 1 has no working directory; PWD is how guests (Go's wasip1 runtime
-			// among them) learn it. See RATIONALE.md.
-			env = append(append([]string(nil), env...), "PWD="+cwd)
-		}
-	}
-	cfg := &engine.Config{
-		ID:           r.ID,
-		Module:       mod,
-		Args:         proc.Args,
-		Env:          env,
-		Rootfs:       rootfs,
-		RootReadOnly: spec.Root != nil && spec.Root.Readonly,
-		Mounts:       mounts,
-		MemoryPages:  oci.MemoryPages(oci.MemoryLimit(spec)),
-		CacheDir:     w.cacheDir,
-	}
 	began := time.Now()
 	ready, err := inst.runner.Configure(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
 	if ready.CacheProblem != "" {
-		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": mod.GuestPath}).Warn(ready.CacheProblem)
+		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
 	}
 	log.G(ctx).WithFields(log.Fields{
-		"id": r.ID, "module": mod.GuestPath, "pid": pid, "cacheHit": ready.CacheHit,
+		"id": r.ID, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
 		"compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
 	}).Info("runner ready")
 	return inst, nil
