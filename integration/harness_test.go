@@ -4,8 +4,9 @@
 // (one per tested containerd version) driven by ctr, the way a user would.
 //
 // Requirements: root, containerd/ctr/containerd-shim-runc-v2 for every version in versions under
-// $TOOLS/containerd-VERSION/bin (scripts/install-deps.sh), ../bin/containerd-shim-wazero-v1 (make build)
-// and ../testdata/build/images (make testdata). Without them the tests skip, except under CI=true,
+// $TOOLS/containerd-VERSION/bin, or in /usr/bin for the distribution's containerd (systemBins), both
+// from scripts/install-deps.sh; ../bin/containerd-shim-wazero-v1 (make build) and
+// ../testdata/build/images and ../testdata/build/logger (make testdata). Without them the tests skip, except under CI=true,
 // where they fail: an integration test never skips in CI.
 //
 // After all tests, TestMain checks for leaks (shim processes, mounts, cgroups) and exits 1 on one.
@@ -37,7 +38,7 @@ import (
 var versions = testedVersions()
 
 func testedVersions() []string {
-	all := []string{"v2.4.2", "v2.2.9"}
+	all := []string{"v2.4.2", "v2.2.9", "v1.6.20"}
 	if v := os.Getenv("WZ_VERSIONS"); v != "" && os.Getenv("CI") != "true" {
 		return strings.Fields(v)
 	}
@@ -63,6 +64,7 @@ var (
 	toolsDir  = envOr("TOOLS", "/var/tmp/wazero-shim-tools")
 	shimSrc   = envOr("WZ_SHIM_BIN", filepath.Join(repoRoot, "bin", shimName))                 // override for development
 	imagesDir = envOr("WZ_IMAGES_DIR", filepath.Join(repoRoot, "testdata", "build", "images")) // override for development
+	loggerSrc = filepath.Join(repoRoot, "testdata", "build", "logger")                         // binary:// logging binary (testdata/native/logger)
 )
 
 func envOr(k, def string) string {
@@ -72,7 +74,59 @@ func envOr(k, def string) string {
 	return def
 }
 
-func toolsBin(version string) string { return filepath.Join(toolsDir, "containerd-"+version, "bin") }
+// systemBins are the tested versions that come from a Debian package (apt `containerd`, installed
+// by scripts/install-deps.sh) rather than from a build under $TOOLS: version -> directory of
+// containerd, ctr and containerd-shim-runc-v2. Debian 12 ships containerd 1.6.20.
+var systemBins = map[string]string{"v1.6.20": "/usr/bin"}
+
+// binDir is where containerd, ctr and containerd-shim-runc-v2 of version live.
+func binDir(version string) string {
+	if d, ok := systemBins[version]; ok {
+		return d
+	}
+	return filepath.Join(toolsDir, "containerd-"+version, "bin")
+}
+
+// majorMinor parses "vMAJOR.MINOR.PATCH"; a version it cannot parse counts as the newest.
+func majorMinor(version string) (major, minor int) {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 2 {
+		return 1 << 30, 0
+	}
+	var err1, err2 error
+	major, err1 = strconv.Atoi(parts[0])
+	minor, err2 = strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return 1 << 30, 0
+	}
+	return major, minor
+}
+
+// systemVersionMismatch returns why the distribution's containerd in systemBins is not version v
+// ("" if it is, or v is not a system version): a Debian update to another release must not be
+// tested (and reported) under the old name.
+func systemVersionMismatch(v string) string {
+	dir, ok := systemBins[v]
+	if !ok {
+		return ""
+	}
+	out, err := exec.Command(filepath.Join(dir, "containerd"), "--version").Output()
+	if err != nil {
+		return fmt.Sprintf("%s --version: %v", filepath.Join(dir, "containerd"), err)
+	}
+	// e.g. "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"
+	f := strings.Fields(string(out))
+	want := strings.TrimPrefix(v, "v")
+	if len(f) < 3 {
+		return fmt.Sprintf("%s --version: unexpected output %q", filepath.Join(dir, "containerd"), out)
+	}
+	got, _, _ := strings.Cut(strings.TrimPrefix(f[2], "v"), "~")
+	got, _, _ = strings.Cut(got, "+")
+	if got != want {
+		return fmt.Sprintf("%s reports %q, want containerd %s", filepath.Join(dir, "containerd"), strings.TrimSpace(string(out)), v)
+	}
+	return ""
+}
 
 // suiteState is the per-process test environment shared by all daemons.
 type suiteState struct {
@@ -92,9 +146,16 @@ func preconditions() string {
 		missing = append(missing, "must run as root")
 	}
 	for _, v := range versions {
+		ok := true
 		for _, b := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
-			if _, err := os.Stat(filepath.Join(toolsBin(v), b)); err != nil {
-				missing = append(missing, fmt.Sprintf("%s (run scripts/install-deps.sh)", filepath.Join(toolsBin(v), b)))
+			if _, err := os.Stat(filepath.Join(binDir(v), b)); err != nil {
+				missing = append(missing, fmt.Sprintf("%s (run scripts/install-deps.sh)", filepath.Join(binDir(v), b)))
+				ok = false
+			}
+		}
+		if ok {
+			if m := systemVersionMismatch(v); m != "" {
+				missing = append(missing, m)
 			}
 		}
 	}
@@ -105,6 +166,9 @@ func preconditions() string {
 		if _, err := os.Stat(filepath.Join(imagesDir, img)); err != nil {
 			missing = append(missing, filepath.Join(imagesDir, img)+" (run make testdata)")
 		}
+	}
+	if _, err := os.Stat(loggerSrc); err != nil {
+		missing = append(missing, loggerSrc+" (run make testdata)")
 	}
 	return strings.Join(missing, "; ")
 }
@@ -157,7 +221,7 @@ func setupSuite() error {
 		suite.daemons[v] = &daemon{
 			version: v,
 			dir:     filepath.Join(tmp, v),
-			bin:     toolsBin(v),
+			bin:     binDir(v),
 			ns:      suite.ns,
 			images:  map[string]bool{},
 			// Private and fresh per run: no test shares /var/lib state, and the cache starts cold.
@@ -240,7 +304,7 @@ func getDaemon(t *testing.T, v string) *daemon {
 type daemon struct {
 	version  string
 	dir      string // root, state, sockets, config, log
-	bin      string // $TOOLS/containerd-VERSION/bin
+	bin      string // binDir(version): $TOOLS/containerd-VERSION/bin or /usr/bin
 	ns       string
 	cacheDir string // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
 
@@ -259,18 +323,21 @@ func (d *daemon) logPath() string { return filepath.Join(d.dir, "containerd.log"
 // hasSocketDir: containerd >= 2.3 has the shim manager's socket_dir; 2.2 logs
 // "Ignoring unknown key in TOML for plugin ... key=socket_dir" (there the shim chooses /run/containerd/s).
 func (d *daemon) hasSocketDir() bool {
-	v := strings.TrimPrefix(d.version, "v")
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return true
-	}
-	major, _ := strconv.Atoi(parts[0])
-	minor, _ := strconv.Atoi(parts[1])
+	major, minor := majorMinor(d.version)
 	return major > 2 || (major == 2 && minor >= 3)
+}
+
+// v1 reports a containerd 1.x daemon (config version 2, ctr without some 2.x commands).
+func (d *daemon) v1() bool {
+	major, _ := majorMinor(d.version)
+	return major < 2
 }
 
 // config is the same configuration scripts/lib.sh writes.
 func (d *daemon) config() string {
+	if d.v1() {
+		return d.configV2()
+	}
 	E := d.dir
 	socketDir := ""
 	if d.hasSocketDir() {
@@ -314,6 +381,61 @@ imports = []
 		filepath.Join(E, "opt"), socketDir, sandboxImage, runtimeType, filepath.Join(E, "cni"))
 }
 
+// configV2 is the containerd 1.x configuration (config version 2, also what scripts/lib.sh
+// writes): 1.6 has no NRI and no shim socket_dir (the shim picks /run/containerd/s/<hash>), and its
+// CRI plugin is the single io.containerd.grpc.v1.cri with bin_dir (not bin_dirs). The keys are those
+// of `containerd config default` of Debian's 1.6.20.
+func (d *daemon) configV2() string {
+	E := d.dir
+	const cri = `plugins."io.containerd.grpc.v1.cri"`
+	return fmt.Sprintf(`# private containerd %[1]s for the wazero shim integration tests
+version = 2
+root = %[2]q
+state = %[3]q
+imports = []
+
+[grpc]
+  address = %[4]q
+[ttrpc]
+  address = %[5]q
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = %[6]q
+  [%[7]s]
+    sandbox_image = %[8]q
+    restrict_oom_score_adj = true
+    netns_mounts_under_state_dir = true
+    [%[7]s.containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [%[7]s.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+      [%[7]s.containerd.runtimes.wazero]
+        runtime_type = %[9]q
+    [%[7]s.cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = %[10]q
+`, d.version, filepath.Join(E, "root"), filepath.Join(E, "state"), d.sock(), d.sock()+".ttrpc",
+		filepath.Join(E, "opt"), cri, sandboxImage, runtimeType, filepath.Join(E, "cni"))
+}
+
+// daemonPATH is the daemon's PATH (inherited by the shims it starts): our shim first, then this
+// version's own binaries (its containerd-shim-runc-v2), then the test's PATH without any $TOOLS
+// directory, so that no daemon finds another version's runc shim (1.6 from /usr/bin must not pick
+// a 2.x one from $TOOLS, and a 2.x daemon finds its own before /usr/bin's 1.6 one).
+func (d *daemon) daemonPATH() string {
+	dirs := []string{filepath.Dir(suite.shimBin), d.bin}
+	tools := filepath.Clean(toolsDir) + "/"
+	for _, p := range append(filepath.SplitList(os.Getenv("PATH")), "/usr/local/sbin", "/usr/sbin", "/sbin") {
+		if p == "" || strings.HasPrefix(filepath.Clean(p)+"/", tools) {
+			continue
+		}
+		dirs = append(dirs, p)
+	}
+	return strings.Join(dirs, ":")
+}
+
 func (d *daemon) start() error {
 	for _, sub := range []string{"root", "state", "opt", "s", "cni", "fifo"} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
@@ -330,9 +452,8 @@ func (d *daemon) start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(d.bin, "containerd"), "--config", cfg)
-	path := filepath.Dir(suite.shimBin) + ":" + d.bin + ":" + os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin"
 	cmd.Env = append(filteredEnv("PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", cacheDirEnv),
-		"PATH="+path, cacheDirEnv+"="+d.cacheDir)
+		"PATH="+d.daemonPATH(), cacheDirEnv+"="+d.cacheDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies (e.g. go test's -timeout), take the daemon with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -461,6 +582,7 @@ type runOpts struct {
 	env         []string // K=V
 	mounts      []mount
 	memoryLimit int64         // bytes; 0 = none
+	flags       []string      // more ctr run flags (e.g. --log-uri URI)
 	stdin       string        // piped to ctr's stdin (never -t); "" = /dev/null
 	timeout     time.Duration // default runTimeout
 }
@@ -494,6 +616,7 @@ func newID(t *testing.T, d *daemon) string {
 func (d *daemon) runArgs(opts runOpts, extra ...string) []string {
 	args := []string{"run", "--fifo-dir", filepath.Join(d.dir, "fifo"), "--runtime", runtimeType}
 	args = append(args, extra...)
+	args = append(args, opts.flags...)
 	if opts.memoryLimit > 0 {
 		args = append(args, "--memory-limit", strconv.FormatInt(opts.memoryLimit, 10))
 	}
@@ -882,4 +1005,36 @@ func grepLines(b []byte, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n") + "\n"
+}
+
+// TestDaemonPATH checks the PATH each daemon really runs with (/proc/PID/environ): the first
+// containerd-shim-wazero-v1 on it is the suite's copy, and the first containerd-shim-runc-v2 is the
+// daemon's own version (1.6 from /usr/bin must not find a 2.x one from $TOOLS, nor 2.x the 1.6 one).
+func TestDaemonPATH(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", d.cmd.Process.Pid))
+		if err != nil {
+			t.Fatalf("daemon environment: %v", err)
+		}
+		var path string
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				path = v
+			}
+		}
+		first := func(name string) string {
+			for _, dir := range filepath.SplitList(path) {
+				if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					return dir
+				}
+			}
+			return ""
+		}
+		if got, want := first(shimName), filepath.Dir(suite.shimBin); got != want {
+			t.Errorf("daemon PATH finds %s in %q, want %q\nPATH=%s", shimName, got, want, path)
+		}
+		if got := first("containerd-shim-runc-v2"); got != d.bin {
+			t.Errorf("daemon PATH finds containerd-shim-runc-v2 in %q, want this version's %q\nPATH=%s", got, d.bin, path)
+		}
+	})
 }

@@ -750,6 +750,29 @@ func TestVersionAndInfo(t *testing.T) {
 			t.Errorf("-v does not print the shim's version %q that -info reports:\n%s", version, vOut)
 		}
 
+		if d.v1() {
+			// containerd 1.x: no RuntimeInfo API. The daemon never runs -info and its ctr has no
+			// `plugins inspect-runtime` ("No help topic for 'inspect-runtime'", exit 3), so there is
+			// no daemon-side view of the shim's name and version to compare. What can be checked is
+			// that the daemon's shim v2 runtime, which starts our shim, is loaded.
+			so, se, code := d.ctr(t, "plugins", "ls")
+			if code != 0 {
+				t.Fatalf("ctr plugins ls: exit %d: %s", code, se)
+			}
+			found := false
+			for _, l := range lines(so) {
+				if f := strings.Fields(l); len(f) >= 4 && f[0] == "io.containerd.runtime.v2" && f[1] == "task" {
+					found = true
+					if f[3] != "ok" {
+						t.Errorf("containerd %s: plugin io.containerd.runtime.v2 task is %q, want ok:\n%s", d.version, f[3], l)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("containerd %s: ctr plugins ls does not list io.containerd.runtime.v2 task:\n%s", d.version, so)
+			}
+			return
+		}
 		// The daemon runs -info itself for `ctr plugins inspect-runtime`.
 		so, se, code := d.ctr(t, "plugins", "inspect-runtime", "--runtime", runtimeType)
 		t.Logf("ctr plugins inspect-runtime:\n%s%s", so, se)

@@ -2,7 +2,8 @@
 # Demo: run a WASI module as a container through containerd with the wazero shim.
 # Starts a private containerd (everything under a temp dir), imports the hello image, runs it with
 #   ctr run --rm --runtime io.containerd.wazero.v1 docker.io/library/wasm-hello:latest demo-<pid> /hello.wasm from containerd
-# on containerd v2.4.2 and then on the older v2.2.9, and tears everything down on exit.
+# on containerd v2.4.2, then on the older v2.2.9, then on v1.6.20 (Debian's apt package, `version = 2`
+# config), and tears everything down on exit.
 # Prerequisites (done by `make demo`): scripts/install-deps.sh, make build, make testdata. Run as root.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE_TAR=${IMAGE_TAR:-testdata/build/images/hello.tar}
 IMAGE=docker.io/library/wasm-hello:latest
-VERSIONS=${DEMO_VERSIONS:-"v2.4.2 v2.2.9"}
+VERSIONS=${DEMO_VERSIONS:-"v2.4.2 v2.2.9 v1.6.20"}
 SHIM_DIR=$PWD/bin
 ID=demo-$$
 

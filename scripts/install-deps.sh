@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the integration tests need (run as root; idempotent):
-#   - Debian packages: runc, a WASI C toolchain, wabt, CNI plugins, hyperfine, iproute2
-#   - containerd, ctr and containerd-shim-runc-v2 for each tested containerd version,
+#   - Debian packages: runc, a WASI C toolchain, wabt, CNI plugins, hyperfine, iproute2, and
+#     containerd (Debian 12: 1.6.20, the tested v1.6.20 in /usr/bin; its service is not started)
+#   - containerd, ctr and containerd-shim-runc-v2 for each tested containerd 2.x version,
 #     built from the Go module proxy into $TOOLS/containerd-<version>/bin
 # Fast when everything is already present. TOOLS defaults to /var/tmp/wazero-shim-tools.
 set -euo pipefail
 
 TOOLS=${TOOLS:-/var/tmp/wazero-shim-tools}
+# containerd 2.x versions to build; v1.6.20 comes from the apt package (scripts/lib.sh wz_bin).
 CONTAINERD_VERSIONS=${CONTAINERD_VERSIONS:-"v2.4.2 v2.2.9"}
-APT_PACKAGES=(runc clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt containernetworking-plugins hyperfine iproute2)
+APT_PACKAGES=(runc containerd clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt containernetworking-plugins hyperfine iproute2)
 GO=${GO:-go}
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -31,9 +33,33 @@ if [ ${#missing[@]} -eq 0 ]; then
 else
 	log "apt packages: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# The containerd package would start a system containerd (/run/containerd/containerd.sock) where
+	# an init system runs services. The tests only use its binaries with private daemons: a
+	# policy-rc.d that denies every start (exit 101) keeps invoke-rc.d / deb-systemd-invoke from
+	# starting it during the install. An existing policy-rc.d is left alone.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# written by install-deps.sh for the duration of an apt-get install\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		own_policy=1
+		trap '[ -z "$own_policy" ] || rm -f "$policy"' EXIT
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	if [ -n "$own_policy" ]; then
+		rm -f "$policy"
+		own_policy=
+	fi
 	log "apt packages: installed ${missing[*]}"
+	# We just installed containerd: under systemd its unit is now enabled (policy-rc.d only blocks
+	# the start), so a reboot would start it, and a policy-rc.d of the machine's own may have let it
+	# start already. Stop and disable it: the tests never use a system containerd. Only done in the
+	# run that installs the package, so a containerd the machine's owner set up is never touched.
+	if [[ " ${missing[*]} " == *" containerd "* ]] && [ -d /run/systemd/system ]; then
+		log "disabling the system containerd.service the package installed (the tests use private daemons)"
+		systemctl disable --now containerd.service >/dev/null 2>&1 || true
+	fi
 fi
 
 # --- containerd builds -----------------------------------------------------------------------
@@ -71,5 +97,10 @@ for v in $CONTAINERD_VERSIONS; do
 	fi
 	log "containerd $v: built in $(($(date +%s) - start))s: $("$bin/containerd" --version)"
 done
+
+# The apt containerd must be the 1.6.20 the tests name v1.6.20 (integration/harness_test.go checks it too).
+if ! /usr/bin/containerd --version 2>/dev/null | grep -Eq '[[:space:]]1\.6\.20([~+[:space:]-]|$)'; then
+	log "warning: /usr/bin/containerd is not 1.6.20 (tests of v1.6.20 will refuse it): $(/usr/bin/containerd --version 2>&1)" >&2
+fi
 
 log "done (TOOLS=$TOOLS)"

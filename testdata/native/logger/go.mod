@@ -1,0 +1,3 @@
+module nativelogger
+
+go 1.22
