@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/plugins"
@@ -31,7 +32,9 @@ func init() {
 			if err != nil {
 				return nil, fmt.Errorf("find shim binary: %w", err)
 			}
-			ns := os.Getenv("NAMESPACE")
+			// containerd 1.6 sets no NAMESPACE in the shim's environment; pkg/shim puts the
+			// -namespace flag in the context.
+			ns, _ := namespaces.Namespace(ic.Context)
 			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: engine.CacheDir()}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},

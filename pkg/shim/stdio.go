@@ -125,15 +125,16 @@ func (s *stdio) startLogger(ctx context.Context, u *url.URL, id, ns string) erro
 		errW.Close()
 		return err
 	}
+	// containerd's convention: each query key, then its first value (even an empty one).
 	var args []string
 	for k, vs := range u.Query() {
 		args = append(args, k)
-		if len(vs) > 0 && vs[0] != "" {
+		if len(vs) > 0 {
 			args = append(args, vs[0])
 		}
 	}
 	cmd := exec.Command(u.Path, args...)
-	cmd.Env = append(os.Environ(), "CONTAINER_ID="+id, "CONTAINER_NAMESPACE="+ns)
+	cmd.Env = []string{"CONTAINER_ID=" + id, "CONTAINER_NAMESPACE=" + ns}
 	cmd.ExtraFiles = []*os.File{outR, errR, readyW}
 	err = cmd.Start()
 	outR.Close()
@@ -181,8 +182,8 @@ func (s *stdio) CloseStdin() {
 	}
 }
 
-// Close releases everything held for the container and waits (briefly) for the logging binary
-// to drain its pipes and exit.
+// Close releases everything held for the container. A logging binary gets SIGTERM and up to
+// 12 seconds to drain its pipes and exit before SIGKILL, as containerd's own shims do.
 func (s *stdio) Close() {
 	s.CloseStdin()
 	for _, c := range s.held {
@@ -192,9 +193,10 @@ func (s *stdio) Close() {
 	if s.logger != nil {
 		done := make(chan struct{})
 		go func() { s.logger.Wait(); close(done) }()
+		_ = s.logger.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(12 * time.Second):
 			s.logger.Process.Kill()
 			<-done
 		}
