@@ -13,6 +13,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
 // Prepared is a module compiled and checked, ready to instantiate in its runtime.
@@ -107,7 +109,12 @@ func checkCacheDir(dir string) error {
 // compile compiles code in a new runtime with WASI instantiated, using the cache in cacheDir
 // unless it is empty.
 func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*Prepared, error) {
-	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages)
+	// With a cap below the wasm32 maximum (a container memory limit), the whole capped linear
+	// memory is reserved up front: memory.grow then never copies the old memory into a new one,
+	// which would need twice the guest's memory at once and get the runner OOM-killed long before
+	// the guest reaches its cap. Untouched pages of the reservation cost no memory.
+	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages).
+		WithMemoryCapacityFromMax(cfg.MemoryPages < oci.MaxPages)
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
