@@ -335,3 +335,28 @@ func TestTrap(t *testing.T) {
 		}
 	})
 }
+
+// TestMemoryLimitTooSmall checks the two ways a memory limit can be too small for a module, and
+// that each gets a message saying so rather than a generic failure.
+func TestMemoryLimitTooSmall(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		cases := []struct {
+			name  string
+			limit int64
+			want  string
+		}{
+			// The Go module declares 38 pages (2.4 MiB) of minimum memory; 8 MiB leaves the guest 64 KiB.
+			{"below the module's minimum memory", 8 << 20, "needs more linear memory than the container's memory limit leaves for it"},
+			// 12 MiB leaves the guest enough pages, but the runner cannot load the module in it.
+			{"runner OOM-killed while loading", 12 << 20, "memory limit of 12 MiB is too small for this module"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r := d.run(t, runOpts{args: []string{"/hello-go.wasm"}, memoryLimit: tc.limit})
+				if r.exit == 0 || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "/hello-go.wasm") {
+					t.Fatalf("want a failed run whose error names /hello-go.wasm and says %q\n%s", tc.want, r)
+				}
+			})
+		}
+	})
+}

@@ -68,6 +68,10 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 		}
 	}
 	if err != nil {
+		if strings.Contains(err.Error(), "over limit of") {
+			// wazero: "section memory: min N pages (X Mi) over limit of M pages".
+			return nil, fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: %w", name, uint64(cfg.MemoryPages)*64, err)
+		}
 		return nil, fmt.Errorf("module %s is invalid: %w", name, err)
 	}
 	if err := checkCommand(name, p.Compiled, p.Runtime.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {

@@ -22,6 +22,10 @@ type Runner struct {
 	status *os.File // read end of the status pipe
 }
 
+// ErrRunnerDied is Configure's error when the runner exited before it reported: it was killed,
+// most often by the OOM killer while compiling the module under a small memory limit.
+var ErrRunnerDied = errors.New("the runner exited before it was ready")
+
 // Ready is what a runner reports when it is ready to run guest code.
 type Ready struct {
 	// CacheHit is true when the compiled module came from the compilation cache.
@@ -100,7 +104,7 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 	line, err := bufio.NewReader(r.status).ReadBytes('\n')
 	r.status.Close()
 	if err != nil {
-		return Ready{}, errors.New("the runner exited before it was ready (killed, or out of memory while compiling the module?)")
+		return Ready{}, ErrRunnerDied
 	}
 	var s status
 	if err := json.Unmarshal(line, &s); err != nil {

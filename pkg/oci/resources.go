@@ -8,8 +8,10 @@ const (
 	// MaxPages is the most pages a 32-bit linear memory can have (4 GiB).
 	MaxPages = 65536
 	// MinReserve is the least memory kept out of the guest's linear memory for the runner itself:
-	// the Go runtime, wazero, the compiled code and the WASI state.
-	MinReserve = 24 << 20
+	// the Go runtime, wazero, the compiled code and the WASI state. A runner of a small C module
+	// holds about 3.5 MiB of anonymous memory besides the guest's (measured; the shim binary's
+	// pages are file-backed and shared).
+	MinReserve = 8 << 20
 )
 
 // MemoryLimit returns linux.resources.memory.limit in bytes, or 0 when the spec sets none
@@ -26,7 +28,7 @@ func MemoryLimit(s *specs.Spec) int64 {
 
 // MemoryPages returns the cap on a guest's linear memory, in 64 KiB pages, for a container memory
 // limit in bytes. The runner process needs memory of its own besides the guest's linear memory, so
-// the cap keeps a reserve of a quarter of the limit, at least MinReserve, out of the guest's reach:
+// the cap keeps a reserve of an eighth of the limit, at least MinReserve, out of the guest's reach:
 // a guest that grows past its share gets a failed memory.grow (and usually traps) instead of the
 // kernel OOM-killing the container. With no limit (0) the cap is the wasm32 maximum, 4 GiB.
 // The result is never below 1 page, so a module that needs one page can still start.
@@ -34,7 +36,7 @@ func MemoryPages(limit int64) uint32 {
 	if limit <= 0 {
 		return MaxPages
 	}
-	reserve := max(limit/4, int64(MinReserve))
+	reserve := max(limit/8, int64(MinReserve))
 	pages := (limit - reserve) / PageSize
 	switch {
 	case pages < 1:

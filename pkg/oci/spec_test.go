@@ -180,17 +180,18 @@ func TestMemoryPages(t *testing.T) {
 		{"none", 0, MaxPages},
 		{"negative", -1, MaxPages},
 		{"1 byte", 1, 1},
-		{"below MinReserve", 10 * MiB, 1},
+		{"below MinReserve", 6 * MiB, 1},
 		{"exactly MinReserve", MinReserve, 1},
 		{"MinReserve plus one page", MinReserve + PageSize, 1},
 		{"MinReserve plus two pages", MinReserve + 2*PageSize, 2},
-		// A quarter of 64 MiB is 16 MiB < MinReserve: the reserve is 24 MiB, the guest gets 40 MiB.
-		{"64 MiB", 64 * MiB, 40 * MiB / PageSize},
-		// From 96 MiB up the quarter is the larger reserve.
-		{"96 MiB", 96 * MiB, 72 * MiB / PageSize},
-		{"1 GiB", 1 << 30, (768 * MiB) / PageSize},
-		{"4 GiB", 4 << 30, (3 << 30) / PageSize},
-		{"just enough for 4 GiB", (4 << 30) * 4 / 3, MaxPages},
+		// An eighth of 32 MiB is 4 MiB < MinReserve: the reserve is 8 MiB, the guest gets 24 MiB.
+		{"32 MiB", 32 * MiB, 24 * MiB / PageSize},
+		{"64 MiB", 64 * MiB, 56 * MiB / PageSize},
+		// From 64 MiB up the eighth is the larger reserve.
+		{"128 MiB", 128 * MiB, 112 * MiB / PageSize},
+		{"1 GiB", 1 << 30, (896 * MiB) / PageSize},
+		{"4 GiB", 4 << 30, (3584 * MiB) / PageSize},
+		{"just enough for 4 GiB", (4 << 30) * 8 / 7, MaxPages},
 		{"8 GiB", 8 << 30, MaxPages},
 		{"huge", 1 << 62, MaxPages},
 	}
@@ -200,11 +201,11 @@ func TestMemoryPages(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("MemoryPages(%d) = %d, want %d", tc.limit, got, tc.want)
 			}
-			// The documented rule: the reserve (limit - guest share) is at least max(limit/4, MinReserve),
+			// The documented rule: the reserve (limit - guest share) is at least max(limit/8, MinReserve),
 			// except for the 1-page floor.
 			if tc.limit > 0 && got > 1 {
 				reserve := tc.limit - int64(got)*PageSize
-				if reserve < max(tc.limit/4, MinReserve) {
+				if reserve < max(tc.limit/8, MinReserve) {
 					t.Errorf("MemoryPages(%d) leaves a reserve of %d bytes, below the rule", tc.limit, reserve)
 				}
 			}

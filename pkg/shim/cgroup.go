@@ -2,13 +2,17 @@ package shim
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -20,6 +24,9 @@ type cgroup interface {
 	Thaw() error
 	// Metrics returns the cgroup's statistics in the types `ctr task metrics` and the CRI plugin read.
 	Metrics() (*anypb.Any, error)
+	// WatchOOM calls onOOM, from another goroutine, each time the kernel's OOM killer acts in
+	// the cgroup, until stop is called.
+	WatchOOM(onOOM func()) (stop func(), err error)
 }
 
 // newCgroup creates the cgroup at path (linux.cgroupsPath, a cgroupfs path such as
@@ -101,4 +108,53 @@ func (c v2cgroup) Metrics() (*anypb.Any, error) {
 		return nil, err
 	}
 	return typeurl.MarshalAnyToProto(m)
+}
+
+// WatchOOM watches memory.oom_control through an eventfd. The eventfd also fires when the cgroup
+// is removed, so stop must be called before Delete.
+func (c v1cgroup) WatchOOM(onOOM func()) (func(), error) {
+	fd, err := c.cg.OOMEventFD()
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(int(fd), true); err != nil {
+		unix.Close(int(fd))
+		return nil, err
+	}
+	f := os.NewFile(fd, "oom-eventfd") // non-blocking: reads park in Go's poller, not a thread
+	var stopped atomic.Bool
+	go func() {
+		buf := make([]byte, 8)
+		for {
+			if _, err := f.Read(buf); err != nil || stopped.Load() {
+				return
+			}
+			onOOM()
+		}
+	}()
+	return func() { stopped.Store(true); f.Close() }, nil
+}
+
+// WatchOOM follows the oom_kill count of memory.events.
+func (c v2cgroup) WatchOOM(onOOM func()) (func(), error) {
+	events, errs := c.m.EventChan()
+	done := make(chan struct{})
+	go func() {
+		var kills uint64
+		for {
+			select {
+			case e := <-events:
+				if e.OOMKill > kills {
+					kills = e.OOMKill
+					onOOM()
+				}
+			case <-errs:
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }, nil
 }

@@ -2,10 +2,12 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,8 +27,8 @@ import (
 type runtime interface {
 	// Create prepares the container of r and starts its runner, which waits for instance.Start.
 	// onExit is called exactly once, from another goroutine, when the runner exits, unless
-	// Create fails.
-	Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(status int, at time.Time)) (instance, error)
+	// Create fails; onOOM each time the kernel OOM-kills in the container's cgroup.
+	Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(status int, at time.Time), onOOM func()) (instance, error)
 }
 
 // instance is one container's running parts.
@@ -57,12 +59,15 @@ type wasmInstance struct {
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
 	runner  *engine.Runner
 	cg      cgroup // nil when the spec names no cgroup
+	stopOOM func() // stops the cgroup's OOM watch
 	stdio   *stdio
 	exited  chan struct{}
+	status  int         // the runner's exit status, once exited is closed
+	oomKill atomic.Bool // the kernel OOM-killed in the cgroup
 	cleaned bool
 }
 
-func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time)) (_ instance, retErr error) {
+func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (_ instance, retErr error) {
 	if r.Terminal {
 		return nil, fmt.Errorf("a terminal (tty) is not supported for wasm containers; run without -t: %w", errdefs.ErrNotImplemented)
 	}
@@ -102,6 +107,9 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		if inst.cg, err = newCgroup(cgroupsPath, spec.Linux.Resources); err != nil {
 			return nil, err
 		}
+		if inst.stopOOM, err = inst.cg.WatchOOM(func() { inst.oomKill.Store(true); onOOM() }); err != nil {
+			log.G(ctx).WithError(err).WithField("id", r.ID).Warn("cannot watch for OOM kills")
+		}
 	}
 	if inst.stdio, err = openStdio(ctx, r.ID, w.namespace, r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, err
@@ -123,6 +131,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	go func() {
 		status, _ := reaper.Default.Wait(inst.runner.Cmd, ec)
 		at := time.Now()
+		inst.status = status
 		if st, err := readState(r.Bundle); err == nil {
 			st.Exited, st.ExitStatus, st.ExitedAt = true, uint32(status), at
 			_ = writeState(r.Bundle, st)
@@ -148,7 +157,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	began := time.Now()
 	ready, err := inst.runner.Configure(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("container %s: %w: %w", r.ID, inst.explain(err, cfg, oci.MemoryLimit(spec)), errdefs.ErrFailedPrecondition)
 	}
 	if ready.CacheProblem != "" {
 		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
@@ -158,6 +167,24 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		"compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
 	}).Info("runner ready")
 	return inst, nil
+}
+
+// explain turns a runner that died before it was ready into a message that says why, when the
+// kernel says it was the OOM killer: the memory limit is too small for the module.
+func (i *wasmInstance) explain(err error, cfg *engine.Config, limit int64) error {
+	if !errors.Is(err, engine.ErrRunnerDied) {
+		return err
+	}
+	select {
+	case <-i.exited:
+	case <-time.After(2 * time.Second):
+		return err
+	}
+	if i.status == 128+int(syscall.SIGKILL) && (i.oomKill.Load() || limit > 0) {
+		return fmt.Errorf("the runner of module %s was killed (SIGKILL%s) while loading it: the container's memory limit of %d MiB is too small for this module; raise the limit",
+			cfg.Module.GuestPath, map[bool]string{true: " by the OOM killer", false: ""}[i.oomKill.Load()], limit>>20)
+	}
+	return fmt.Errorf("%w (exit status %d)", err, i.status)
 }
 
 func (i *wasmInstance) Pid() int     { return i.runner.Pid() }
@@ -212,6 +239,9 @@ func (i *wasmInstance) Cleanup(ctx context.Context) error {
 		i.stdio.Close()
 	}
 	var errs []error
+	if i.stopOOM != nil {
+		i.stopOOM()
+	}
 	if i.cg != nil {
 		if err := deleteCgroup(i.cg); err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))

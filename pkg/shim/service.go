@@ -116,7 +116,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	s.mu.Unlock()
 	defer c.mu.Unlock()
 
-	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) })
+	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) }, func() { s.oom(c) })
 	if err != nil {
 		c.discarded = true
 		s.mu.Lock()
@@ -154,6 +154,17 @@ func (s *service) exit(c *container, status int, at time.Time) {
 		ExitStatus:  uint32(status),
 		ExitedAt:    protobuf.ToTimestamp(at),
 	}
+}
+
+// oom queues TaskOOM: containerd records it, and the CRI plugin reports the container as
+// OOMKilled.
+func (s *service) oom(c *container) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.discarded {
+		return
+	}
+	s.events <- &eventstypes.TaskOOM{ContainerID: c.id}
 }
 
 // Start lets the module run.

@@ -29,6 +29,7 @@ type fakeRuntime struct {
 type fakeInstance struct {
 	pid     int
 	onExit  func(int, time.Time)
+	onOOM   func()
 	started bool
 	killed  []syscall.Signal
 	cleaned bool
@@ -37,13 +38,13 @@ type fakeInstance struct {
 	exitOnStart *int
 }
 
-func (f *fakeRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time)) (instance, error) {
+func (f *fakeRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (instance, error) {
 	if f.createErr != nil {
 		return nil, f.createErr
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	inst := &fakeInstance{pid: 1000 + len(f.instances), onExit: onExit}
+	inst := &fakeInstance{pid: 1000 + len(f.instances), onExit: onExit, onOOM: onOOM}
 	f.instances[r.ID] = inst
 	if f.exitDuringCreate {
 		// The exit is reported from another goroutine while Create has not returned yet.
@@ -300,5 +301,20 @@ func TestShutdownWaitsForLastContainer(t *testing.T) {
 	case <-sd.Done():
 	case <-time.After(time.Second):
 		t.Fatal("shim did not shut down with no container left")
+	}
+}
+
+func TestOOMEventBeforeExit(t *testing.T) {
+	s, rt, rec, _ := newTestService(t)
+	create(t, s, "c")
+	if _, err := s.Start(context.Background(), &taskAPI.StartRequest{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	inst := rt.instances["c"]
+	inst.onOOM()
+	inst.exit(137)
+	got := rec.waitFor(t, 4)
+	if fmt.Sprint(got) != "[/tasks/create /tasks/start /tasks/oom /tasks/exit]" {
+		t.Fatalf("events %v", got)
 	}
 }
