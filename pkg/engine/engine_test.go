@@ -269,7 +269,7 @@ func TestRunFilesystem(t *testing.T) {
 // A guest that grows past MemoryPages gets a failed memory.grow (malloc returns NULL), not more memory.
 func TestRunMemoryCap(t *testing.T) {
 	cfg := testConfig(t, "testprog.wasm", "grow", "200")
-	cfg.MemoryPages = oci.MemoryPages(64 << 20) // 40 MiB
+	cfg.MemoryPages = oci.MemoryPages(48 << 20) // 40 MiB
 	r := run(t, cfg, "")
 	if r.code != 3 || !strings.Contains(r.stderr, "out of memory after") {
 		t.Fatalf("exit %d, stderr %q; want 3 and out of memory", r.code, r.stderr)
@@ -280,7 +280,7 @@ func TestRunMemoryCap(t *testing.T) {
 	}
 
 	cfg = testConfig(t, "testprog.wasm", "grow", "20")
-	cfg.MemoryPages = oci.MemoryPages(64 << 20)
+	cfg.MemoryPages = oci.MemoryPages(48 << 20)
 	if r := run(t, cfg, ""); r.code != 0 {
 		t.Errorf("grow 20 under a 40 MiB cap: exit %d, stderr %q", r.code, r.stderr)
 	}
