@@ -1,8 +1,6 @@
 package shim
 
 import (
-	"fmt"
-	"os"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
@@ -28,10 +26,9 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return nil, fmt.Errorf("find shim binary: %w", err)
-			}
+			// Runners are started from /proc/self/exe, the very binary this shim runs, even after
+			// an upgrade replaced the file: a shim and its runners are always one version.
+			const self = "/proc/self/exe"
 			// containerd 1.6 sets no NAMESPACE in the shim's environment; pkg/shim puts the
 			// -namespace flag in the context.
 			ns, _ := namespaces.Namespace(ic.Context)

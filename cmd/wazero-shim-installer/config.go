@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// runtimeType is the containerd runtime type the shim implements; containerd turns it into the
+// binary name containerd-shim-wazero-v1.
+const runtimeType = "io.containerd.wazero.v1"
+
+// CRI plugin IDs holding the runtimes table, by config version.
+const (
+	criPluginV2 = "io.containerd.grpc.v1.cri"    // version = 2 (containerd 1.6/1.7)
+	criPluginV3 = "io.containerd.cri.v1.runtime" // version = 3 and 4 (containerd 2.x)
+)
+
+// errConflict marks a runtime section that exists with other settings: nothing is changed
+// without -force.
+var errConflict = errors.New("conflict")
+
+// editResult says what editConfig did.
+type editResult struct {
+	version int
+	changed bool
+	summary string   // "added runtime wazero (version 3)", ...
+	warn    []string // things worth telling the operator, not errors
+}
+
+var handlerRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// validHandler checks that the handler is what a RuntimeClass accepts (a DNS label), which is
+// also always a bare TOML key.
+func validHandler(h string) error {
+	if len(h) > 63 || !handlerRE.MatchString(h) {
+		return fmt.Errorf("handler %q is not a valid RuntimeClass handler (lowercase letters, digits and '-', at most 63)", h)
+	}
+	return nil
+}
+
+// runtimePath is the TOML path of the runtime table for a config version.
+func runtimePath(version int, handler string) []string {
+	plugin := criPluginV3
+	if version == 2 {
+		plugin = criPluginV2
+	}
+	return []string{"plugins", plugin, "containerd", "runtimes", handler}
+}
+
+// runtimeBlock is the text appended for a config version, ending in newline nl.
+func runtimeBlock(version int, handler, nl string) string {
+	hdr := fmt.Sprintf("[plugins.'%s'.containerd.runtimes.%s]", criPluginV3, handler)
+	if version == 2 {
+		hdr = fmt.Sprintf("[plugins.%q.containerd.runtimes.%s]", criPluginV2, handler)
+	}
+	return fmt.Sprintf("# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler %q.", handler) + nl +
+		hdr + nl +
+		fmt.Sprintf("  runtime_type = %q", runtimeType) + nl
+}
+
+// newConfig is the config written when the node has none: containerd 2.x reads version 3.
+func newConfig(handler string) []byte {
+	return []byte("# Created by wazero-shim-installer: there was no config.toml. version = 3 is read by containerd 2.x;\n" +
+		"# containerd 1.7 needs version = 2 (see docs/kubernetes.md). containerd's defaults apply to everything else.\n" +
+		"version = 3\n\n" + runtimeBlock(3, handler, "\n"))
+}
+
+// configVersion returns the value of the top-level "version" key, 1 when there is none.
+func configVersion(src []byte, doc *document) (int, error) {
+	for _, k := range doc.keys {
+		if k.root && len(k.path) == 1 && k.path[0] == "version" {
+			raw := strings.ReplaceAll(string(src[k.valStart:k.valEnd]), "_", "")
+			v, err := strconv.Atoi(raw)
+			if err != nil {
+				return 0, fmt.Errorf("line %d: version = %s is not an integer", k.line, src[k.valStart:k.valEnd])
+			}
+			return v, nil
+		}
+	}
+	return 1, nil
+}
+
+var disabledCRI = regexp.MustCompile(`["'](cri|io\.containerd\.grpc\.v1\.cri|io\.containerd\.cri\.v1\.runtime|io\.containerd\.cri\.v1\.images)["']`)
+
+func pathEqual(a, b []string) bool { return slices.Equal(a, b) }
+
+func hasPrefix(p, prefix []string) bool {
+	return len(p) > len(prefix) && pathEqual(p[:len(prefix)], prefix)
+}
+
+// editConfig adds the runtime section for handler to a containerd config.toml, as text. It
+// returns the new content (the input itself when nothing changes). With force, a section that
+// exists with another runtime_type is corrected; without, that is an errConflict.
+func editConfig(src []byte, handler string, force bool) ([]byte, editResult, error) {
+	var res editResult
+	if err := validHandler(handler); err != nil {
+		return nil, res, err
+	}
+	doc, err := scan(src)
+	if err != nil {
+		return nil, res, fmt.Errorf("cannot follow config.toml (not changed): %w", err)
+	}
+	v, err := configVersion(src, doc)
+	if err != nil {
+		return nil, res, err
+	}
+	res.version = v
+	switch {
+	case v <= 1:
+		return nil, res, errors.New("config.toml has no \"version = 2\" (or 3, 4) line: it is a version 1 config (containerd 1.x's original format, whose plugin section names differ), which this installer does not edit. " +
+			"Regenerate it with `containerd config default` (and carry your settings over), or on containerd 2.x convert it with `containerd config migrate`, then run the installer again")
+	case v > 4:
+		return nil, res, fmt.Errorf("config.toml has version = %d, which this installer does not know (it knows 2, 3 and 4)", v)
+	}
+	for _, k := range doc.keys {
+		if k.root && len(k.path) == 1 && k.path[0] == "disabled_plugins" && disabledCRI.Match(src[k.valStart:k.valEnd]) {
+			res.warn = append(res.warn, fmt.Sprintf("line %d: disabled_plugins disables the CRI plugin, so Kubernetes cannot use containerd (nor this runtime) until it is removed", k.line))
+		}
+	}
+
+	target := runtimePath(v, handler)
+	name := fmt.Sprintf("runtime %s (version %d)", handler, v)
+	nl := "\n"
+	if bytes.Contains(src, []byte("\r\n")) {
+		nl = "\r\n"
+	}
+
+	// A key whose path is a strict prefix of the target (runtimes = {...}, containerd = {...})
+	// defines a table inline; TOML forbids extending it with a [header].
+	for _, k := range doc.keys {
+		if len(k.path) < len(target) && hasPrefix(target, k.path) {
+			return nil, res, fmt.Errorf("line %d: %s is defined as an inline table or value; add the runtime there by hand (config not changed)", k.line, strings.Join(k.path, "."))
+		}
+	}
+
+	var hdr *header
+	for i, h := range doc.headers {
+		if pathEqual(h.path, target) || (h.array && hasPrefix(target, h.path)) {
+			if h.array {
+				return nil, res, fmt.Errorf("line %d: %s is an array of tables; not a runtime section (config not changed)", h.line, strings.Join(h.path, "."))
+			}
+			hdr = &doc.headers[i]
+		}
+	}
+	var typeKey *keyDef
+	definedByKeys := false
+	for i, k := range doc.keys {
+		// "wazero.runtime_type = ..." or "wazero = {...}" in an enclosing table defines the
+		// table too, and so forbids a [header] for it.
+		if k.table < len(target) && (pathEqual(k.path, target) || hasPrefix(k.path, target)) {
+			definedByKeys = true
+		}
+		if pathEqual(k.path, append(slices.Clone(target), "runtime_type")) {
+			typeKey = &doc.keys[i]
+		}
+	}
+
+	if hdr != nil && definedByKeys {
+		return nil, res, fmt.Errorf("%s is defined both by a [header] (line %d) and by keys elsewhere, which TOML forbids; fix config.toml by hand", strings.Join(target, "."), hdr.line)
+	}
+	if hdr == nil && !definedByKeys {
+		// Absent (possibly only sub-tables such as [...wazero.options] exist, after which
+		// defining the table itself is valid TOML). Append at the end of the file, which the
+		// scanner has shown is not inside a string, array or inline table.
+		out := slices.Clone(src)
+		if len(out) > 0 && !bytes.HasSuffix(out, []byte("\n")) {
+			out = append(out, nl...)
+		}
+		if len(out) > 0 && !bytes.HasSuffix(out, []byte(nl+nl)) {
+			out = append(out, nl...)
+		}
+		out = append(out, runtimeBlock(v, handler, nl)...)
+		res.changed = true
+		res.summary = "added " + name
+		return out, res, nil
+	}
+
+	if typeKey != nil && typeKey.str != nil && *typeKey.str == runtimeType {
+		res.summary = "unchanged (" + name + " already set up)"
+		return src, res, nil
+	}
+	what := "has no runtime_type (containerd would use runc)"
+	if typeKey != nil {
+		what = fmt.Sprintf("has runtime_type = %s (line %d)", src[typeKey.valStart:typeKey.valEnd], typeKey.line)
+	}
+	if !force {
+		return nil, res, fmt.Errorf("%w: %s %s, not %q; config not changed (run with -force to set it)", errConflict, name, what, runtimeType)
+	}
+	quoted := []byte(strconv.Quote(runtimeType))
+	var out []byte
+	switch {
+	case typeKey != nil:
+		out = slices.Concat(src[:typeKey.valStart], quoted, src[typeKey.valEnd:])
+	case hdr != nil:
+		line := []byte("  runtime_type = " + string(quoted) + nl)
+		prefix := src[:hdr.end]
+		if !bytes.HasSuffix(prefix, []byte("\n")) {
+			prefix = slices.Concat(prefix, []byte(nl))
+		}
+		out = slices.Concat(prefix, line, src[hdr.end:])
+	default:
+		return nil, res, fmt.Errorf("%s is defined with dotted keys or an inline table and %s; edit it by hand (config not changed)", name, what)
+	}
+	res.changed = true
+	res.summary = fmt.Sprintf("set runtime_type of %s to %q (-force; it %s)", name, runtimeType, what)
+	return out, res, nil
+}
+
+// checkEdited re-scans an edited config: it must still parse and define the runtime exactly once.
+func checkEdited(out []byte, version int, handler string) error {
+	doc, err := scan(out)
+	if err != nil {
+		return fmt.Errorf("internal error: the edited config does not scan: %w", err)
+	}
+	n := 0
+	for _, h := range doc.headers {
+		if pathEqual(h.path, runtimePath(version, handler)) {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("internal error: the edited config defines the runtime table %d times", n)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the .golden.toml files from the current output")
+
+func TestEditConfig(t *testing.T) {
+	tests := []struct {
+		in      string // testdata file
+		force   bool
+		golden  string // expected output file; "" means the input comes back unchanged
+		version int
+		err     string // substring of the expected error
+	}{
+		{in: "v2-plain.toml", golden: "v2-plain.golden.toml", version: 2},
+		{in: "v3-cri.toml", golden: "v3-cri.golden.toml", version: 3},
+		{in: "v4.toml", golden: "v4.golden.toml", version: 4},
+		{in: "v3-present.toml", version: 3},
+		{in: "v2-present.toml", version: 2},
+		{in: "v3-double-quotes.toml", version: 3},
+		{in: "v3-dotted.toml", version: 3},
+		{in: "v3-no-trailing-newline.toml", golden: "v3-no-trailing-newline.golden.toml", version: 3},
+		{in: "v3-crlf.toml", golden: "v3-crlf.golden.toml", version: 3},
+		{in: "v3-subtable-only.toml", golden: "v3-subtable-only.golden.toml", version: 3},
+		{in: "v3-multiline.toml", golden: "v3-multiline.golden.toml", version: 3},
+		{in: "v3-conflict.toml", err: `runtime_type = 'io.containerd.runc.v2' (line 3), not "io.containerd.wazero.v1"`},
+		{in: "v3-conflict.toml", force: true, golden: "v3-conflict.force.golden.toml", version: 3},
+		{in: "v3-no-runtime-type.toml", err: "has no runtime_type"},
+		{in: "v3-no-runtime-type.toml", force: true, golden: "v3-no-runtime-type.force.golden.toml", version: 3},
+		{in: "v3-inline-parent.toml", err: "is defined as an inline table"},
+		{in: "v3-unterminated.toml", err: "ends inside a multi-line string"},
+		{in: "v1-no-version.toml", err: "version 1 config"},
+		{in: "v1-explicit.toml", err: "version 1 config"},
+	}
+	for _, tc := range tests {
+		name := strings.TrimSuffix(tc.in, ".toml")
+		if tc.force {
+			name += "-force"
+		}
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, res, err := editConfig(in, "wazero", tc.force)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want one containing %q", err, tc.err)
+				}
+				if strings.Contains(tc.err, "not \"io.containerd") && !errors.Is(err, errConflict) {
+					t.Errorf("error %v is not errConflict", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.version != tc.version {
+				t.Errorf("version = %d, want %d", res.version, tc.version)
+			}
+			want := in
+			if tc.golden != "" {
+				gp := filepath.Join("testdata", tc.golden)
+				if *update {
+					if err := os.WriteFile(gp, out, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if want, err = os.ReadFile(gp); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("output differs from %s:\n%s", tc.golden, out)
+			}
+			if res.changed != (tc.golden != "") {
+				t.Errorf("changed = %v, want %v (summary %q)", res.changed, tc.golden != "", res.summary)
+			}
+			// Everything before the edit point is kept byte for byte: the edit only appends,
+			// or (with -force) touches one line.
+			if !tc.force && !bytes.HasPrefix(out, bytes.TrimRight(in, "\r\n")) {
+				t.Errorf("output does not start with the input")
+			}
+			if err := checkEdited(out, res.version, "wazero"); err != nil {
+				t.Error(err)
+			}
+			// Idempotent: a second run changes nothing, even with -force.
+			for _, force := range []bool{false, true} {
+				again, res2, err := editConfig(out, "wazero", force)
+				if err != nil {
+					t.Fatalf("second run: %v", err)
+				}
+				if res2.changed || !bytes.Equal(again, out) {
+					t.Errorf("second run (force=%v) changed the config: %s\n%s", force, res2.summary, again)
+				}
+			}
+		})
+	}
+}
+
+func TestEditConfigSummary(t *testing.T) {
+	in, _ := os.ReadFile("testdata/v3-cri.toml")
+	_, res, err := editConfig(in, "wazero", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.summary != "added runtime wazero (version 3)" {
+		t.Errorf("summary = %q", res.summary)
+	}
+	if _, _, err := editConfig(in, "Bad_Name", false); err == nil {
+		t.Error("an invalid handler was accepted")
+	}
+	// Another handler is another table.
+	out, res, err := editConfig(in, "wasm", false)
+	if err != nil || !res.changed || !bytes.Contains(out, []byte("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasm]\n")) {
+		t.Errorf("handler wasm: changed=%v err=%v\n%s", res.changed, err, out)
+	}
+}
+
+func TestDisabledCRIWarning(t *testing.T) {
+	in := []byte("version = 2\ndisabled_plugins = [\"cri\"]\n")
+	_, res, err := editConfig(in, "wazero", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.warn) != 1 || !strings.Contains(res.warn[0], "disables the CRI plugin") {
+		t.Errorf("warnings = %q", res.warn)
+	}
+}
+
+func TestScan(t *testing.T) {
+	src := []byte(`a."b.c" . 'd' = 1 # comment
+t = 1979-05-27 07:32:00Z
+s = "x\"y\u00e9"
+[x]
+arr = [ [1, 2], { k = "v" }, ]
+[[y.z]]
+ml = """a \
+b"""""
+`)
+	doc, err := scan(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, k := range doc.keys {
+		paths = append(paths, strings.Join(k.path, "/"))
+	}
+	want := "a/b.c/d t s x/arr/[]/k x/arr y/z/ml"
+	if got := strings.Join(paths, " "); got != want {
+		t.Errorf("keys = %q, want %q", got, want)
+	}
+	if s := doc.keys[2].str; s == nil || *s != "x\"y\u00e9" {
+		t.Errorf("string value = %v", s)
+	}
+	if len(doc.headers) != 2 || !doc.headers[1].array || strings.Join(doc.headers[1].path, ".") != "y.z" {
+		t.Errorf("headers = %+v", doc.headers)
+	}
+	for _, bad := range []string{"a = [1, 2\n", "a = '''x\n", "[a\n", "a = 1 b = 2\n", "a = { b = 1\n", "a =\n"} {
+		if _, err := scan([]byte(bad)); err == nil {
+			t.Errorf("scan(%q) succeeded", bad)
+		}
+	}
+}

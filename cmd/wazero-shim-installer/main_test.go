@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// node makes a fake host root with /usr/local/bin and, when config is not nil, a config.toml, and
+// a shim binary to install. It returns options that point at them and count restarts.
+func node(t *testing.T, config []byte, restarts *int) (options, *bytes.Buffer) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if config != nil {
+		if err := os.MkdirAll(filepath.Join(root, "etc/containerd"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "etc/containerd/config.toml"), config, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := filepath.Join(t.TempDir(), shimName)
+	if err := os.WriteFile(src, []byte("\x7fELF shim v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout := &bytes.Buffer{}
+	return options{
+		hostRoot: root, config: "/etc/containerd/config.toml", shimSrc: src, binDir: "/usr/local/bin",
+		handler: "wazero", restart: "systemctl", stdout: stdout, stderr: io.Discard,
+		restartFn: func(string, io.Writer) error { *restarts++; return nil },
+	}, stdout
+}
+
+func TestRunInstallsAndIsIdempotent(t *testing.T) {
+	in, _ := os.ReadFile("testdata/v3-cri.toml")
+	golden, _ := os.ReadFile("testdata/v3-cri.golden.toml")
+	restarts := 0
+	o, _ := node(t, in, &restarts)
+	cfg := filepath.Join(o.hostRoot, "etc/containerd/config.toml")
+	bin := filepath.Join(o.hostRoot, "usr/local/bin", shimName)
+
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "binary: installed /usr/local/bin/containerd-shim-wazero-v1; config: added runtime wazero (version 3), backup /etc/containerd/config.toml.bak-wazero; restart: containerd restarted"
+	if sum != want {
+		t.Errorf("summary:\n got %s\nwant %s", sum, want)
+	}
+	if restarts != 1 {
+		t.Errorf("restarts = %d, want 1", restarts)
+	}
+	if got, _ := os.ReadFile(cfg); !bytes.Equal(got, golden) {
+		t.Errorf("config:\n%s", got)
+	}
+	if fi, err := os.Stat(cfg); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("config mode not kept: %v %v", fi.Mode(), err)
+	}
+	if got, _ := os.ReadFile(cfg + backupSuffix); !bytes.Equal(got, in) {
+		t.Errorf("backup differs from the original")
+	}
+	if fi, err := os.Stat(bin); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("binary: %v %v", fi, err)
+	}
+	before := stat(t, bin)
+	cfgBefore := stat(t, cfg)
+
+	time.Sleep(10 * time.Millisecond)
+	sum, err = run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "binary: unchanged; config: unchanged (runtime wazero (version 3) already set up); restart: not needed"; sum != want {
+		t.Errorf("second run summary:\n got %s\nwant %s", sum, want)
+	}
+	if restarts != 1 {
+		t.Errorf("restarted again (%d)", restarts)
+	}
+	if after := stat(t, bin); after != before {
+		t.Errorf("binary rewritten: %+v -> %+v", before, after)
+	}
+	if after := stat(t, cfg); after != cfgBefore {
+		t.Errorf("config rewritten: %+v -> %+v", cfgBefore, after)
+	}
+	// No temporary files are left behind.
+	for _, dir := range []string{filepath.Dir(bin), filepath.Dir(cfg)} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".tmp-") {
+				t.Errorf("left over: %s", e.Name())
+			}
+		}
+	}
+}
+
+type fileID struct {
+	ino   uint64
+	mtime time.Time
+}
+
+func stat(t *testing.T, p string) fileID {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fileID{ino: fi.Sys().(*syscall.Stat_t).Ino, mtime: fi.ModTime()}
+}
+
+func TestRunBinaryUpdate(t *testing.T) {
+	restarts := 0
+	o, _ := node(t, []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\nruntime_type = \"io.containerd.wazero.v1\"\n"), &restarts)
+	bin := filepath.Join(o.hostRoot, "usr/local/bin", shimName)
+	if err := os.WriteFile(bin, []byte("old"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	before := stat(t, bin)
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sum, "binary: updated /usr/local/bin/containerd-shim-wazero-v1; config: unchanged") {
+		t.Errorf("summary = %s", sum)
+	}
+	if restarts != 0 {
+		t.Errorf("restarted although the config did not change")
+	}
+	if after := stat(t, bin); after.ino == before.ino {
+		t.Errorf("binary updated in place, not replaced by rename")
+	}
+	got, _ := os.ReadFile(bin)
+	want, _ := os.ReadFile(o.shimSrc)
+	if !bytes.Equal(got, want) {
+		t.Errorf("binary content = %q", got)
+	}
+	// Same content with a wrong mode: the mode is fixed, the file is kept.
+	os.Chmod(bin, 0o700)
+	before = stat(t, bin)
+	if sum, err = run(o); err != nil || !strings.HasPrefix(sum, "binary: unchanged (mode set to 0755)") {
+		t.Errorf("summary = %s, err %v", sum, err)
+	}
+	if stat(t, bin).ino != before.ino {
+		t.Errorf("binary replaced to fix its mode")
+	}
+}
+
+func TestRunDryRunWritesNothing(t *testing.T) {
+	in, _ := os.ReadFile("testdata/v2-plain.toml")
+	golden, _ := os.ReadFile("testdata/v2-plain.golden.toml")
+	restarts := 0
+	o, stdout := node(t, in, &restarts)
+	o.dryRun = true
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sum, "binary: would be installed") || !strings.Contains(sum, "config: would be added runtime wazero (version 2)") {
+		t.Errorf("summary = %s", sum)
+	}
+	if !bytes.Equal(stdout.Bytes(), golden) {
+		t.Errorf("dry-run output:\n%s", stdout)
+	}
+	if restarts != 0 {
+		t.Error("dry-run restarted containerd")
+	}
+	if got, _ := os.ReadFile(filepath.Join(o.hostRoot, "etc/containerd/config.toml")); !bytes.Equal(got, in) {
+		t.Error("dry-run changed the config")
+	}
+	for _, p := range []string{"etc/containerd/config.toml" + backupSuffix, "usr/local/bin/" + shimName} {
+		if _, err := os.Lstat(filepath.Join(o.hostRoot, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dry-run wrote %s", p)
+		}
+	}
+	// Missing config: printed, not created.
+	o2, stdout2 := node(t, nil, &restarts)
+	o2.dryRun = true
+	if _, err := run(o2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stdout2.Bytes(), newConfig("wazero")) {
+		t.Errorf("dry-run output for a missing config:\n%s", stdout2)
+	}
+	if _, err := os.Lstat(filepath.Join(o2.hostRoot, "etc/containerd")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("dry-run created the config directory")
+	}
+}
+
+func TestRunMissingConfigIsCreated(t *testing.T) {
+	restarts := 0
+	o, _ := node(t, nil, &restarts)
+	o.restart = "auto"
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sum, "config: created /etc/containerd/config.toml with runtime wazero (version 3") || !strings.Contains(sum, "restart: run `systemctl restart containerd`") {
+		t.Errorf("summary = %s", sum)
+	}
+	if restarts != 0 {
+		t.Error("-restart auto ran the restart")
+	}
+	got, err := os.ReadFile(filepath.Join(o.hostRoot, "etc/containerd/config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, res, err := editConfig(got, "wazero", false)
+	if err != nil || res.changed || res.version != 3 || !bytes.Equal(out, got) {
+		t.Errorf("created config is not recognised as set up: %v %+v\n%s", err, res, got)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	restarts := 0
+	v1, _ := os.ReadFile("testdata/v1-no-version.toml")
+	o, _ := node(t, v1, &restarts)
+	if _, err := run(o); err == nil || !strings.Contains(err.Error(), "version 1 config") {
+		t.Errorf("version 1: err = %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(o.hostRoot, "etc/containerd/config.toml")); !bytes.Equal(got, v1) {
+		t.Error("version 1 config changed")
+	}
+
+	conflict, _ := os.ReadFile("testdata/v3-conflict.toml")
+	o, _ = node(t, conflict, &restarts)
+	if _, err := run(o); !errors.Is(err, errConflict) {
+		t.Errorf("conflict: err = %v", err)
+	}
+	o.force = true
+	if sum, err := run(o); err != nil || !strings.Contains(sum, "-force") {
+		t.Errorf("conflict with -force: %s, %v", sum, err)
+	}
+	if restarts != 1 {
+		t.Errorf("restarts = %d, want 1", restarts)
+	}
+
+	o, _ = node(t, nil, &restarts)
+	o.restart = "sometimes"
+	if _, err := run(o); err == nil {
+		t.Error("bad -restart accepted")
+	}
+	o.restart = "none"
+	o.binDir = "/opt/bin"
+	if _, err := run(o); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("missing bin dir: %v", err)
+	}
+	o.binDir = "/usr/local/bin"
+	cfg := filepath.Join(o.hostRoot, "etc/containerd/config.toml")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg+".real", []byte("version = 3\n"), 0o644)
+	os.Symlink("config.toml.real", cfg)
+	if _, err := run(o); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("symlinked config: %v", err)
+	}
+}
