@@ -61,7 +61,17 @@ func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, RunnerArg, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	// A nil *os.File must not reach exec.Cmd as a non-nil interface: exec would hand the runner a
+	// closed descriptor instead of /dev/null, and the Go runtime aborts when it cannot open it.
+	if stdio.Stdin != nil {
+		cmd.Stdin = stdio.Stdin
+	}
+	if stdio.Stdout != nil {
+		cmd.Stdout = stdio.Stdout
+	}
+	if stdio.Stderr != nil {
+		cmd.Stderr = stdio.Stderr
+	}
 	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
 	cmd.Env = []string{}
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,28 @@ func TestMountpoint(t *testing.T) {
 				t.Errorf("mount point has mode %v", st.Mode())
 			}
 		})
+	}
+}
+
+// TestSpawnNilStdioIsDevNull checks that a runner without stdio gets /dev/null as fds 0-2, never
+// a closed descriptor (the Go runtime aborts a process whose standard fds it cannot open).
+func TestSpawnNilStdioIsDevNull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Spawn needs root (CLONE_NEWNS)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Spawn(self, t.Name(), Stdio{}, SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Close(); r.Cmd.Process.Kill(); r.Cmd.Wait() }()
+	for fd := 0; fd <= 2; fd++ {
+		target, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(r.Pid()), "fd", strconv.Itoa(fd)))
+		if err != nil || target != "/dev/null" {
+			t.Errorf("runner fd %d is %q (%v), want /dev/null", fd, target, err)
+		}
 	}
 }

@@ -36,6 +36,7 @@ type service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+	creating   map[string]bool // IDs whose Create is under way
 }
 
 // container is the state of one task. Its fields are guarded by mu.
@@ -63,6 +64,7 @@ func newService(ctx context.Context, rt runtime, publisher events.Publisher, sd 
 		events:     make(chan any, 256),
 		sd:         sd,
 		containers: map[string]*container{},
+		creating:   map[string]bool{},
 	}
 	go s.forward(ctx, publisher)
 	return s
@@ -105,26 +107,33 @@ func noExec(execID string) error {
 // and leaves the runner waiting for Start.
 func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
 	s.mu.Lock()
-	if _, ok := s.containers[r.ID]; ok {
+	if _, ok := s.containers[r.ID]; ok || s.creating[r.ID] {
 		s.mu.Unlock()
 		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists))
 	}
+	// The ID is reserved while creating, but the container is visible to other calls (State,
+	// Stats, Kill... which containerd may make at any time) only once it exists.
+	s.creating[r.ID] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.creating, r.ID)
+		s.mu.Unlock()
+	}()
 	c := &container{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
 		status: tasktypes.Status_CREATED, exited: make(chan struct{})}
-	s.containers[r.ID] = c // reserve the ID while creating
 	c.mu.Lock()
-	s.mu.Unlock()
 	defer c.mu.Unlock()
 
 	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) }, func() { s.oom(c) })
 	if err != nil {
 		c.discarded = true
-		s.mu.Lock()
-		delete(s.containers, r.ID)
-		s.mu.Unlock()
 		return nil, errgrpc.ToGRPC(err)
 	}
 	c.inst = inst
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
 	s.events <- &eventstypes.TaskCreate{
 		ContainerID: r.ID,
 		Bundle:      r.Bundle,
@@ -387,7 +396,7 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown stops the shim once it serves no container.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb, error) {
 	s.mu.Lock()
-	n := len(s.containers)
+	n := len(s.containers) + len(s.creating)
 	s.mu.Unlock()
 	if n > 0 {
 		return empty, nil

@@ -24,6 +24,8 @@ type fakeRuntime struct {
 	createErr error
 	// exitDuringCreate makes the runner exit while Create is still running.
 	exitDuringCreate bool
+	// block, when set, holds Create until it is closed.
+	block chan struct{}
 }
 
 type fakeInstance struct {
@@ -41,6 +43,9 @@ type fakeInstance struct {
 func (f *fakeRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (instance, error) {
 	if f.createErr != nil {
 		return nil, f.createErr
+	}
+	if f.block != nil {
+		<-f.block
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -316,5 +321,44 @@ func TestOOMEventBeforeExit(t *testing.T) {
 	got := rec.waitFor(t, 4)
 	if fmt.Sprint(got) != "[/tasks/create /tasks/start /tasks/oom /tasks/exit]" {
 		t.Fatalf("events %v", got)
+	}
+}
+
+// TestCallsDuringCreate checks that a container being created is invisible to every other call
+// (containerd collects metrics at any time) and keeps the shim from shutting down.
+func TestCallsDuringCreate(t *testing.T) {
+	s, rt, _, sd := newTestService(t)
+	rt.block = make(chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := s.Create(context.Background(), &taskAPI.CreateTaskRequest{ID: "c"})
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ctx := context.Background()
+	if _, err := s.Stats(ctx, &taskAPI.StatsRequest{ID: "c"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("stats during create: %v, want not found", err)
+	}
+	if _, err := s.State(ctx, &taskAPI.StateRequest{ID: "c"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("state during create: %v, want not found", err)
+	}
+	if r, err := s.Connect(ctx, &taskAPI.ConnectRequest{ID: "c"}); err != nil || r.TaskPid != 0 {
+		t.Errorf("connect during create: %v %v", r, err)
+	}
+	if _, err := s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c"}); !errdefs.IsAlreadyExists(errgrpc.ToNative(err)) {
+		t.Errorf("second create during create: %v, want already exists", err)
+	}
+	s.Shutdown(ctx, &taskAPI.ShutdownRequest{})
+	select {
+	case <-sd.Done():
+		t.Error("shim shut down during a create")
+	default:
+	}
+	close(rt.block)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.State(ctx, &taskAPI.StateRequest{ID: "c"}); err != nil {
+		t.Errorf("state after create: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/containerd/log"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 )
@@ -60,14 +63,26 @@ func openStdio(ctx context.Context, id, ns, stdin, stdout, stderr string) (_ *st
 		}
 		return s, nil
 	}
+	if stderr == "" {
+		// No stderr (NullIO): keep what the runner prints there, such as the reason it crashed,
+		// in the shim log instead of losing it (the first lines only).
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		s.runner.Stderr = w
+		go logLines(ctx, id, r, 20)
+	}
 	var err error
 	if s.runner.Stdout, err = s.openOutput(ctx, stdout); err != nil {
 		return nil, fmt.Errorf("open stdout %s: %w", stdout, err)
 	}
 	if stderr == stdout && s.runner.Stdout != nil {
 		s.runner.Stderr = s.runner.Stdout
-	} else if s.runner.Stderr, err = s.openOutput(ctx, stderr); err != nil {
-		return nil, fmt.Errorf("open stderr %s: %w", stderr, err)
+	} else if s.runner.Stderr == nil {
+		if s.runner.Stderr, err = s.openOutput(ctx, stderr); err != nil {
+			return nil, fmt.Errorf("open stderr %s: %w", stderr, err)
+		}
 	}
 	return s, nil
 }
@@ -201,5 +216,16 @@ func (s *stdio) Close() {
 			<-done
 		}
 		s.logger = nil
+	}
+}
+
+// logLines copies up to max lines from r into the shim log, then discards the rest until EOF.
+func logLines(ctx context.Context, id string, r *os.File, max int) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for n := 0; sc.Scan(); n++ {
+		if n < max {
+			log.G(ctx).WithField("id", id).Warn("container stderr (no stderr configured): " + sc.Text())
+		}
 	}
 }
