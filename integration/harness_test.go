@@ -243,6 +243,7 @@ func teardownSuite() {
 		}
 	}
 	removeCgroups(suite.ns)
+	removeExtraCgroups()
 	if suite.tmp == "" {
 		return
 	}
@@ -794,6 +795,9 @@ func checkLeaks() []string {
 		leaks = append(leaks, "mount left: "+mp)
 	}
 	leaks = append(leaks, cgroupLeaks(suite.ns)...)
+	for _, d := range leftCgroups() { // CRI containers' cgroups (cri_test.go)
+		leaks = append(leaks, "cgroup left: "+d)
+	}
 	return leaks
 }
 

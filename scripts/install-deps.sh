@@ -4,6 +4,7 @@
 #     containerd (Debian 12: 1.6.20, the tested v1.6.20 in /usr/bin; its service is not started)
 #   - containerd, ctr and containerd-shim-runc-v2 for each tested containerd 2.x version,
 #     built from the Go module proxy into $TOOLS/containerd-<version>/bin
+#   - crictl (cri-tools, for the CRI integration tests), built into $TOOLS/bin/crictl
 # Fast when everything is already present. TOOLS defaults to /var/tmp/wazero-shim-tools.
 set -euo pipefail
 
@@ -97,6 +98,27 @@ for v in $CONTAINERD_VERSIONS; do
 	fi
 	log "containerd $v: built in $(($(date +%s) - start))s: $("$bin/containerd" --version)"
 done
+
+# --- crictl ----------------------------------------------------------------------------------
+# The CRI integration tests (integration/cri_test.go) drive the daemons' CRI plugin with crictl.
+# `go install sigs.k8s.io/cri-tools/cmd/crictl@VERSION` is refused by the module proxy here (no
+# @v/list, no sumdb entry), so download the module zip, copy it out of the module cache and build it.
+CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
+crictl=$TOOLS/bin/crictl
+if [ -x "$crictl" ]; then
+	log "crictl: present in $crictl"
+else
+	log "crictl $CRICTL_VERSION: building into $crictl"
+	mkdir -p "$TOOLS/bin"
+	src=$(mktemp -d)
+	(cd / && GONOSUMDB=sigs.k8s.io/cri-tools GOFLAGS=-mod=mod "$GO" mod download "sigs.k8s.io/cri-tools@$CRICTL_VERSION")
+	cp -r "$("$GO" env GOMODCACHE)/sigs.k8s.io/cri-tools@$CRICTL_VERSION" "$src/cri-tools"
+	chmod -R u+w "$src/cri-tools"
+	(cd "$src/cri-tools" && CGO_ENABLED=0 GOFLAGS= "$GO" build -trimpath -o "$crictl.tmp" ./cmd/crictl)
+	mv "$crictl.tmp" "$crictl"
+	rm -rf "$src"
+	log "crictl $CRICTL_VERSION: built"
+fi
 
 # The apt containerd must be the 1.6.20 the tests name v1.6.20 (integration/harness_test.go checks it too).
 if ! /usr/bin/containerd --version 2>/dev/null | grep -Eq '[[:space:]]1\.6\.20([~+[:space:]-]|$)'; then
