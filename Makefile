@@ -6,7 +6,7 @@ BIN      := bin/containerd-shim-wazero-v1
 TOOLS    ?= /var/tmp/wazero-shim-tools
 export TOOLS
 
-.PHONY: all build testdata deps unit integration test demo install vet fmt clean
+.PHONY: all build testdata deps unit integration test demo bench install vet fmt clean
 
 all: build testdata
 
@@ -34,6 +34,10 @@ test: deps vet unit integration
 
 demo: deps build testdata
 	scripts/demo.sh
+
+# bench: wazero shim vs runc on a private containerd, results in docs/BENCHMARKS.md (root; < 15 min).
+bench: deps build testdata
+	scripts/bench.sh
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1

@@ -1,0 +1,1086 @@
+// Command bench measures containerd-shim-wazero-v1 against a runc baseline on a running, private
+// containerd daemon, interleaving the two (A B A B ...) so that drift and noise from other load hit
+// both alike, and writes the results as Markdown (docs/BENCHMARKS.md). scripts/bench.sh starts the
+// daemon, imports the images and runs this program; see docs/BENCHMARKS.md for what each benchmark is.
+//
+// It is its own module (bench/go.mod) because containerd's client package pulls in dependencies the
+// shim itself does not need.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const (
+	wasmRuntime = "io.containerd.wazero.v1"
+	runcRuntime = "io.containerd.runc.v2"
+
+	imgHello     = "docker.io/library/wasm-hello:latest"
+	imgHelloGo   = "docker.io/library/wasm-hello-go:latest"
+	imgNative    = "docker.io/library/native-hello:latest"
+	imgWasmTest  = "docker.io/library/wasmtest:latest"
+	imgPause     = "registry.k8s.io/pause:3.10.2"
+	imgCPUBench  = "docker.io/library/wasm-cpubench:latest"
+	snapshotter  = "overlayfs"
+	settleIdle   = 2 * time.Second // idle containers settle this long before their memory is read
+	perTaskLimit = 2 * time.Minute
+)
+
+var wasmPlatform = ocispec.Platform{OS: "wasip1", Architecture: "wasm"}
+
+type config struct {
+	address, ns, ctr, fifoDir, cacheDir, wazero, cpubenchWasm, wazeroCache string
+	shimExe, runcShimExe, daemonLog, out, command, only                    string
+	containerdBin, runcBin, goVersion                                      string
+	rounds, coldRounds, n, conc, b2Rounds, b3Rounds, cpuWork, cpuRounds    int
+	sizes                                                                  []int
+}
+
+func main() {
+	var c config
+	var sizes string
+	flag.StringVar(&c.address, "address", "", "containerd socket (required)")
+	flag.StringVar(&c.ns, "namespace", "wzbench", "containerd namespace for every container")
+	flag.StringVar(&c.ctr, "ctr", "ctr", "ctr binary of the daemon's version")
+	flag.StringVar(&c.fifoDir, "fifo-dir", "", "ctr run --fifo-dir")
+	flag.StringVar(&c.cacheDir, "cache-dir", "", "the daemon's CONTAINERD_SHIM_WAZERO_CACHE_DIR (emptied for cold runs)")
+	flag.StringVar(&c.wazero, "wazero", "wazero", "wazero CLI")
+	flag.StringVar(&c.wazeroCache, "wazero-cache", "", "wazero run -cachedir")
+	flag.StringVar(&c.cpubenchWasm, "cpubench-wasm", "", "cpubench.wasm on the host (for wazero run)")
+	flag.StringVar(&c.shimExe, "shim-exe", "", "the wazero shim binary the daemon runs (private copy)")
+	flag.StringVar(&c.runcShimExe, "runc-shim-exe", "", "the daemon's containerd-shim-runc-v2")
+	flag.StringVar(&c.containerdBin, "containerd", "containerd", "containerd binary (for --version)")
+	flag.StringVar(&c.runcBin, "runc", "runc", "runc binary (for --version)")
+	flag.StringVar(&c.daemonLog, "daemon-log", "", "containerd's log (for the shim's \"runner ready\" lines)")
+	flag.StringVar(&c.out, "out", "docs/BENCHMARKS.md", "Markdown output")
+	flag.StringVar(&c.command, "command", "make bench", "the command line to record in the output")
+	flag.StringVar(&c.only, "only", "B1,B2,B3,B4", "benchmarks to run")
+	flag.IntVar(&c.rounds, "rounds", 15, "B1 rounds (warm)")
+	flag.IntVar(&c.coldRounds, "cold-rounds", 8, "B1c rounds (empty compilation cache)")
+	flag.IntVar(&c.n, "n", 500, "B2 tasks per runtime")
+	flag.IntVar(&c.conc, "concurrency", 4, "B2/B3 parallel clients")
+	flag.IntVar(&c.b2Rounds, "b2-rounds", 5, "B2 rounds per runtime (N is split across them)")
+	flag.StringVar(&sizes, "sizes", "1,10,100", "B3 container counts")
+	flag.IntVar(&c.b3Rounds, "b3-rounds", 3, "B3 rounds per size")
+	flag.IntVar(&c.cpuWork, "cpu-work", 48, "B4 cpubench ROUNDS argument")
+	flag.IntVar(&c.cpuRounds, "cpu-rounds", 5, "B4 rounds")
+	flag.Parse()
+	if c.address == "" {
+		log.Fatal("-address is required")
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || v < 1 {
+			log.Fatalf("bad -sizes %q", sizes)
+		}
+		c.sizes = append(c.sizes, v)
+	}
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+	if err := run(&c); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// row is one line of the results table.
+type row struct {
+	id, what, unit string
+	samples        []float64
+	baseline       *row // nil for a baseline row
+	higherBetter   bool
+}
+
+// report collects everything written to the Markdown file.
+type report struct {
+	rows  []*row
+	notes []string
+}
+
+func (r *report) add(id, what, unit string, s []float64, base *row, higher bool) *row {
+	x := &row{id: id, what: what, unit: unit, samples: s, baseline: base, higherBetter: higher}
+	r.rows = append(r.rows, x)
+	return x
+}
+
+func (r *report) note(format string, a ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, a...))
+	log.Printf("note: "+format, a...)
+}
+
+func run(c *config) error {
+	began := time.Now()
+	ctx := namespaces.WithNamespace(context.Background(), c.ns)
+	cl, err := containerd.New(c.address, containerd.WithDefaultNamespace(c.ns))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	b := &bencher{c: c, cl: cl}
+	rep := &report{}
+	want := map[string]bool{}
+	for _, s := range strings.Split(c.only, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	steps := []struct {
+		name string
+		fn   func(context.Context, *report) error
+	}{{"B1", b.b1}, {"B2", b.b2}, {"B3", b.b3}, {"B4", b.b4}}
+	for _, s := range steps {
+		if !want[s.name] {
+			continue
+		}
+		t := time.Now()
+		log.Printf("%s: start", s.name)
+		if err := s.fn(ctx, rep); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		log.Printf("%s: done in %s", s.name, time.Since(t).Round(time.Second))
+	}
+	keys := make([]string, 0, len(b.failures))
+	for k := range b.failures {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rep.note("**failures** %s: %d container start(s) failed and were not counted (retried where a fixed count was needed); first error: `%s`", k, b.failures[k], b.firstErr[k])
+	}
+	if len(keys) == 0 {
+		rep.note("No container start failed in any benchmark.")
+	}
+	return writeMarkdown(c, rep, time.Since(began))
+}
+
+type bencher struct {
+	c   *config
+	cl  *containerd.Client
+	seq int
+	mu  sync.Mutex
+	// failures counts failed container starts per benchmark and runtime ("B2 wazero"); the first
+	// error of each is kept. Failures are reported, not fatal, unless a whole sample fails.
+	failures map[string]int
+	firstErr map[string]string
+}
+
+func (b *bencher) fail(key string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failures == nil {
+		b.failures, b.firstErr = map[string]int{}, map[string]string{}
+	}
+	b.failures[key]++
+	if _, ok := b.firstErr[key]; !ok {
+		b.firstErr[key] = strings.Join(strings.Fields(err.Error()), " ")
+		log.Printf("%s: failure (first of its kind, reported at the end): %v", key, err)
+	}
+}
+
+func (b *bencher) id(prefix string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), b.seq)
+}
+
+// ctrRun times one `ctr run --rm` the way a user types it (fork+exec of ctr included) and checks
+// that it exits 0 with the expected text on stdout.
+func (b *bencher) ctrRun(rt, image, want string, args ...string) (time.Duration, string, error) {
+	id := b.id("b")
+	a := []string{"--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir}
+	if rt != "" {
+		a = append(a, "--runtime", rt)
+	}
+	a = append(a, image, id)
+	a = append(a, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), perTaskLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.c.ctr, a...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	t := time.Now()
+	err := cmd.Run()
+	d := time.Since(t)
+	if err != nil || !strings.Contains(out.String(), want) {
+		return d, "", fmt.Errorf("ctr run %s %s: %v; stdout %q; stderr %q", rt, image, err, out.String(), lastLines(errb.String(), 5))
+	}
+	return d, id, nil
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	var keep []string
+	for _, x := range l {
+		if !strings.Contains(x, "DEPRECATION") { // ctr's cgroup v1 notice
+			keep = append(keep, x)
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return strings.Join(keep, "\n")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// emptyCache removes every entry of the compilation cache (the shim recreates the directory).
+func (b *bencher) emptyCache() error {
+	if b.c.cacheDir == "" {
+		return fmt.Errorf("no -cache-dir")
+	}
+	return os.RemoveAll(b.c.cacheDir)
+}
+
+// B1: cold start, `ctr run --rm` end to end.
+func (b *bencher) b1(ctx context.Context, rep *report) error {
+	type series struct {
+		id, what, image, want string
+		args                  []string
+		rounds                int
+		cold                  bool
+	}
+	all := []series{
+		{"B1a", "C hello (42 KB module), warm cache", imgHello, "hello from wasm", nil, b.c.rounds, false},
+		{"B1b", "Go hello (2.6 MB module), warm cache", imgHelloGo, "hello", nil, b.c.rounds, false},
+		{"B1c", "Go hello, first-ever run (cache emptied before each run)", imgHelloGo, "hello", nil, b.c.coldRounds, true},
+	}
+	for _, s := range all {
+		// One untimed run of each fills the cache and the page cache.
+		if _, _, err := b.ctrRun(wasmRuntime, s.image, s.want, s.args...); err != nil {
+			return err
+		}
+		if _, _, err := b.ctrRun("", imgNative, "hello from native"); err != nil {
+			return err
+		}
+		var w, r []float64
+		var wasmIDs []string
+		for i := 0; i < s.rounds; i++ {
+			if s.cold {
+				if err := b.emptyCache(); err != nil {
+					return err
+				}
+			}
+			d, id, err := b.ctrRun(wasmRuntime, s.image, s.want, s.args...)
+			if err != nil {
+				return err
+			}
+			w = append(w, ms(d))
+			wasmIDs = append(wasmIDs, id)
+			d, _, err = b.ctrRun("", imgNative, "hello from native")
+			if err != nil {
+				return err
+			}
+			r = append(r, ms(d))
+		}
+		base := rep.add(s.id, "runc: `ctr run --rm` native hello (baseline)", "ms", r, nil, false)
+		rep.add(s.id, "wazero: `ctr run --rm` "+s.what, "ms", w, base, false)
+		b.runnerReady(rep, s.id, wasmIDs)
+	}
+	return nil
+}
+
+// runnerReady summarises the shim's "runner ready" log lines (compile time, Create-to-ready) of ids.
+func (b *bencher) runnerReady(rep *report, bid string, ids []string) {
+	if b.c.daemonLog == "" {
+		return
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	f, err := os.Open(b.c.daemonLog)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var comp, ready []float64
+	hits := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.Contains(l, "runner ready") {
+			continue
+		}
+		f := logfmt(l)
+		if !want[f["id"]] {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f["compileMillis"], 64); err == nil {
+			comp = append(comp, v)
+		}
+		if v, err := strconv.ParseFloat(f["readyMillis"], 64); err == nil {
+			ready = append(ready, v)
+		}
+		if f["cacheHit"] == "true" {
+			hits++
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	rep.note("%s: the shim's own log (\"runner ready\", %d runs): module compile/load median %.0f ms, runner spawn-to-ready median %.0f ms, compilation cache hits %d/%d.",
+		bid, len(ready), median(comp), median(ready), hits, len(ready))
+}
+
+// logfmt parses the key=value fields of a logrus text line (values may be quoted).
+func logfmt(l string) map[string]string {
+	m := map[string]string{}
+	for len(l) > 0 {
+		l = strings.TrimLeft(l, " ")
+		eq := strings.IndexByte(l, '=')
+		if eq < 0 {
+			break
+		}
+		k := l[:eq]
+		if i := strings.LastIndexByte(k, ' '); i >= 0 {
+			k = k[i+1:]
+		}
+		l = l[eq+1:]
+		var v string
+		if strings.HasPrefix(l, `"`) {
+			if q, err := strconv.QuotedPrefix(l); err == nil {
+				v, _ = strconv.Unquote(q)
+				l = l[len(q):]
+			} else {
+				v, l = l, ""
+			}
+		} else if sp := strings.IndexByte(l, ' '); sp >= 0 {
+			v, l = l[:sp], l[sp:]
+		} else {
+			v, l = l, ""
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// image returns the image record of name with the platform its runtime needs, unpacked.
+func (b *bencher) image(ctx context.Context, name string, wasm bool) (containerd.Image, error) {
+	rec, err := b.cl.ImageService().Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var img containerd.Image
+	if wasm {
+		img = containerd.NewImageWithPlatform(b.cl, rec, platforms.Only(wasmPlatform))
+	} else {
+		img = containerd.NewImage(b.cl, rec)
+	}
+	ok, err := img.IsUnpacked(ctx, snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := img.Unpack(ctx, snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", name, err)
+		}
+	}
+	return img, nil
+}
+
+// phases of one task's life through the Go client.
+type phases struct{ container, create, start, run, del, total time.Duration }
+
+// task runs one container to completion: create container, new task, start, wait, delete.
+func (b *bencher) task(ctx context.Context, img containerd.Image, rt string, args []string) (phases, error) {
+	var p phases
+	id := b.id("t")
+	ctx, cancel := context.WithTimeout(ctx, perTaskLimit)
+	defer cancel()
+	t0 := time.Now()
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if len(args) > 0 {
+		specOpts = append(specOpts, oci.WithProcessArgs(args...))
+	}
+	cont, err := b.cl.NewContainer(ctx, id,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(snapshotter),
+		containerd.WithNewSnapshot(id, img),
+		containerd.WithRuntime(rt, nil),
+		containerd.WithNewSpec(specOpts...))
+	if err != nil {
+		return p, err
+	}
+	defer cont.Delete(context.WithoutCancel(ctx), containerd.WithSnapshotCleanup) // no-op after success
+	t1 := time.Now()
+	tk, err := cont.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return p, err
+	}
+	t2 := time.Now()
+	exitCh, err := tk.Wait(ctx)
+	if err != nil {
+		tk.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		return p, err
+	}
+	if err := tk.Start(ctx); err != nil {
+		tk.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		return p, err
+	}
+	t3 := time.Now()
+	var st containerd.ExitStatus
+	select {
+	case st = <-exitCh:
+	case <-ctx.Done():
+		tk.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		return p, ctx.Err()
+	}
+	t4 := time.Now()
+	if _, err := tk.Delete(ctx); err != nil {
+		return p, err
+	}
+	if err := cont.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+		return p, err
+	}
+	t5 := time.Now()
+	if st.ExitCode() != 0 {
+		return p, fmt.Errorf("%s exited %d", id, st.ExitCode())
+	}
+	p = phases{container: t1.Sub(t0), create: t2.Sub(t1), start: t3.Sub(t2), run: t4.Sub(t3), del: t5.Sub(t4), total: t5.Sub(t0)}
+	return p, nil
+}
+
+// retryTask runs one task, trying up to 3 times (failures are counted).
+func (b *bencher) retryTask(ctx context.Context, img containerd.Image, rt string) (phases, error) {
+	var err error
+	for i := 0; i < 3; i++ {
+		var p phases
+		if p, err = b.task(ctx, img, rt, nil); err == nil {
+			return p, nil
+		}
+		b.fail("B2 sequential "+rtName(rt), err)
+	}
+	return phases{}, err
+}
+
+// batch runs n tasks, conc at a time; it returns the elapsed time and the phases of every task
+// that succeeded (failures are counted by b.fail).
+func (b *bencher) batch(ctx context.Context, img containerd.Image, rt string, n, conc int) (time.Duration, []phases, error) {
+	jobs := make(chan struct{})
+	var mu sync.Mutex
+	var all []phases
+	fails := 0
+	var wg sync.WaitGroup
+	t := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				p, err := b.task(ctx, img, rt, nil)
+				mu.Lock()
+				if err != nil {
+					fails++
+					b.fail("B2 "+rtName(rt), err)
+				} else {
+					all = append(all, p)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	if len(all) == 0 {
+		return 0, nil, fmt.Errorf("all %d tasks failed", n)
+	}
+	return time.Since(t), all, nil
+}
+
+func rtName(rt string) string {
+	if rt == wasmRuntime {
+		return "wazero"
+	}
+	return "runc"
+}
+
+// B2: throughput through the Go client, plus the per-phase latencies of a sequential series.
+func (b *bencher) b2(ctx context.Context, rep *report) error {
+	wimg, err := b.image(ctx, imgHello, true)
+	if err != nil {
+		return err
+	}
+	nimg, err := b.image(ctx, imgNative, false)
+	if err != nil {
+		return err
+	}
+	// Sequential phases first (one task at a time, interleaved): where does a task's time go?
+	const seqN = 10
+	var wp, np []phases
+	for i := 0; i < seqN+1; i++ {
+		p, err := b.retryTask(ctx, wimg, wasmRuntime)
+		if err != nil {
+			return fmt.Errorf("wasm task: %w", err)
+		}
+		q, err := b.retryTask(ctx, nimg, runcRuntime)
+		if err != nil {
+			return fmt.Errorf("runc task: %w", err)
+		}
+		if i > 0 { // the first pair is a warm-up
+			wp, np = append(wp, p), append(np, q)
+		}
+	}
+	rep.note("B2 phases (Go client, one task at a time, %d each, median ms) — wazero C hello vs runc native hello: %s", seqN, phaseTable(wp, np))
+
+	rounds := b.c.b2Rounds
+	if rounds > b.c.n {
+		rounds = b.c.n
+	}
+	per := b.c.n / rounds
+	var w, r []float64
+	var wall, rall []phases
+	for i := 0; i < rounds; i++ {
+		d, ps, err := b.batch(ctx, wimg, wasmRuntime, per, b.c.conc)
+		if err != nil {
+			return fmt.Errorf("wasm batch: %w", err)
+		}
+		w, wall = append(w, float64(len(ps))/d.Seconds()), append(wall, ps...)
+		log.Printf("B2 round %d: wasm %.1f tasks/s", i+1, w[len(w)-1])
+		d, ps, err = b.batch(ctx, nimg, runcRuntime, per, b.c.conc)
+		if err != nil {
+			return fmt.Errorf("runc batch: %w", err)
+		}
+		r, rall = append(r, float64(len(ps))/d.Seconds()), append(rall, ps...)
+		log.Printf("B2 round %d: runc %.1f tasks/s", i+1, r[len(r)-1])
+	}
+	what := fmt.Sprintf("tasks/s, %d rounds of %d tasks, %d at a time", rounds, per, b.c.conc)
+	base := rep.add("B2", "runc: native hello, "+what+" (baseline)", "tasks/s", r, nil, true)
+	rep.add("B2", "wazero: C hello, "+what, "tasks/s", w, base, true)
+	rep.note("B2 phases under load (%d at a time, all %d tasks each, median ms) — wazero vs runc: %s", b.c.conc, per*rounds, phaseTable(wall, rall))
+	return nil
+}
+
+func phaseTable(w, r []phases) string {
+	get := func(ps []phases, f func(phases) time.Duration) float64 {
+		var s []float64
+		for _, p := range ps {
+			s = append(s, ms(f(p)))
+		}
+		return median(s)
+	}
+	parts := []struct {
+		name string
+		f    func(phases) time.Duration
+	}{
+		{"NewContainer (snapshot+spec)", func(p phases) time.Duration { return p.container }},
+		{"NewTask (shim start + create)", func(p phases) time.Duration { return p.create }},
+		{"Start", func(p phases) time.Duration { return p.start }},
+		{"run to exit", func(p phases) time.Duration { return p.run }},
+		{"task+container delete", func(p phases) time.Duration { return p.del }},
+		{"total", func(p phases) time.Duration { return p.total }},
+	}
+	var out []string
+	for _, x := range parts {
+		out = append(out, fmt.Sprintf("%s %.1f vs %.1f", x.name, get(w, x.f), get(r, x.f)))
+	}
+	return strings.Join(out, "; ")
+}
+
+// B3: memory of idle containers.
+func (b *bencher) b3(ctx context.Context, rep *report) error {
+	wimg, err := b.image(ctx, imgWasmTest, true)
+	if err != nil {
+		return err
+	}
+	pimg, err := b.image(ctx, imgPause, false)
+	if err != nil {
+		return err
+	}
+	for _, n := range b.c.sizes {
+		var w, r []float64
+		var wProcs, rProcs int
+		for i := 0; i < b.c.b3Rounds; i++ {
+			mib, procs, err := b.idle(ctx, wimg, wasmRuntime, []string{"/testprog.wasm", "sleep", "3600"}, n)
+			if err != nil {
+				return fmt.Errorf("wasm idle x%d: %w", n, err)
+			}
+			w, wProcs = append(w, mib/float64(n)), procs
+			mib, procs, err = b.idle(ctx, pimg, runcRuntime, nil, n)
+			if err != nil {
+				return fmt.Errorf("runc idle x%d: %w", n, err)
+			}
+			r, rProcs = append(r, mib/float64(n)), procs
+			log.Printf("B3 x%d round %d: wasm %.2f MiB/container (%d procs), runc %.2f MiB/container (%d procs)", n, i+1, w[len(w)-1], wProcs, r[len(r)-1], rProcs)
+		}
+		id := fmt.Sprintf("B3 x%d", n)
+		base := rep.add(id, fmt.Sprintf("runc: %d idle `/pause` containers, PSS of shims + containers per container (baseline, %d processes)", n, rProcs), "MiB", r, nil, false)
+		rep.add(id, fmt.Sprintf("wazero: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", n, wProcs), "MiB", w, base, false)
+	}
+	return nil
+}
+
+type live struct {
+	c containerd.Container
+	t containerd.Task
+}
+
+// startIdle creates and starts one container; on failure it deletes what it created.
+func (b *bencher) startIdle(ctx context.Context, img containerd.Image, rt string, args []string) (live, error) {
+	id := b.id("idle")
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if len(args) > 0 {
+		specOpts = append(specOpts, oci.WithProcessArgs(args...))
+	}
+	c, err := b.cl.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithSnapshotter(snapshotter),
+		containerd.WithNewSnapshot(id, img), containerd.WithRuntime(rt, nil), containerd.WithNewSpec(specOpts...))
+	if err != nil {
+		return live{}, err
+	}
+	t, err := c.NewTask(ctx, cio.NullIO)
+	if err == nil {
+		if err = t.Start(ctx); err != nil {
+			t.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		}
+	}
+	if err != nil {
+		c.Delete(context.WithoutCancel(ctx), containerd.WithSnapshotCleanup)
+		return live{}, err
+	}
+	return live{c: c, t: t}, nil
+}
+
+// idle starts n containers that stay up, measures the PSS of their processes after settleIdle,
+// then kills and deletes them all. It returns the total PSS in MiB and the number of processes.
+func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, args []string, n int) (float64, int, error) {
+	var mu sync.Mutex
+	var lives []live
+	var firstErr error
+	cleanup := func() {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, b.c.conc)
+		for _, l := range lives {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(l live) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), perTaskLimit)
+				defer cancel()
+				if l.t != nil {
+					if ch, err := l.t.Wait(cctx); err == nil {
+						if l.t.Kill(cctx, syscall.SIGKILL) == nil {
+							<-ch
+						}
+					}
+					l.t.Delete(cctx, containerd.WithProcessKill)
+				}
+				l.c.Delete(cctx, containerd.WithSnapshotCleanup)
+			}(l)
+		}
+		wg.Wait()
+	}
+	defer cleanup()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, b.c.conc)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var err error
+			for try := 0; try < 10; try++ {
+				var l live
+				if l, err = b.startIdle(ctx, img, rt, args); err == nil {
+					mu.Lock()
+					lives = append(lives, l)
+					mu.Unlock()
+					return
+				}
+				b.fail("B3 "+rtName(rt), err)
+			}
+			mu.Lock()
+			firstErr = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	time.Sleep(settleIdle)
+	kb, procs, err := b.pss(rt)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range lives { // every container must still be running
+		st, err := l.t.Status(ctx)
+		if err != nil || st.Status != containerd.Running {
+			return 0, 0, fmt.Errorf("container %s not running: %v %v", l.c.ID(), st.Status, err)
+		}
+	}
+	return float64(kb) / 1024, procs, nil
+}
+
+// pss sums the PSS (kB) of the shims of runtime rt that serve our daemon and all their descendants.
+func (b *bencher) pss(rt string) (int64, int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, err
+	}
+	ppid := map[int]int{}
+	var roots []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		ppid[pid] = pp
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		exe = strings.TrimSuffix(exe, " (deleted)")
+		switch {
+		case rt == wasmRuntime && exe == b.c.shimExe && b.isOurShim(pid):
+			roots = append(roots, pid)
+		case rt == runcRuntime && exe == b.c.runcShimExe && b.isOurShim(pid):
+			roots = append(roots, pid)
+		}
+	}
+	in := map[int]bool{}
+	for _, r := range roots {
+		in[r] = true
+	}
+	for changed := true; changed; { // add descendants until nothing changes
+		changed = false
+		for pid, pp := range ppid {
+			if !in[pid] && in[pp] {
+				in[pid], changed = true, true
+			}
+		}
+	}
+	var total int64
+	for pid := range in {
+		kb, err := pssOf(pid)
+		if err != nil {
+			return 0, 0, fmt.Errorf("pss of %d: %w", pid, err)
+		}
+		total += kb
+	}
+	return total, len(in), nil
+}
+
+// isOurShim: the shim's command line names our daemon's socket (-address SOCK).
+func (b *bencher) isOurShim(pid int) bool {
+	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, a := range strings.Split(string(cl), "\x00") {
+		if a == b.c.address {
+			return true
+		}
+	}
+	return false
+}
+
+func pssOf(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "Pss:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				return strconv.ParseInt(f[1], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Pss line")
+}
+
+// B4: a CPU-bound guest through the shim vs the same module under `wazero run`.
+func (b *bencher) b4(ctx context.Context, rep *report) error {
+	work := strconv.Itoa(b.c.cpuWork)
+	wz := func() (time.Duration, float64, string, error) {
+		a := []string{"run"}
+		if b.c.wazeroCache != "" {
+			a = append(a, "-cachedir", b.c.wazeroCache)
+		}
+		a = append(a, b.c.cpubenchWasm, work)
+		cmd := exec.Command(b.c.wazero, a...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		t := time.Now()
+		err := cmd.Run()
+		d := time.Since(t)
+		if err != nil {
+			return d, 0, "", fmt.Errorf("wazero run: %v: %s", err, errb.String())
+		}
+		w, sum, err := parseCPU(out.String())
+		return d, w, sum, err
+	}
+	shim := func() (time.Duration, float64, string, error) {
+		id := b.id("cpu")
+		cmd := exec.Command(b.c.ctr, "--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir,
+			"--runtime", wasmRuntime, imgCPUBench, id, "/cpubench.wasm", work)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		t := time.Now()
+		err := cmd.Run()
+		d := time.Since(t)
+		if err != nil {
+			return d, 0, "", fmt.Errorf("ctr run cpubench: %v: %s", err, lastLines(errb.String(), 5))
+		}
+		w, sum, err := parseCPU(out.String())
+		return d, w, sum, err
+	}
+	// Warm-up: fills both compilation caches; the checksums must agree.
+	_, _, s1, err := wz()
+	if err != nil {
+		return err
+	}
+	_, _, s2, err := shim()
+	if err != nil {
+		return err
+	}
+	if s1 != s2 {
+		return fmt.Errorf("checksums differ: wazero run %s, shim %s", s1, s2)
+	}
+	var we, wi, se, si []float64
+	for i := 0; i < b.c.cpuRounds; i++ {
+		d, w, _, err := shim()
+		if err != nil {
+			return err
+		}
+		se, si = append(se, ms(d)), append(si, w)
+		d, w, _, err = wz()
+		if err != nil {
+			return err
+		}
+		we, wi = append(we, ms(d)), append(wi, w)
+		log.Printf("B4 round %d: shim %.0f ms (work %.0f), wazero run %.0f ms (work %.0f)", i+1, se[i], si[i], we[i], wi[i])
+	}
+	what := fmt.Sprintf("cpubench %s (checksum %s)", work, s1)
+	base := rep.add("B4", "`wazero run` CLI, end to end, warm cache (baseline)", "ms", we, nil, false)
+	rep.add("B4", "wazero shim: `ctr run --rm` "+what+", end to end", "ms", se, base, false)
+	base = rep.add("B4", "`wazero run`: time the guest measured for its own work (baseline)", "ms", wi, nil, false)
+	rep.add("B4", "wazero shim: time the guest measured for its own work", "ms", si, base, false)
+	rep.note("B4: overhead of the shim vs `wazero run`: end to end %+.1f%%, guest work alone %+.1f%% (medians).",
+		100*(median(se)/median(we)-1), 100*(median(si)/median(wi)-1))
+	return nil
+}
+
+func parseCPU(out string) (float64, string, error) {
+	var rounds int
+	var sum string
+	var work float64
+	if _, err := fmt.Sscanf(strings.TrimSpace(out), "cpubench rounds=%d checksum=%s work_ms=%f", &rounds, &sum, &work); err != nil {
+		return 0, "", fmt.Errorf("cpubench output %q: %v", out, err)
+	}
+	return work, sum, nil
+}
+
+func median(s []float64) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	c := append([]float64(nil), s...)
+	sort.Float64s(c)
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+func minmax(s []float64) (float64, float64) {
+	lo, hi := s[0], s[0]
+	for _, v := range s {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// fmtNum prints with precision fitting the magnitude.
+func fmtNum(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	s := strings.TrimSpace(string(out))
+	if err != nil {
+		return fmt.Sprintf("(%s: %v) %s", name, err, s)
+	}
+	return s
+}
+
+func machine() map[string]string {
+	m := map[string]string{"nproc": strconv.Itoa(runtime.NumCPU())}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "MemTotal:") {
+				f := strings.Fields(l)
+				if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+					m["memory"] = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+				}
+			}
+		}
+	}
+	m["kernel"] = cmdOut("uname", "-srm")
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				m["cpu"] = strings.TrimSpace(l[strings.IndexByte(l, ':')+1:])
+				break
+			}
+		}
+	}
+	m["cgroup"] = cgroupMode()
+	if data, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "PRETTY_NAME=") {
+				m["os"] = strings.Trim(strings.TrimPrefix(l, "PRETTY_NAME="), `"`)
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m["load"] = strings.Join(strings.Fields(string(data))[:3], " ")
+	}
+	return m
+}
+
+func cgroupMode() string {
+	var st syscall.Statfs_t
+	const cgroup2Magic = 0x63677270
+	if err := syscall.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == cgroup2Magic {
+		return "v2 (unified)"
+	}
+	if err := syscall.Statfs("/sys/fs/cgroup/unified", &st); err == nil && st.Type == cgroup2Magic {
+		return "hybrid (v1 controllers + empty v2 `unified` mount)"
+	}
+	return "v1 (legacy)"
+}
+
+func writeMarkdown(c *config, rep *report, took time.Duration) error {
+	var w bytes.Buffer
+	mc := machine()
+	fmt.Fprintf(&w, "# Benchmarks\n\n")
+	fmt.Fprintf(&w, "Generated by `%s` (scripts/bench.sh → bench/) on %s; the whole run took %s.\n",
+		c.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Round(time.Second))
+	fmt.Fprintf(&w, "Every benchmark alternates the wazero shim and its baseline (A B A B ...) on one private containerd, so\n"+
+		"slow periods hit both. **The machine is shared with other engineers' test runs: expect noise**; compare\n"+
+		"ratios from one run rather than absolute numbers across runs, and look at min as well as median.\n\n")
+	fmt.Fprintf(&w, "## Results\n\n")
+	fmt.Fprintf(&w, "| # | what | unit | n | median | min | max | ratio to baseline (median) |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.rows {
+		lo, hi := minmax(r.samples)
+		ratio := "1 (baseline)"
+		if r.baseline != nil {
+			x := median(r.samples) / median(r.baseline.samples)
+			ratio = fmt.Sprintf("%.2f×", x)
+			if r.id == "B4" {
+				ratio += fmt.Sprintf(" (%+.1f%%)", 100*(x-1))
+			}
+			if r.higherBetter {
+				ratio += " (higher is better)"
+			}
+		}
+		fmt.Fprintf(&w, "| %s | %s | %s | %d | %s | %s | %s | %s |\n", r.id, r.what, r.unit, len(r.samples),
+			fmtNum(median(r.samples)), fmtNum(lo), fmtNum(hi), ratio)
+	}
+	fmt.Fprintf(&w, "| B5 | **TODO: B5 CRI pod start: not yet measured** | | | | | | |\n\n")
+	if len(rep.notes) > 0 {
+		fmt.Fprintf(&w, "Observations from the same run:\n\n")
+		for _, n := range rep.notes {
+			fmt.Fprintf(&w, "- %s\n", n)
+		}
+		fmt.Fprintln(&w)
+	}
+	fmt.Fprintf(&w, "## What is measured\n\n")
+	fmt.Fprintf(&w, "- **B1 cold start**: wall time of `ctr run --rm` (fork+exec of `ctr` included, as a user sees it), output\n"+
+		"  checked. (a) the C hello module, (b) the 2.6 MB Go hello with a warm compilation cache, (c) the Go hello\n"+
+		"  on a first-ever run: the daemon's `CONTAINERD_SHIM_WAZERO_CACHE_DIR` is a bench-private directory,\n"+
+		"  emptied before each run. Each against runc running a static native hello, interleaved. One untimed\n"+
+		"  warm-up run of each first.\n")
+	fmt.Fprintf(&w, "- **B2 throughput**: containerd's Go client, %d tasks per runtime (`-n`), %d at a time: NewContainer\n"+
+		"  (WithNewSnapshot, WithNewSpec(WithImageConfig)), NewTask(cio.NullIO), Start, Wait, Delete, container\n"+
+		"  Delete with its snapshot. wazero (C hello) vs runc (native hello), rounds alternating; one sample is\n"+
+		"  the tasks/s of one round.\n", c.n, c.conc)
+	fmt.Fprintf(&w, "- **B3 memory per container**: N idle containers (`/testprog.wasm sleep 3600` vs runc running\n"+
+		"  `/pause`), started %d at a time, read %s after the last start: the sum of `Pss` from\n"+
+		"  `/proc/PID/smaps_rollup` over the daemon's shims (wazero: `/proc/PID/exe` is the bench's copy of\n"+
+		"  the shim; runc: `containerd-shim-runc-v2` whose command line names the bench daemon's socket) and all\n"+
+		"  their descendants (runners, container processes), divided by N. Everything is deleted between samples.\n",
+		c.conc, settleIdle)
+	fmt.Fprintf(&w, "- **B4 steady state**: `testdata/c/cpubench.c` (integer hashing over a 256 KiB table, work `%d`),\n"+
+		"  through the shim (`ctr run --rm`) vs the same module under `wazero run -cachedir` (both caches warm).\n"+
+		"  The guest also reports the time its own work took (CLOCK_MONOTONIC), which separates execution speed\n"+
+		"  from start-up cost. Overhead %% = shim median / `wazero run` median − 1.\n", c.cpuWork)
+	fmt.Fprintf(&w, "- **B5 CRI pod start**: not yet measured (TODO).\n\n")
+	fmt.Fprintf(&w, "## Machine and versions\n\n")
+	for _, k := range []string{"nproc", "cpu", "memory", "kernel", "os", "cgroup", "load"} {
+		label := k
+		if k == "load" {
+			label = "load average at the end"
+		}
+		fmt.Fprintf(&w, "- %s: %s\n", label, mc[k])
+	}
+	fmt.Fprintf(&w, "- containerd: `%s`\n", cmdOut(c.containerdBin, "--version"))
+	fmt.Fprintf(&w, "- runc: `%s`\n", strings.ReplaceAll(cmdOut(c.runcBin, "--version"), "\n", "; "))
+	fmt.Fprintf(&w, "- Go: `%s`\n", cmdOut("go", "version"))
+	fmt.Fprintf(&w, "- wazero CLI: `%s`\n", cmdOut(c.wazero, "version"))
+	fmt.Fprintf(&w, "- shim `-v`:\n\n```\n%s\n```\n\n", cmdOut(c.shimExe, "-v"))
+	fmt.Fprintf(&w, "## Command\n\n```sh\n%s\n```\n\n", c.command)
+	fmt.Fprintf(&w, "Settings: `B1_ROUNDS=%d B1_COLD_ROUNDS=%d B2_N=%d B2_CONCURRENCY=%d B2_ROUNDS=%d B3_SIZES=%s B3_ROUNDS=%d B4_WORK=%d B4_ROUNDS=%d`\n"+
+		"(environment variables of scripts/bench.sh; `make bench` uses the defaults).\n",
+		c.rounds, c.coldRounds, c.n, c.conc, c.b2Rounds, joinInts(c.sizes), c.b3Rounds, c.cpuWork, c.cpuRounds)
+	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.out, w.Bytes(), 0o644); err != nil {
+		return err
+	}
+	log.Printf("wrote %s", c.out)
+	_, _ = io.Copy(os.Stdout, &w)
+	return nil
+}
+
+func joinInts(v []int) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, strconv.Itoa(x))
+	}
+	return strings.Join(s, ",")
+}
