@@ -8,10 +8,10 @@ const (
 	// MaxPages is the most pages a 32-bit linear memory can have (4 GiB).
 	MaxPages = 65536
 	// MinReserve is the least memory kept out of the guest's linear memory for the runner itself:
-	// the Go runtime, wazero, the compiled code and the WASI state. A runner of a small C module
-	// holds about 3.5 MiB of anonymous memory besides the guest's (measured; the shim binary's
-	// pages are file-backed and shared).
-	MinReserve = 8 << 20
+	// the Go runtime, wazero, the compiled code and the WASI state. An idle runner of a small C
+	// module holds about 3.5 MiB of anonymous memory besides the guest's, but with 8 MiB a guest
+	// at its cap under a 64 MiB limit still got the runner OOM-killed (measured); 16 MiB holds.
+	MinReserve = 16 << 20
 )
 
 // MemoryLimit returns linux.resources.memory.limit in bytes, or 0 when the spec sets none

@@ -180,14 +180,14 @@ func TestMemoryPages(t *testing.T) {
 		{"none", 0, MaxPages},
 		{"negative", -1, MaxPages},
 		{"1 byte", 1, 1},
-		{"below MinReserve", 6 * MiB, 1},
+		{"below MinReserve", 12 * MiB, 1},
 		{"exactly MinReserve", MinReserve, 1},
 		{"MinReserve plus one page", MinReserve + PageSize, 1},
 		{"MinReserve plus two pages", MinReserve + 2*PageSize, 2},
-		// An eighth of 32 MiB is 4 MiB < MinReserve: the reserve is 8 MiB, the guest gets 24 MiB.
-		{"32 MiB", 32 * MiB, 24 * MiB / PageSize},
-		{"64 MiB", 64 * MiB, 56 * MiB / PageSize},
-		// From 64 MiB up the eighth is the larger reserve.
+		// An eighth of 32 MiB is 4 MiB < MinReserve: the reserve is 16 MiB, the guest gets 16 MiB.
+		{"32 MiB", 32 * MiB, 16 * MiB / PageSize},
+		{"64 MiB", 64 * MiB, 48 * MiB / PageSize},
+		// From 128 MiB up the eighth is the larger reserve.
 		{"128 MiB", 128 * MiB, 112 * MiB / PageSize},
 		{"1 GiB", 1 << 30, (896 * MiB) / PageSize},
 		{"4 GiB", 4 << 30, (3584 * MiB) / PageSize},
