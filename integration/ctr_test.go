@@ -345,10 +345,10 @@ func TestMemoryLimitTooSmall(t *testing.T) {
 			limit int64
 			want  string
 		}{
-			// The Go module declares 38 pages (2.4 MiB) of minimum memory; 8 MiB leaves the guest 64 KiB.
-			{"below the module's minimum memory", 8 << 20, "needs more linear memory than the container's memory limit leaves for it"},
-			// 12 MiB leaves the guest enough pages, but the runner cannot load the module in it.
-			{"runner OOM-killed while loading", 12 << 20, "memory limit of 12 MiB is too small for this module"},
+			// The Go module declares 38 pages (2.4 MiB) of minimum memory; 12 MiB leaves the guest 64 KiB.
+			{"below the module's minimum memory", 12 << 20, "needs more linear memory than the container's memory limit leaves for it"},
+			// 20 MiB leaves the guest enough pages, but the runner cannot load the module in it.
+			{"runner OOM-killed while loading", 20 << 20, "memory limit of 20 MiB is too small for this module"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
