@@ -24,10 +24,29 @@ const (
 	MediaTypeConfig   = "application/vnd.oci.image.config.v1+json"
 	MediaTypeLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
 
+	// MediaTypeWasm is the module layer of the wasm-layers and artifact layouts.
+	MediaTypeWasm = "application/wasm"
+	// MediaTypeWasmConfig is the config of the CNCF Wasm OCI artifact.
+	MediaTypeWasmConfig = "application/vnd.wasm.config.v0+json"
+	// AnnotationTitle names a layer's file (the module's base name).
+	AnnotationTitle = "org.opencontainers.image.title"
+
 	// AnnotationContainerdName is read by `ctr images import`.
 	AnnotationContainerdName = "io.containerd.image.name"
 	// AnnotationRefName is the OCI image-layout reference name.
 	AnnotationRefName = "org.opencontainers.image.ref.name"
+)
+
+// Layouts Build can write (see docs/images.md).
+const (
+	// LayoutRootfs: a tar layer holding the files, like `docker buildx --platform wasi/wasm`.
+	LayoutRootfs = "rootfs"
+	// LayoutWasmLayers: a standard image config (architecture wasm) and the module as a layer of a
+	// wasm media type, runwasi style. No tar layer.
+	LayoutWasmLayers = "wasm-layers"
+	// LayoutArtifact: the CNCF Wasm OCI artifact (config application/vnd.wasm.config.v0+json,
+	// layer 0 the module).
+	LayoutArtifact = "artifact"
 )
 
 // File is one file to place in the image layer.
@@ -45,6 +64,11 @@ type Options struct {
 	Cmd        []string
 	Env        []string // KEY=VALUE
 	Files      []File
+	// Layout is LayoutRootfs (default), LayoutWasmLayers or LayoutArtifact. The last two take
+	// exactly one file, the module.
+	Layout string
+	// LayerMediaType is the module layer's media type in LayoutWasmLayers (default MediaTypeWasm).
+	LayerMediaType string
 }
 
 // ParseFile parses a FILE[=/DEST] command-line argument.
@@ -81,6 +105,22 @@ type Manifest struct {
 	MediaType     string       `json:"mediaType"`
 	Config        Descriptor   `json:"config"`
 	Layers        []Descriptor `json:"layers"`
+}
+
+// WasmConfig is the config of the CNCF Wasm OCI artifact. Config is not part of that
+// specification: it carries Entrypoint, Cmd and Env in the place an OCI image config has them,
+// where containerd's CRI plugin finds them (it decodes every config as an OCI image config); tools
+// that follow the CNCF specification ignore it.
+type WasmConfig struct {
+	Created      string   `json:"created"`
+	Architecture string   `json:"architecture"`
+	OS           string   `json:"os"`
+	LayerDigests []string `json:"layerDigests"`
+	Config       *struct {
+		Entrypoint []string `json:"Entrypoint,omitempty"`
+		Cmd        []string `json:"Cmd,omitempty"`
+		Env        []string `json:"Env,omitempty"`
+	} `json:"config,omitempty"`
 }
 
 // ImageConfig is the subset of the OCI image config that Build writes.
@@ -161,36 +201,76 @@ func Build(w io.Writer, opts Options) error {
 		entrypoint = []string{"/" + order[0]}
 	}
 
-	layerTar, err := layerTar(files)
-	if err != nil {
-		return err
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
-	if _, err := zw.Write(layerTar); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	layer := newBlob(gz.Bytes())
-
+	var (
+		config    blob
+		layers    []Descriptor
+		blobs     []blob
+		configErr error
+	)
 	var cfg ImageConfig
 	cfg.Created = epoch.Format(time.RFC3339)
 	cfg.Architecture, cfg.OS = opts.Arch, opts.OS
 	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = entrypoint, opts.Cmd, opts.Env
 	cfg.RootFS.Type = "layers"
-	cfg.RootFS.DiffIDs = []string{newBlob(layerTar).digest}
-	config, err := jsonBlob(cfg)
-	if err != nil {
-		return err
+	cfg.RootFS.DiffIDs = []string{}
+	configType := MediaTypeConfig
+	switch opts.Layout {
+	case "", LayoutRootfs:
+		layerTar, err := layerTar(files)
+		if err != nil {
+			return err
+		}
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
+		if _, err := zw.Write(layerTar); err != nil {
+			return err
+		}
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		layer := newBlob(gz.Bytes())
+		cfg.RootFS.DiffIDs = []string{newBlob(layerTar).digest}
+		layers, blobs = []Descriptor{layer.desc(MediaTypeLayer)}, []blob{layer}
+		config, configErr = jsonBlob(cfg)
+	case LayoutWasmLayers, LayoutArtifact:
+		if len(order) != 1 {
+			return fmt.Errorf("layout %s takes exactly one file, the module (got %d)", opts.Layout, len(order))
+		}
+		data := files[order[0]]
+		if len(data) < 4 || string(data[:4]) != "\x00asm" {
+			return fmt.Errorf("file %q is not a WebAssembly module (no \\0asm magic number)", opts.Files[0].Src)
+		}
+		module := newBlob(data)
+		d := module.desc(MediaTypeWasm)
+		d.Annotations = map[string]string{AnnotationTitle: path.Base(order[0])}
+		blobs = []blob{module}
+		if opts.Layout == LayoutWasmLayers {
+			if opts.LayerMediaType != "" {
+				d.MediaType = opts.LayerMediaType
+			}
+			// No tar layer: diff_ids stays empty, and containerd unpacks the image to an
+			// empty snapshot (it skips layers that are not tar media types).
+			layers = []Descriptor{d}
+			config, configErr = jsonBlob(cfg)
+			break
+		}
+		layers = []Descriptor{d}
+		wc := WasmConfig{Created: cfg.Created, Architecture: opts.Arch, OS: opts.OS, LayerDigests: []string{d.Digest}}
+		wc.Config = &cfg.Config
+		config, configErr = jsonBlob(wc)
+		configType = MediaTypeWasmConfig
+	default:
+		return fmt.Errorf("unknown layout %q: want %s, %s or %s", opts.Layout, LayoutRootfs, LayoutWasmLayers, LayoutArtifact)
+	}
+	if configErr != nil {
+		return configErr
 	}
 
 	manifest, err := jsonBlob(Manifest{
 		SchemaVersion: 2,
 		MediaType:     MediaTypeManifest,
-		Config:        config.desc(MediaTypeConfig),
-		Layers:        []Descriptor{layer.desc(MediaTypeLayer)},
+		Config:        config.desc(configType),
+		Layers:        layers,
 	})
 	if err != nil {
 		return err
@@ -221,7 +301,7 @@ func Build(w io.Writer, opts Options) error {
 			return err
 		}
 	}
-	blobs := []blob{config, layer, manifest}
+	blobs = append(blobs, config, manifest)
 	sort.Slice(blobs, func(i, j int) bool { return blobs[i].digest < blobs[j].digest })
 	for _, b := range blobs {
 		if err := add("blobs/sha256/"+strings.TrimPrefix(b.digest, "sha256:"), b.data); err != nil {

@@ -216,3 +216,118 @@ func TestBuild(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildWasmLayouts(t *testing.T) {
+	dir := t.TempDir()
+	module := []byte("\x00asm\x01\x00\x00\x00")
+	app := filepath.Join(dir, "app.wasm")
+	if err := os.WriteFile(app, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(module)
+	moduleDigest := "sha256:" + hex.EncodeToString(sum[:])
+	tests := []struct {
+		name          string
+		opts          Options
+		wantConfig    string
+		wantLayerType string
+		wantTitle     string
+	}{
+		{
+			name:       "wasm-layers",
+			opts:       Options{Name: "docker.io/library/l:1", Layout: LayoutWasmLayers, Cmd: []string{"a"}, Env: []string{"K=V"}, Files: []File{{Src: app}}},
+			wantConfig: MediaTypeConfig, wantLayerType: MediaTypeWasm, wantTitle: "app.wasm",
+		},
+		{
+			name: "wasm-layers with another media type and destination",
+			opts: Options{Name: "docker.io/library/l:2", Layout: LayoutWasmLayers, LayerMediaType: "application/vnd.wasm.content.layer.v1+wasm",
+				Files: []File{{Src: app, Dest: "/bin/tool.wasm"}}},
+			wantConfig: MediaTypeConfig, wantLayerType: "application/vnd.wasm.content.layer.v1+wasm", wantTitle: "tool.wasm",
+		},
+		{
+			name:       "artifact",
+			opts:       Options{Name: "docker.io/library/a:1", Layout: LayoutArtifact, Cmd: []string{"a"}, Env: []string{"K=V"}, Files: []File{{Src: app}}},
+			wantConfig: MediaTypeWasmConfig, wantLayerType: MediaTypeWasm, wantTitle: "app.wasm",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := Build(&buf, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			layout, _ := readTar(t, &buf)
+			var index Index
+			if err := json.Unmarshal(layout["index.json"], &index); err != nil || len(index.Manifests) != 1 {
+				t.Fatalf("index.json: %v %+v", err, index)
+			}
+			md := index.Manifests[0]
+			if md.Platform == nil || md.Platform.Architecture != "wasm" || md.Platform.OS != "wasip1" {
+				t.Errorf("platform = %+v", md.Platform)
+			}
+			if md.Annotations[AnnotationContainerdName] != tc.opts.Name {
+				t.Errorf("annotations = %v", md.Annotations)
+			}
+			var manifest Manifest
+			if err := json.Unmarshal(blobFor(t, layout, md, MediaTypeManifest), &manifest); err != nil {
+				t.Fatal(err)
+			}
+			if len(manifest.Layers) != 1 {
+				t.Fatalf("layers = %+v, want only the module", manifest.Layers)
+			}
+			l := manifest.Layers[0]
+			if got := blobFor(t, layout, l, tc.wantLayerType); !bytes.Equal(got, module) || l.Digest != moduleDigest {
+				t.Errorf("module layer %s holds %q, want the module %s", l.Digest, got, moduleDigest)
+			}
+			if l.Annotations[AnnotationTitle] != tc.wantTitle {
+				t.Errorf("layer title = %q, want %q", l.Annotations[AnnotationTitle], tc.wantTitle)
+			}
+			raw := blobFor(t, layout, manifest.Config, tc.wantConfig)
+			entry := []string{"/" + tc.wantTitle}
+			if tc.opts.Files[0].Dest != "" {
+				entry = []string{tc.opts.Files[0].Dest}
+			}
+			if tc.wantConfig == MediaTypeWasmConfig {
+				var wc WasmConfig
+				if err := json.Unmarshal(raw, &wc); err != nil {
+					t.Fatal(err)
+				}
+				if wc.Architecture != "wasm" || wc.OS != "wasip1" || wc.Created == "" || !reflect.DeepEqual(wc.LayerDigests, []string{moduleDigest}) {
+					t.Errorf("wasm config = %s", raw)
+				}
+				if wc.Config == nil || !reflect.DeepEqual(wc.Config.Entrypoint, entry) || !reflect.DeepEqual(wc.Config.Cmd, tc.opts.Cmd) || !reflect.DeepEqual(wc.Config.Env, tc.opts.Env) {
+					t.Errorf("wasm config's entrypoint/cmd/env = %s", raw)
+				}
+				return
+			}
+			var cfg ImageConfig
+			if err := json.Unmarshal(raw, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Architecture != "wasm" || cfg.OS != "wasip1" || cfg.RootFS.Type != "layers" || cfg.RootFS.DiffIDs == nil || len(cfg.RootFS.DiffIDs) != 0 {
+				t.Errorf("config = %s, want wasm/wasip1 with rootfs.diff_ids = []", raw)
+			}
+			if !reflect.DeepEqual(cfg.Config.Entrypoint, entry) || !reflect.DeepEqual(cfg.Config.Cmd, tc.opts.Cmd) || !reflect.DeepEqual(cfg.Config.Env, tc.opts.Env) {
+				t.Errorf("config's entrypoint/cmd/env = %s", raw)
+			}
+		})
+	}
+
+	other := filepath.Join(dir, "x.txt")
+	os.WriteFile(other, []byte("hello"), 0o644)
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		wantErr string
+	}{
+		{"two files", Options{Name: "x", Layout: LayoutArtifact, Files: []File{{Src: app}, {Src: app, Dest: "/b.wasm"}}}, "exactly one file"},
+		{"not wasm", Options{Name: "x", Layout: LayoutWasmLayers, Files: []File{{Src: other}}}, "not a WebAssembly module"},
+		{"unknown layout", Options{Name: "x", Layout: "zip", Files: []File{{Src: app}}}, `unknown layout "zip"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Build(io.Discard, tc.opts); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Build error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

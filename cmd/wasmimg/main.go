@@ -1,7 +1,11 @@
-// Command wasmimg packages files into an OCI image-layout tarball suitable for
-// `ctr images import`, shaped like `docker buildx --platform wasi/wasm` output.
+// Command wasmimg packages a WebAssembly module (and, in the rootfs layout, other files) into an
+// OCI image-layout tarball for `ctr images import`, in one of three layouts (docs/images.md):
+// rootfs (default; a tar layer holding the files, like `docker buildx --platform wasi/wasm`),
+// wasm-layers (an OCI image config with architecture wasm and the module as an application/wasm
+// layer, runwasi style) or artifact (the CNCF Wasm OCI artifact, config
+// application/vnd.wasm.config.v0+json).
 //
-//	wasmimg -o OUT.tar -name REF [-entrypoint /app.wasm] [-cmd arg]... [-env K=V]... [-arch wasm -os wasip1] FILE[=/DEST]...
+//	wasmimg -o OUT.tar -name REF [-layout rootfs|wasm-layers|artifact] [-entrypoint /app.wasm] [-cmd arg]... [-env K=V]... [-arch wasm -os wasip1] FILE[=/DEST]...
 package main
 
 import (
@@ -27,8 +31,10 @@ func main() {
 	flag.Var(&env, "env", "KEY=VALUE environment entry (repeatable)")
 	flag.StringVar(&opts.Arch, "arch", "wasm", "image architecture")
 	flag.StringVar(&opts.OS, "os", "wasip1", "image OS")
+	flag.StringVar(&opts.Layout, "layout", LayoutRootfs, "image layout: rootfs (files in a tar layer), wasm-layers (module as an application/wasm layer) or artifact (CNCF Wasm OCI artifact); the last two take one file")
+	flag.StringVar(&opts.LayerMediaType, "layer-media-type", "", "media type of the module layer in the wasm-layers layout (default application/wasm)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: wasmimg -o OUT.tar -name REF [flags] FILE[=/DEST]...")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: wasmimg -o OUT.tar -name REF [-layout rootfs|wasm-layers|artifact] [flags] FILE[=/DEST]...")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
@@ -23,6 +24,18 @@ func CacheDir() string {
 		return d
 	}
 	return DefaultCacheDir
+}
+
+// ModulesDir returns the node-wide directory of modules copied out of containerd's content store
+// (images that carry the module in a wasm layer, see docs/images.md): "modules" beside the
+// compilation cache directory cacheDir, so /var/lib/containerd-shim-wazero/modules by default.
+// Modules are stored as sha256/<hex>.wasm, named by their digest. Like the cache, it is root's
+// only (mode 0700).
+func ModulesDir(cacheDir string) string {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(cacheDir)), "modules")
 }
 
 // Config is everything a runner needs to run one module. The shim sends it as JSON.

@@ -1,23 +1,47 @@
 package shim
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
+// moduleSource finds a container's module outside its rootfs: in the layers of its image.
+type moduleSource interface {
+	module(ctx context.Context, id, args0 string) (oci.Module, error)
+}
+
 // runnerConfig builds what a runner needs from the spec: for a pod sandbox, just the namespaces
 // to hold; for a workload, the resolved module, args, env, mounts and memory cap. Errors name the
 // module or mount at fault.
-func runnerConfig(spec *specs.Spec, id, rootfs, cacheDir string) (*engine.Config, error) {
+//
+// The module is looked up in the rootfs first, which costs nothing more; only when args[0] is not
+// there are the image's own layers asked for one (images, nil for none). See RATIONALE.md.
+func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir string, images moduleSource) (*engine.Config, error) {
 	if oci.IsSandbox(spec) {
 		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec)}, nil
 	}
 	proc := spec.Process
 	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
+	if errdefs.IsNotFound(err) && images != nil {
+		m, ierr := images.module(ctx, id, proc.Args[0])
+		switch {
+		case ierr == nil:
+			mod, err = m, nil
+		case oci.IsNoWasmLayer(ierr):
+			// Keep the rootfs's error (and its kind): that is where most modules are.
+			err = fmt.Errorf("%w; no module in the image's layers either: %s", err, strings.TrimSuffix(ierr.Error(), ": "+oci.ErrNoWasmLayer.Error()))
+		default:
+			err = ierr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

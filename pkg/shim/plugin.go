@@ -1,7 +1,6 @@
 package shim
 
 import (
-
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
@@ -32,7 +31,11 @@ func init() {
 			// containerd 1.6 sets no NAMESPACE in the shim's environment; pkg/shim puts the
 			// -namespace flag in the context.
 			ns, _ := namespaces.Namespace(ic.Context)
-			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: engine.CacheDir()}
+			cacheDir := engine.CacheDir()
+			// containerd's GRPC address: the shim connects back, only when a module is not in
+			// the rootfs, to read it from the image's layers (image.go).
+			images := &imageModules{address: ic.Properties[plugins.PropertyGRPCAddress], namespace: ns, dir: engine.ModulesDir(cacheDir)}
+			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},
 	})

@@ -52,6 +52,7 @@ type wasmRuntime struct {
 	self      string
 	namespace string
 	cacheDir  string
+	images    *imageModules // modules in image layers (image.go); nil: rootfs only
 }
 
 type wasmInstance struct {
@@ -97,7 +98,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
-	cfg, err := runnerConfig(spec, r.ID, rootfs, w.cacheDir)
+	cfg, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
 	if err != nil {
 		return nil, err
 	}

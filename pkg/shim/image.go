@@ -1,0 +1,288 @@
+package shim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// imageTimeout bounds everything the shim asks containerd about one container's image, the copy
+// of the module included.
+const imageTimeout = 60 * time.Second
+
+// maxJSONBlob bounds the manifests, indexes and configs read from the content store.
+const maxJSONBlob = 4 << 20
+
+// imageModules finds modules in the images of containers, through containerd's GRPC API (the
+// containers, images and content services), and keeps them in a node-wide directory named by
+// digest. Only the API's generated clients are used: containerd's client package would add
+// modules this project does not depend on.
+type imageModules struct {
+	// address is containerd's GRPC socket (the shim's -address); empty disables image lookups.
+	address   string
+	namespace string
+	// dir is engine.ModulesDir: modules are dir/sha256/<hex>.wasm.
+	dir string
+}
+
+// module returns the module of container id from its image: a wasm layer (runwasi style) or the
+// layer 0 of a CNCF Wasm artifact, copied out of the content store into m.dir (reused when there).
+// GuestPath is args0 as given. An image without any wasm layer gives an error wrapping
+// oci.ErrNoWasmLayer.
+func (m *imageModules) module(ctx context.Context, id, args0 string) (oci.Module, error) {
+	if m == nil || m.address == "" {
+		return oci.Module{}, fmt.Errorf("containerd's address is unknown, the image cannot be read: %w", oci.ErrNoWasmLayer)
+	}
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, m.namespace), imageTimeout)
+	defer cancel()
+	target := m.address
+	if !strings.Contains(target, "://") {
+		target = "unix://" + target
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return oci.Module{}, fmt.Errorf("connect to containerd at %s: %w", m.address, err)
+	}
+	defer conn.Close()
+
+	c, err := containersapi.NewContainersClient(conn).Get(ctx, &containersapi.GetContainerRequest{ID: id})
+	if err != nil {
+		return oci.Module{}, fmt.Errorf("container %s: %w", id, errgrpc.ToNative(err))
+	}
+	name := c.GetContainer().GetImage()
+	if name == "" {
+		return oci.Module{}, fmt.Errorf("container %s has no image: %w", id, oci.ErrNoWasmLayer)
+	}
+	img, err := imagesapi.NewImagesClient(conn).Get(ctx, &imagesapi.GetImageRequest{Name: name})
+	if err != nil {
+		return oci.Module{}, fmt.Errorf("image %s of container %s: %w", name, id, errgrpc.ToNative(err))
+	}
+	t := img.GetImage().GetTarget()
+	store := contentStore{contentapi.NewContentClient(conn)}
+	top := ocispec.Descriptor{MediaType: t.GetMediaType(), Digest: digest.Digest(t.GetDigest()), Size: t.GetSize()}
+	layer, err := chooseLayer(ctx, store, name, top, args0)
+	if err != nil {
+		return oci.Module{}, err
+	}
+	host, err := m.store(ctx, store, name, layer.Layer)
+	if err != nil {
+		return oci.Module{}, err
+	}
+	return oci.Module{GuestPath: args0, HostPath: host}, nil
+}
+
+// chooseLayer walks from an image's target (an index or a manifest) to the layer with its module.
+func chooseLayer(ctx context.Context, store contentStore, name string, target ocispec.Descriptor, args0 string) (oci.ImageModule, error) {
+	manifests := []ocispec.Descriptor{target}
+	if oci.IsIndex(target.MediaType) {
+		var idx ocispec.Index
+		if err := store.readJSON(ctx, target, &idx); err != nil {
+			return oci.ImageModule{}, fmt.Errorf("image %s: index %s: %w", name, target.Digest, err)
+		}
+		if manifests = oci.ManifestCandidates(idx); len(manifests) == 0 {
+			return oci.ImageModule{}, fmt.Errorf("image %s has no manifest for architecture wasm: %w", name, oci.ErrNoWasmLayer)
+		}
+	} else if !oci.IsManifest(target.MediaType) {
+		return oci.ImageModule{}, fmt.Errorf("image %s: target %s has media type %q, neither an index nor a manifest: %w", name, target.Digest, target.MediaType, errdefs.ErrInvalidArgument)
+	}
+	var firstErr error
+	for _, md := range manifests {
+		var mf ocispec.Manifest
+		if err := store.readJSON(ctx, md, &mf); err != nil {
+			return oci.ImageModule{}, fmt.Errorf("image %s: manifest %s: %w", name, md.Digest, err)
+		}
+		config, err := store.read(ctx, mf.Config, maxJSONBlob)
+		if err != nil {
+			return oci.ImageModule{}, fmt.Errorf("image %s: config %s: %w", name, mf.Config.Digest, err)
+		}
+		l, err := oci.ModuleLayer(name, mf, config, args0)
+		if err == nil {
+			return l, nil
+		}
+		if !oci.IsNoWasmLayer(err) {
+			return oci.ImageModule{}, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return oci.ImageModule{}, firstErr
+}
+
+// store makes sure the blob of layer is in m.dir and returns its path. The blob is verified
+// against its digest while it is copied, written to a temporary file and renamed into place, so
+// a file that has its final name is always complete and correct. Its header must say core module.
+func (m *imageModules) store(ctx context.Context, store contentStore, name string, layer ocispec.Descriptor) (string, error) {
+	what := fmt.Sprintf("layer %s of image %s", layer.Digest, name)
+	if layer.Digest.Algorithm() != "sha256" || layer.Digest.Validate() != nil {
+		return "", fmt.Errorf("%s: unsupported digest: %w", what, errdefs.ErrInvalidArgument)
+	}
+	dir := filepath.Join(m.dir, "sha256")
+	if err := privateDir(m.dir); err != nil {
+		return "", fmt.Errorf("modules directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("modules directory: %w", err)
+	}
+	final := filepath.Join(dir, layer.Digest.Encoded()+".wasm")
+	if f, err := os.Open(final); err == nil {
+		head := make([]byte, 8)
+		_, rerr := io.ReadFull(f, head)
+		f.Close()
+		if rerr == nil {
+			return final, oci.CheckHeader(what, head)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*.wasm")
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	n, err := store.copy(ctx, layer, io.MultiWriter(tmp, h))
+	if err != nil {
+		return "", fmt.Errorf("%s: read from containerd's content store: %w", what, err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != layer.Digest.String() || (layer.Size > 0 && n != layer.Size) {
+		return "", fmt.Errorf("%s: content store returned %d bytes with digest %s: %w", what, n, got, errdefs.ErrDataLoss)
+	}
+	head := make([]byte, 8)
+	if _, err := tmp.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if err := oci.CheckHeader(what, head); err != nil {
+		return "", err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return final, nil
+}
+
+// privateDir creates dir mode 0700 when missing and refuses one that anybody but its owner, the
+// shim's user, could write: runners read modules from there.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case st.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by group or others (mode %v): make it 0700", dir, st.Mode().Perm())
+	case ok && int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s is owned by uid %d, not by the shim's uid %d", dir, sys.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// contentStore reads blobs through containerd's content service.
+type contentStore struct {
+	c contentapi.ContentClient
+}
+
+// copy streams the blob of desc to w and returns how many bytes it wrote.
+func (s contentStore) copy(ctx context.Context, desc ocispec.Descriptor, w io.Writer) (int64, error) {
+	stream, err := s.c.Read(ctx, &contentapi.ReadContentRequest{Digest: desc.Digest.String()})
+	if err != nil {
+		return 0, errgrpc.ToNative(err)
+	}
+	var n int64
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, errgrpc.ToNative(err)
+		}
+		if resp.Offset != n {
+			return n, fmt.Errorf("content store sent offset %d, want %d: %w", resp.Offset, n, errdefs.ErrDataLoss)
+		}
+		k, err := w.Write(resp.Data)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// limitedBuffer is a buffer that refuses to grow past max bytes.
+type limitedBuffer struct {
+	data []byte
+	max  int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if len(b.data)+len(p) > b.max {
+		return 0, fmt.Errorf("blob larger than %d bytes: %w", b.max, errdefs.ErrInvalidArgument)
+	}
+	b.data = append(b.data, p...)
+	return len(p), nil
+}
+
+// read returns the blob of desc, at most max bytes, verified against its digest.
+func (s contentStore) read(ctx context.Context, desc ocispec.Descriptor, max int) ([]byte, error) {
+	if desc.Size > int64(max) {
+		return nil, fmt.Errorf("blob %s of %d bytes is larger than %d: %w", desc.Digest, desc.Size, max, errdefs.ErrInvalidArgument)
+	}
+	buf := &limitedBuffer{max: max}
+	if _, err := s.copy(ctx, desc, buf); err != nil {
+		return nil, err
+	}
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("blob %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if got := desc.Digest.Algorithm().FromBytes(buf.data); got != desc.Digest {
+		return nil, fmt.Errorf("blob %s has digest %s: %w", desc.Digest, got, errdefs.ErrDataLoss)
+	}
+	return buf.data, nil
+}
+
+func (s contentStore) readJSON(ctx context.Context, desc ocispec.Descriptor, v any) error {
+	data, err := s.read(ctx, desc, maxJSONBlob)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
