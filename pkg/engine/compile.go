@@ -6,12 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -131,7 +133,9 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*P
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
 	}
-	compiled, err := r.CompileModule(ctx, code)
+	// A cold compile uses every CPU the container may use: Go sets GOMAXPROCS from the cgroup's
+	// CPU quota (Go 1.25+), and wazero compiles functions on that many workers.
+	compiled, err := r.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0)), code)
 	if err != nil {
 		r.Close(ctx)
 		return nil, err
