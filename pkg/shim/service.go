@@ -96,11 +96,13 @@ func (s *service) get(id string) (*container, error) {
 	return c, nil
 }
 
-func noExec(execID string) error {
+// task returns the container of a call about its init process; calls about exec processes
+// (execID set) are not supported.
+func (s *service) task(id, execID string) (*container, error) {
 	if execID != "" {
-		return fmt.Errorf("exec processes are not supported by the wazero shim: %w", errdefs.ErrNotImplemented)
+		return nil, fmt.Errorf("exec processes are not supported by the wazero shim: %w", errdefs.ErrNotImplemented)
 	}
-	return nil
+	return s.get(id)
 }
 
 // Create creates the task: mounts the rootfs, resolves and compiles the module in its runner,
@@ -178,10 +180,7 @@ func (s *service) oom(c *container) {
 
 // Start lets the module run.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -202,10 +201,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 // Delete removes a task that is not running: it releases the stdio, the rootfs mount and the
 // cgroup. A created task that never started is killed first.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -241,10 +237,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 // State reports the task's status, pid, stdio and exit.
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -265,10 +258,7 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 
 // Wait blocks until the task exits and returns its exit status.
 func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -284,10 +274,7 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 
 // Kill signals the task. A task that has exited answers ErrNotFound.
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -358,10 +345,7 @@ func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, 
 
 // CloseIO closes the task's stdin.
 func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	c, err := s.get(r.ID)
+	c, err := s.task(r.ID, r.ExecID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
