@@ -94,8 +94,8 @@ func waitReady(t *testing.T, d *daemon, id string) map[string]string {
 			t.Errorf("container %s: %d `runner ready` lines, want 1", id, len(ls))
 		}
 		if len(ls) > 0 {
-			t.Logf("runner ready %s: cacheHit=%s compileMillis=%s readyMillis=%s module=%s",
-				id, ls[0]["cacheHit"], ls[0]["compileMillis"], ls[0]["readyMillis"], ls[0]["module"])
+			t.Logf("runner ready %s: cacheHit=%s compileMillis=%s readyMillis=%s module=%s digest=%s",
+				id, ls[0]["cacheHit"], ls[0]["compileMillis"], ls[0]["readyMillis"], ls[0]["module"], ls[0]["digest"])
 			return ls[0]
 		}
 		if time.Now().After(deadline) {
@@ -392,6 +392,16 @@ func cacheFiles(t *testing.T, dir string) []string {
 	return out
 }
 
+// fileDigest is "sha256:<hex>" of the file at path.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digestOf(b)
+}
+
 // resetCache empties the daemon's compilation cache, so the next compilation is cold.
 func resetCache(t *testing.T, d *daemon) {
 	t.Helper()
@@ -423,6 +433,15 @@ func TestCompilationCache(t *testing.T) {
 		}
 		if cold["module"] != "/hello-go.wasm" {
 			t.Errorf("runner ready: module=%q, want /hello-go.wasm", cold["module"])
+		}
+		// The module's digest correlates the log with the image and the cache's bookkeeping.
+		want := fileDigest(t, filepath.Join(repoRoot, "testdata", "build", "hello-go.wasm"))
+		if cold["digest"] != want {
+			t.Errorf("runner ready: digest=%q, want %s", cold["digest"], want)
+		}
+		marker := filepath.Join(d.cacheDir, "seen", strings.TrimPrefix(want, "sha256:"))
+		if b, err := os.ReadFile(marker); err != nil || !strings.HasPrefix(string(b), "wazero-") {
+			t.Errorf("cache marker %s: %q, %v; want the entry it names", marker, b, err)
 		}
 		files := cacheFiles(t, d.cacheDir)
 		if len(files) == 0 {
@@ -522,10 +541,25 @@ func TestConcurrentColdStart(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		// The cache was empty: at least one of them compiled (both may have).
-		if a, b := readyLines(d, ids[0]), readyLines(d, ids[1]); len(a) > 0 && len(b) > 0 &&
-			a[0]["cacheHit"] == "true" && b[0]["cacheHit"] == "true" {
-			t.Errorf("both concurrent cold starts report cacheHit=true, but the cache was empty")
+		// The cache was empty: exactly one of them compiled, the other waited on the module's lock
+		// (locks/<sha256>.lock in the cache) and loaded what the first wrote.
+		misses, digests := 0, map[string]bool{}
+		for _, id := range ids {
+			ls := readyLines(d, id)
+			if len(ls) == 0 {
+				continue
+			}
+			if ls[0]["cacheHit"] == "false" {
+				misses++
+			}
+			digests[ls[0]["digest"]] = true
+			t.Logf("%s: cacheHit=%s compileMillis=%s digest=%s", id, ls[0]["cacheHit"], ls[0]["compileMillis"], ls[0]["digest"])
+		}
+		if misses != 1 {
+			t.Errorf("%d of %d concurrent cold starts report cacheHit=false, want exactly 1", misses, n)
+		}
+		if want := fileDigest(t, filepath.Join(repoRoot, "testdata", "build", "hello-go.wasm")); len(digests) != 1 || !digests[want] {
+			t.Errorf("runner ready digests %v, want only %s", digests, want)
 		}
 		// The cache both wrote is usable.
 		if f := runHelloGo(t, d); f["cacheHit"] != "true" {

@@ -2,14 +2,16 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -23,11 +25,18 @@ import (
 type Prepared struct {
 	Runtime  wazero.Runtime
 	Compiled wazero.CompiledModule
+	// Digest is the module's sha256 digest ("sha256:<hex>" of its bytes), which names it in the
+	// compilation cache's bookkeeping and in the shim's log.
+	Digest string
 	// CacheHit is true when the compilation cache already held this module.
 	CacheHit bool
 	// CacheProblem, when not empty, says what was wrong with the compilation cache and what was
 	// done about it (a corrupt entry removed, or the cache bypassed). The module still runs.
 	CacheProblem string
+	// Evicted is how many cache entries (least recently used) this compile removed to keep the
+	// cache under Config.CacheMaxBytes, and EvictedBytes their size.
+	Evicted      int
+	EvictedBytes int64
 }
 
 // cacheReadError is how wazero's compilation cache prefixes errors about an entry it cannot use.
@@ -41,34 +50,69 @@ const cacheReadError = "compilationcache:"
 // (wazero checks a checksum) makes Prepare remove the cache's entries and compile again, and any
 // other failure with the cache (a full disk, say) is retried without it. Prepare reports either
 // in CacheProblem. An invalid module never clears the cache.
+//
+// Runners preparing the same module at once compile it once: a module the cache has not seen
+// (no marker seen/<sha256>) is compiled under an exclusive flock of locks/<sha256>.lock, so the
+// others wait and then load the entry it wrote. A wait is bounded by lockWait, after which the
+// runner compiles the module itself. A hit touches its entries (their mtime is their last use);
+// a miss then keeps the cache under cfg.CacheMaxBytes by evicting the least recently used
+// entries. See cachebook.go.
 func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	name := cfg.Module.GuestPath
 	code, err := os.ReadFile(cfg.Module.HostPath)
 	if err != nil {
 		return nil, fmt.Errorf("read module %s: %w", name, err)
 	}
-	cacheDir, cacheProblem := cfg.CacheDir, ""
+	sum := sha256.Sum256(code)
+	digest := hex.EncodeToString(sum[:])
+	cacheDir, cacheProblems := cfg.CacheDir, []string(nil)
 	if cacheDir != "" {
 		if err := checkCacheDir(cacheDir); err != nil {
-			cacheDir, cacheProblem = "", "compiled without the compilation cache: "+err.Error()
+			cacheDir, cacheProblems = "", append(cacheProblems, "compiled without the compilation cache: "+err.Error())
 		}
 	}
-	before := countEntries(cacheDir)
-	p, err := compile(ctx, cfg, code, cacheDir)
-	if err != nil && cacheDir != "" {
-		if readErr := err; strings.Contains(readErr.Error(), cacheReadError) {
-			purgeEntries(cacheDir)
-			if p, err = compile(ctx, cfg, code, cacheDir); err == nil {
-				p.CacheProblem = "removed unusable compilation cache entries (" + firstLine(readErr.Error()) + ")"
+	var (
+		marked      bool
+		markerFiles []string
+		lock        *os.File
+	)
+	unlock := func() {
+		if lock != nil {
+			lock.Close() // releases the flock
+			lock = nil
+		}
+	}
+	defer unlock()
+	if cacheDir != "" {
+		if marked, _ = readMarker(cacheDir, digest); !marked {
+			began := time.Now()
+			if lock, err = lockModule(cacheDir, digest, lockWait); err != nil {
+				// Compile anyway: the lock only saves work, it never stops a container.
+				cacheProblems = append(cacheProblems, fmt.Sprintf("compiled without waiting for other runners (%v, after %v)", err, time.Since(began).Round(time.Millisecond)))
 			}
 		}
-		if err != nil {
-			cacheErr := err
-			if p, err = compile(ctx, cfg, code, ""); err == nil {
-				p.CacheProblem = "compiled without the compilation cache, which failed: " + firstLine(cacheErr.Error())
+		// Read (again, once locked): another runner may have compiled it while this one waited.
+		marked, markerFiles = readMarker(cacheDir, digest)
+	}
+	before := listEntries(cacheDir)
+	p, usedCache, err := compileCached(ctx, cfg, code, cacheDir)
+	var fresh []string
+	if err == nil && usedCache {
+		fresh = newEntries(before, listEntries(cacheDir))
+		p.CacheHit = len(fresh) == 0 || (marked && len(markerFiles) > 0 && allIn(markerFiles, before) && noneIn(markerFiles, fresh))
+		switch {
+		case p.CacheHit:
+			touch(cacheDir, markerFiles)
+		case len(fresh) > 0:
+			// The entries that appeared while this module compiled are its own (other modules
+			// compiling at the same time may add theirs: the marker then names those too, which
+			// only makes eviction keep or drop them together with this one).
+			if err := writeMarker(cacheDir, digest, fresh); err != nil {
+				cacheProblems = append(cacheProblems, "cannot record the compiled module in the cache: "+err.Error())
 			}
 		}
 	}
+	unlock()
 	if err != nil {
 		if strings.Contains(err.Error(), "over limit of") {
 			// wazero: "section memory: min N pages (X Mi) over limit of M pages".
@@ -76,17 +120,61 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 		}
 		return nil, fmt.Errorf("module %s is invalid: %w", name, err)
 	}
+	p.Digest = "sha256:" + digest
+	if usedCache && !p.CacheHit {
+		p.Evicted, p.EvictedBytes = evict(cacheDir, cfg.CacheMaxBytes, fresh)
+	}
 	if err := checkCommand(name, p.Compiled, p.Runtime.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
 		p.Runtime.Close(ctx)
 		return nil, err
 	}
-	if cacheDir != "" && p.CacheProblem == "" {
-		p.CacheHit = countEntries(cacheDir) == before
+	if p.CacheProblem != "" {
+		cacheProblems = append(cacheProblems, p.CacheProblem)
 	}
-	if cacheProblem != "" {
-		p.CacheProblem = cacheProblem
-	}
+	p.CacheProblem = strings.Join(cacheProblems, "; ")
 	return p, nil
+}
+
+// compileCached compiles code with the cache in cacheDir (none if empty). An unusable entry makes
+// it purge the cache and compile again; any other failure with the cache, compile without it.
+// usedCache tells whether the result went through the cache.
+func compileCached(ctx context.Context, cfg *Config, code []byte, cacheDir string) (p *Prepared, usedCache bool, err error) {
+	p, err = compile(ctx, cfg, code, cacheDir)
+	if err == nil || cacheDir == "" {
+		return p, cacheDir != "", err
+	}
+	if readErr := err; strings.Contains(readErr.Error(), cacheReadError) {
+		purgeEntries(cacheDir)
+		if p, err = compile(ctx, cfg, code, cacheDir); err == nil {
+			p.CacheProblem = "removed unusable compilation cache entries (" + firstLine(readErr.Error()) + ")"
+			return p, true, nil
+		}
+	}
+	cacheErr := err
+	if p, err = compile(ctx, cfg, code, ""); err == nil {
+		p.CacheProblem = "compiled without the compilation cache, which failed: " + firstLine(cacheErr.Error())
+	}
+	return p, false, err
+}
+
+func allIn(files []string, set map[string]cacheEntry) bool {
+	for _, f := range files {
+		if _, ok := set[f]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func noneIn(files, list []string) bool {
+	for _, f := range files {
+		for _, g := range list {
+			if f == g {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkCacheDir creates the cache directory (mode 0700) if it is missing, and refuses one that
@@ -143,16 +231,21 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*P
 	return &Prepared{Runtime: r, Compiled: compiled}, nil
 }
 
-// purgeEntries removes the compiled modules stored under dir, keeping the directories (a runner
-// writing an entry at the same time still finds its directory). wazero names no entry in its
-// errors, so all go; each module is compiled again once.
+// purgeEntries removes the compiled modules stored under dir and the markers that name them,
+// keeping the directories (a runner writing an entry at the same time still finds its directory)
+// and the lock files (runners may hold them). wazero names no entry in its errors, so all go; each
+// module is compiled again once.
 func purgeEntries(dir string) {
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".tmp") {
-			_ = os.Remove(p)
+	for rel := range listEntries(dir) {
+		_ = os.Remove(filepath.Join(dir, rel))
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, seenDir)); err == nil {
+		for _, e := range ents {
+			if e.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(dir, seenDir, e.Name()))
+			}
 		}
-		return nil
-	})
+	}
 }
 
 func firstLine(s string) string {
@@ -196,14 +289,7 @@ func checkCommand(name string, m wazero.CompiledModule, wasi map[string]api.Func
 
 // countEntries counts the cache entries under dir. wazero keeps them in a per-version
 // subdirectory (wazero-VERSION-ARCH-OS) that it creates when the cache is opened, so the count
-// must look below dir, not at it.
+// must look below dir, not at it; the bookkeeping (seen/, locks/) is not counted.
 func countEntries(dir string) int {
-	n := 0
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && !strings.HasSuffix(d.Name(), ".tmp") {
-			n++
-		}
-		return nil
-	})
-	return n
+	return len(listEntries(dir))
 }

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
@@ -24,6 +27,29 @@ func CacheDir() string {
 		return d
 	}
 	return DefaultCacheDir
+}
+
+// DefaultCacheMaxBytes bounds the compilation cache when CacheMaxBytesEnv is not set: 2 GiB.
+const DefaultCacheMaxBytes int64 = 2 << 30
+
+// CacheMaxBytesEnv names the environment variable of the shim (and so of containerd) that bounds
+// the total size of the compilation cache's entries, in bytes; 0 means unbounded. Beyond it, the
+// least recently used entries are removed after each compile.
+const CacheMaxBytesEnv = "CONTAINERD_SHIM_WAZERO_CACHE_MAX_BYTES"
+
+// CacheMaxBytes returns the compilation cache's size bound: $CONTAINERD_SHIM_WAZERO_CACHE_MAX_BYTES
+// (a number of bytes, 0 for unbounded), or DefaultCacheMaxBytes when it is unset. A value that is
+// not a non-negative integer gives DefaultCacheMaxBytes and an error saying so.
+func CacheMaxBytes() (int64, error) {
+	v, ok := os.LookupEnv(CacheMaxBytesEnv)
+	if !ok || strings.TrimSpace(v) == "" {
+		return DefaultCacheMaxBytes, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return DefaultCacheMaxBytes, fmt.Errorf("%s=%q is not a number of bytes (0 for unbounded): using %d", CacheMaxBytesEnv, v, DefaultCacheMaxBytes)
+	}
+	return n, nil
 }
 
 // ModulesDir returns the node-wide directory of modules copied out of containerd's content store
@@ -58,6 +84,10 @@ type Config struct {
 	MemoryPages uint32 `json:"memoryPages"`
 	// CacheDir is the compilation cache directory; empty disables the cache.
 	CacheDir string `json:"cacheDir,omitempty"`
+	// CacheMaxBytes bounds the total size of the cache's entries: after compiling a module the
+	// runner removes the least recently used entries beyond it (never the one it just wrote).
+	// 0 means unbounded.
+	CacheMaxBytes int64 `json:"cacheMaxBytes,omitempty"`
 	// Sandbox makes the runner a pod sandbox (the "pause" container of a Kubernetes pod): it runs
 	// no module and holds the pod's namespaces (those Spawn created, and NetNS) until it gets
 	// SIGTERM or SIGINT, when it exits 0, or is killed. Module, Args and Rootfs are ignored.
@@ -79,4 +109,9 @@ type status struct {
 	CompileMillis int64 `json:"compileMillis"`
 	// CacheProblem is Prepared.CacheProblem.
 	CacheProblem string `json:"cacheProblem,omitempty"`
+	// Digest is Prepared.Digest, the module's sha256.
+	Digest string `json:"digest,omitempty"`
+	// Evicted and EvictedBytes are Prepared's.
+	Evicted      int   `json:"evicted,omitempty"`
+	EvictedBytes int64 `json:"evictedBytes,omitempty"`
 }

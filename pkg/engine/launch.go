@@ -34,6 +34,12 @@ type Ready struct {
 	CompileMillis int64
 	// CacheProblem says what was wrong with the compilation cache, if anything (see Prepared).
 	CacheProblem string
+	// Digest is the module's sha256 digest, "sha256:<hex>" (empty for a pod sandbox).
+	Digest string
+	// Evicted is how many least recently used cache entries the runner removed after compiling,
+	// to keep the cache under Config.CacheMaxBytes, and EvictedBytes their size.
+	Evicted      int
+	EvictedBytes int64
 }
 
 // SpawnOptions tune how Spawn starts a runner.
@@ -123,7 +129,10 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 	if s.Error != "" {
 		return Ready{}, errors.New(s.Error)
 	}
-	return Ready{CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem}, nil
+	return Ready{
+		CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem,
+		Digest: s.Digest, Evicted: s.Evicted, EvictedBytes: s.EvictedBytes,
+	}, nil
 }
 
 // Start lets the runner run guest code.

@@ -57,17 +57,24 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 			env = append(append([]string(nil), env...), "PWD="+cwd)
 		}
 	}
+	// The cache's size bound comes from the shim's environment (containerd's), which the runner,
+	// started with an environment of its own, does not see. A bad value was logged at startup.
+	var maxBytes int64
+	if cacheDir != "" {
+		maxBytes, _ = engine.CacheMaxBytes()
+	}
 	return &engine.Config{
-		ID:           id,
-		Module:       mod,
-		Args:         proc.Args,
-		Env:          env,
-		Rootfs:       rootfs,
-		RootReadOnly: spec.Root != nil && spec.Root.Readonly,
-		Mounts:       mounts,
-		MemoryPages:  oci.MemoryPages(oci.MemoryLimit(spec)),
-		CacheDir:     cacheDir,
-		NetNS:        oci.NetNSPath(spec),
+		ID:            id,
+		Module:        mod,
+		Args:          proc.Args,
+		Env:           env,
+		Rootfs:        rootfs,
+		RootReadOnly:  spec.Root != nil && spec.Root.Readonly,
+		Mounts:        mounts,
+		MemoryPages:   oci.MemoryPages(oci.MemoryLimit(spec)),
+		CacheDir:      cacheDir,
+		CacheMaxBytes: maxBytes,
+		NetNS:         oci.NetNSPath(spec),
 	}, nil
 }
 

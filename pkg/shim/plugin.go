@@ -5,6 +5,7 @@ import (
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
 
@@ -32,6 +33,9 @@ func init() {
 			// -namespace flag in the context.
 			ns, _ := namespaces.Namespace(ic.Context)
 			cacheDir := engine.CacheDir()
+			if _, err := engine.CacheMaxBytes(); err != nil {
+				log.G(ic.Context).WithError(err).Warn("compilation cache size bound")
+			}
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
 			images := &imageModules{address: ic.Properties[plugins.PropertyGRPCAddress], namespace: ns, dir: engine.ModulesDir(cacheDir)}

@@ -165,8 +165,12 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	}
 	log.G(ctx).WithFields(log.Fields{
 		"id": r.ID, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
-		"compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
+		"digest": ready.Digest, "compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
 	}).Info("runner ready")
+	if ready.Evicted > 0 {
+		log.G(ctx).WithFields(log.Fields{"id": r.ID, "evicted": ready.Evicted, "evictedBytes": ready.EvictedBytes, "maxBytes": cfg.CacheMaxBytes}).
+			Info("compilation cache: removed least recently used entries")
+	}
 	return inst, nil
 }
 
