@@ -20,7 +20,7 @@ import (
 //	                  to the cache directory) the entry files that compile wrote
 //	locks/<hex>.lock  flock(2)ed while a runner compiles the module without a marker
 //
-// Everything lives in the root-only cache directory (checkCacheDir), so no container can plant a
+// Everything lives in the root-only cache directory (PrivateDir), so no container can plant a
 // marker or a lock. See RATIONALE.md ("Why flock ...").
 const (
 	seenDir  = "seen"

@@ -67,7 +67,7 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	digest := hex.EncodeToString(sum[:])
 	cacheDir, cacheProblems := cfg.CacheDir, []string(nil)
 	if cacheDir != "" {
-		if err := checkCacheDir(cacheDir); err != nil {
+		if err := PrivateDir(cacheDir); err != nil {
 			cacheDir, cacheProblems = "", append(cacheProblems, "compiled without the compilation cache: "+err.Error())
 		}
 	}
@@ -177,10 +177,11 @@ func noneIn(files, list []string) bool {
 	return true
 }
 
-// checkCacheDir creates the cache directory (mode 0700) if it is missing, and refuses one that
-// anybody but its owner, the runner's user, could write: compiled machine code is executed from
-// there, so it must come only from the node's own compiler.
-func checkCacheDir(dir string) error {
+// PrivateDir creates dir (mode 0700) if it is missing, and refuses one that anybody but its
+// owner, this process's user, could write. The compilation cache (compiled machine code is
+// executed from there, so it must come only from the node's own compiler) and the modules copied
+// out of images must both live in such a directory.
+func PrivateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -195,7 +196,7 @@ func checkCacheDir(dir string) error {
 	case st.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("%s is writable by group or others (mode %v): make it 0700", dir, st.Mode().Perm())
 	case ok && int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("%s is owned by uid %d, not by the runner's uid %d", dir, sys.Uid, os.Geteuid())
+		return fmt.Errorf("%s is owned by uid %d, not by uid %d", dir, sys.Uid, os.Geteuid())
 	}
 	return nil
 }

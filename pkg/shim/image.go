@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
@@ -140,7 +140,7 @@ func (m *imageModules) store(ctx context.Context, store contentStore, name strin
 		return "", fmt.Errorf("%s: unsupported digest: %w", what, errdefs.ErrInvalidArgument)
 	}
 	dir := filepath.Join(m.dir, "sha256")
-	if err := privateDir(m.dir); err != nil {
+	if err := engine.PrivateDir(m.dir); err != nil {
 		return "", fmt.Errorf("modules directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -191,27 +191,6 @@ func (m *imageModules) store(ctx context.Context, store contentStore, name strin
 	return final, nil
 }
 
-// privateDir creates dir mode 0700 when missing and refuses one that anybody but its owner, the
-// shim's user, could write: runners read modules from there.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !st.IsDir():
-		return fmt.Errorf("%s is not a directory", dir)
-	case st.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("%s is writable by group or others (mode %v): make it 0700", dir, st.Mode().Perm())
-	case ok && int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("%s is owned by uid %d, not by the shim's uid %d", dir, sys.Uid, os.Geteuid())
-	}
-	return nil
-}
 
 // contentStore reads blobs through containerd's content service.
 type contentStore struct {
