@@ -191,7 +191,6 @@ func (m *imageModules) store(ctx context.Context, store contentStore, name strin
 	return final, nil
 }
 
-
 // contentStore reads blobs through containerd's content service.
 type contentStore struct {
 	c contentapi.ContentClient
