@@ -8,7 +8,10 @@
 #
 # Settings (environment; defaults keep the whole run well under 15 minutes on 2 cores):
 #   B1_ROUNDS=15 B1_COLD_ROUNDS=8 B2_N=500 B2_CONCURRENCY=4 B2_ROUNDS=5 B3_SIZES=1,10,100 B3_ROUNDS=3
-#   B4_WORK=48 B4_ROUNDS=5 BENCH_ONLY=B1,B2,B3,B4 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
+#   B4_WORK=48 B4_ROUNDS=5 B5_ROUNDS=10 B6_N=500 B6_CONCURRENCY=4 B6_RUNTIMES=wazero (or wazero,runc)
+#   BENCH_ONLY=B1,B2,B3,B4,B5,B6 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
+# B5 and B6 drive the daemon's CRI plugin with crictl ($TOOLS/bin/crictl, from scripts/install-deps.sh);
+# their pods live in containerd namespace k8s.io (host network, no CNI).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,6 +26,7 @@ SHIM=bin/containerd-shim-wazero-v1
 IMAGES=testdata/build/images
 CPUBENCH=testdata/build/cpubench.wasm
 WASMIMG=testdata/build/wasmimg
+CRICTL=${WZ_CRICTL:-$TOOLS/bin/crictl}
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 
@@ -31,6 +35,7 @@ log() { printf 'bench.sh: %s\n' "$*" >&2; }
 for f in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "$CPUBENCH" "$WASMIMG"; do
 	[ -e "$f" ] || { log "$f missing (make testdata)"; exit 1; }
 done
+[ -x "$CRICTL" ] || { log "$CRICTL missing (scripts/install-deps.sh)"; exit 1; }
 
 WAZERO=$TOOLS/bin/wazero
 if ! "$WAZERO" version 2>/dev/null | grep -qx "$WAZERO_VERSION"; then
@@ -53,6 +58,21 @@ rm_ns_cgroups() {
 	done
 }
 
+# rm_cri_cgroups: remove the cgroups /k8s.io/<id> of the CRI pods and containers the bench created
+# (listed in $TMP/cri-ids; normally already gone after crictl rmp). k8s.io itself is shared: kept.
+rm_cri_cgroups() {
+	local id d n=0
+	[ -f "$TMP/cri-ids" ] || return 0
+	while read -r id; do
+		[ -n "$id" ] || continue
+		for d in /sys/fs/cgroup/*/k8s.io/"$id" /sys/fs/cgroup/k8s.io/"$id"; do
+			[ -d "$d" ] || continue
+			rmdir "$d" 2>/dev/null && n=$((n + 1)) || log "could not remove cgroup $d"
+		done
+	done <"$TMP/cri-ids"
+	[ "$n" -eq 0 ] || log "removed $n leftover CRI cgroup(s)"
+}
+
 cleanup() {
 	local rc=$?
 	set +e
@@ -67,6 +87,7 @@ cleanup() {
 	fi
 	wz_cleanup "$E" # stops the daemon, kills its shims (and their runners / containers), unmounts
 	rm_ns_cgroups
+	rm_cri_cgroups
 	rm -rf "$TMP"
 	if [ "$rc" -eq 0 ]; then log "OK: results in $OUT"; else log "FAILED (exit $rc)"; fi
 	exit "$rc"
@@ -90,6 +111,11 @@ BIN=$(wz_bin "$VERSION")
 for t in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "$TMP/cpubench.tar"; do
 	wz_ctr "$E" -n "$NS" images import --all-platforms "$t" >/dev/null 2> >(grep -v DEPRECATION >&2)
 done
+# For the CRI plugin (B5, B6), as integration/cri_test.go does: the pinned sandbox image, and wasmtest
+# unpacked for wasip1/wasm (2.x ctr needs --local for that, or the transfer service unpacks only the
+# host's platform).
+wz_ctr "$E" -n k8s.io images import "$IMAGES/pause.tar" >/dev/null 2> >(grep -v DEPRECATION >&2)
+wz_ctr "$E" -n k8s.io images import --platform wasip1/wasm --local "$IMAGES/wasmtest.tar" >/dev/null 2> >(grep -v DEPRECATION >&2)
 log "containerd $VERSION ready, images imported; running benchmarks (namespace $NS)"
 
 # The bench runs in the background so that the trap can stop it; `timeout` bounds the whole run.
@@ -103,7 +129,9 @@ timeout "${BENCH_TIMEOUT:-840}" "$TMP/bench" \
 	-n "${B2_N:-500}" -concurrency "${B2_CONCURRENCY:-4}" -b2-rounds "${B2_ROUNDS:-5}" \
 	-sizes "${B3_SIZES:-1,10,100}" -b3-rounds "${B3_ROUNDS:-3}" \
 	-cpu-work "${B4_WORK:-48}" -cpu-rounds "${B4_ROUNDS:-5}" \
-	-only "${BENCH_ONLY:-B1,B2,B3,B4}" -out "$OUT" -command "$COMMAND" &
+	-crictl "$CRICTL" -work-dir "$TMP/cri" -cri-ids "$TMP/cri-ids" -daemon-dir "$E" -daemon-pid "$(cat "$E/containerd.pid")" \
+	-b5-rounds "${B5_ROUNDS:-10}" -b6-n "${B6_N:-500}" -b6-concurrency "${B6_CONCURRENCY:-4}" -b6-runtimes "${B6_RUNTIMES:-wazero}" \
+	-only "${BENCH_ONLY:-B1,B2,B3,B4,B5,B6}" -out "$OUT" -command "$COMMAND" &
 BENCH_PID=$!
 wait "$BENCH_PID"
 BENCH_PID=
