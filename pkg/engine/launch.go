@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 )
 
@@ -50,6 +51,9 @@ type SpawnOptions struct {
 	// Cloneflags are namespaces to create for the runner besides its mount namespace (which it
 	// always gets), such as CLONE_NEWIPC|CLONE_NEWUTS for a pod sandbox.
 	Cloneflags uintptr
+	// MaxProcs, when not 0, sets the runner's GOMAXPROCS. A pod sandbox runs no guest and needs
+	// one: fewer threads per pod (threads count against the node's pid limit) and less memory.
+	MaxProcs int
 }
 
 // Spawn starts the binary self as a runner in a new mount namespace, with stdio as its fds 0-2
@@ -80,7 +84,9 @@ func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 	}
 	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
 	cmd.Env = []string{}
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+	if opts.MaxProcs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(opts.MaxProcs))
+	} else if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
 	}
 	cmd.Dir = "/"

@@ -122,6 +122,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			return err
 		},
 		Cloneflags: cloneflags(spec),
+		MaxProcs:   sandboxMaxProcs(cfg),
 	})
 	inst.stdio.runnerDone()
 	if err != nil {
@@ -186,8 +187,12 @@ func (i *wasmInstance) explain(err error, cfg *engine.Config, limit int64) error
 		return err
 	}
 	if i.status == 128+int(syscall.SIGKILL) && (i.oomKill.Load() || limit > 0) {
+		by := ""
+		if i.oomKill.Load() {
+			by = " by the OOM killer"
+		}
 		return fmt.Errorf("the runner of module %s was killed (SIGKILL%s) while loading it: the container's memory limit of %d MiB is too small for this module; raise the limit",
-			cfg.Module.GuestPath, map[bool]string{true: " by the OOM killer", false: ""}[i.oomKill.Load()], limit>>20)
+			cfg.Module.GuestPath, by, limit>>20)
 	}
 	return fmt.Errorf("%w (exit status %d)", err, i.status)
 }
@@ -276,4 +281,13 @@ func deleteCgroup(cg cgroup) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return err
+}
+
+// sandboxMaxProcs gives a pod sandbox's runner, which runs no guest, a single P (see
+// engine.SpawnOptions.MaxProcs); workloads keep the default.
+func sandboxMaxProcs(cfg *engine.Config) int {
+	if cfg.Sandbox {
+		return 1
+	}
+	return 0
 }
