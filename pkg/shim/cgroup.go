@@ -29,43 +29,72 @@ type cgroup interface {
 	WatchOOM(onOOM func()) (stop func(), err error)
 }
 
+// cgroupHost says how the host's cgroups are laid out. The shim uses hostCgroups(); tests use a
+// fake cgroupfs in a temporary directory.
+type cgroupHost struct {
+	unified    bool              // cgroups v2 unified hierarchy (not v1, not hybrid)
+	mountpoint string            // the v2 mountpoint
+	v1         cgroup1.Hierarchy // the v1 controllers; nil means cgroup1.Default (from mountinfo)
+}
+
+// hostCgroups is the host's real cgroup layout: cgroups.Mode() decides v1 or v2, and on a hybrid
+// host (v1 controllers, empty v2 mount) it is v1.
+func hostCgroups() cgroupHost {
+	return cgroupHost{unified: cgroups.Mode() == cgroups.Unified, mountpoint: "/sys/fs/cgroup"}
+}
+
 // newCgroup creates the cgroup at path (linux.cgroupsPath, a cgroupfs path such as
 // /k8s.io/ID or /kubepods/burstable/podUID/ID) with the spec's resources applied. The host's
 // cgroup mode decides v1 or v2: on a hybrid host (v1 controllers, empty v2 mount) it is v1.
 // A systemd-style path ("slice:prefix:name") is refused with a message that says so.
 func newCgroup(path string, res *specs.LinuxResources) (cgroup, error) {
+	return hostCgroups().create(path, res)
+}
+
+// loadCgroup opens an existing cgroup (for cleanup by the `delete` action).
+func loadCgroup(path string) (cgroup, error) {
+	return hostCgroups().load(path)
+}
+
+func (h cgroupHost) v1Opts() []cgroup1.InitOpts {
+	if h.v1 == nil {
+		return nil
+	}
+	return []cgroup1.InitOpts{cgroup1.WithHierarchy(h.v1)}
+}
+
+func (h cgroupHost) create(path string, res *specs.LinuxResources) (cgroup, error) {
 	if err := checkCgroupsPath(path); err != nil {
 		return nil, err
 	}
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
-	if cgroups.Mode() == cgroups.Unified {
+	if h.unified {
 		r := *res
 		r.Devices = nil // device rules need eBPF on v2, and a wasm guest opens no devices
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(&r))
+		m, err := cgroup2.NewManager(h.mountpoint, path, cgroup2.ToResources(&r))
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 		}
 		return v2cgroup{m}, nil
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, h.v1Opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return v1cgroup{cg}, nil
 }
 
-// loadCgroup opens an existing cgroup (for cleanup by the `delete` action).
-func loadCgroup(path string) (cgroup, error) {
-	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.Load(path)
+func (h cgroupHost) load(path string) (cgroup, error) {
+	if h.unified {
+		m, err := cgroup2.Load(path, cgroup2.WithMountpoint(h.mountpoint))
 		if err != nil {
 			return nil, err
 		}
 		return v2cgroup{m}, nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path), h.v1Opts()...)
 	if err != nil {
 		return nil, err
 	}
@@ -135,15 +164,24 @@ func (c v1cgroup) WatchOOM(onOOM func()) (func(), error) {
 	return func() { stopped.Store(true); f.Close() }, nil
 }
 
-// WatchOOM follows the oom_kill count of memory.events.
+// WatchOOM follows the oom_kill count of memory.events. Kills counted before the watch began (a
+// cgroup directory left under the same path) are not reported, as v1's eventfd reports none.
 func (c v2cgroup) WatchOOM(onOOM func()) (func(), error) {
+	var kills uint64
+	if m, err := c.m.StatFiltered(cgroup2.StatMemoryEvents); err == nil && m.MemoryEvents != nil {
+		kills = m.MemoryEvents.OomKill
+	}
 	events, errs := c.m.EventChan()
 	done := make(chan struct{})
 	go func() {
-		var kills uint64
 		for {
 			select {
 			case e := <-events:
+				select {
+				case <-done: // select picks at random when both are ready: stop wins
+					return
+				default:
+				}
 				if e.OOMKill > kills {
 					kills = e.OOMKill
 					onOOM()

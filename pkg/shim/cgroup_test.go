@@ -1,0 +1,390 @@
+package shim
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// fakeCgroup1 lays out v1 controller hierarchies (cpu, memory, pids, freezer, devices) in a
+// temporary directory, as separate mounts under one root like /sys/fs/cgroup.
+func fakeCgroup1(t *testing.T) (cgroupHost, string) {
+	t.Helper()
+	root := t.TempDir()
+	hierarchy := func() ([]cgroup1.Subsystem, error) {
+		return []cgroup1.Subsystem{
+			cgroup1.NewCpu(root), cgroup1.NewMemory(root), cgroup1.NewPids(root),
+			cgroup1.NewFreezer(root), cgroup1.NewDevices(root),
+		}, nil
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		if err := os.MkdirAll(filepath.Join(root, c), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cgroupHost{v1: hierarchy}, root
+}
+
+func TestCgroupHostProduction(t *testing.T) {
+	h := hostCgroups()
+	if h.mountpoint != "/sys/fs/cgroup" || h.v1 != nil {
+		t.Errorf("hostCgroups() = %+v, want mountpoint /sys/fs/cgroup and the default v1 hierarchy", h)
+	}
+	if h.unified != (cgroups.Mode() == cgroups.Unified) {
+		t.Errorf("unified = %v, but cgroups.Mode() = %v", h.unified, cgroups.Mode())
+	}
+}
+
+func TestCheckCgroupsPath(t *testing.T) {
+	for path, want := range map[string]string{
+		"/k8s.io/abc":                         "",
+		"/kubepods/burstable/pod123/abc":      "",
+		"kubepods.slice:cri-containerd:abc":   "systemd driver",
+		"system.slice:docker:abc":             "SystemdCgroup = false",
+		"k8s.io/abc":                          "must be an absolute cgroupfs path",
+		"":                                    "must be an absolute cgroupfs path",
+		"kubepods-besteffort.slice:cri:x:y":   "must be an absolute cgroupfs path",
+		"/kubepods.slice/kubepods-pod.slice/": "",
+	} {
+		err := checkCgroupsPath(path)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", path, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: got %v, want an error containing %q", path, err, want)
+		}
+	}
+}
+
+func TestCgroupV1RefusesPaths(t *testing.T) {
+	h, root := fakeCgroup1(t)
+	for _, p := range []string{"kubepods.slice:cri-containerd:abc", "k8s.io/abc"} {
+		if _, err := h.create(p, testResources()); err == nil {
+			t.Errorf("create(%q) succeeded", p)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "memory"))
+	if len(entries) != 0 {
+		t.Errorf("a refused path left %d entries in the memory hierarchy", len(entries))
+	}
+}
+
+func TestCgroupV1Fake(t *testing.T) {
+	h, root := fakeCgroup1(t)
+	cg, err := h.create("/k8s.io/abc", testResources())
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, ok := cg.(v1cgroup); !ok {
+		t.Fatalf("got %T, want v1cgroup", cg)
+	}
+	dir := func(c string) string { return filepath.Join(root, c, "k8s.io", "abc") }
+	for file, want := range map[string]string{
+		"memory/memory.limit_in_bytes": "67108864",
+		"cpu/cpu.cfs_quota_us":         "50000",
+		"cpu/cpu.cfs_period_us":        "100000",
+		"cpu/cpu.shares":               "512",
+		"pids/pids.max":                "100",
+		// v1 applies the device rules (the second write overwrites the plain file's first rule).
+		"devices/devices.allow": "c 1:3 rwm",
+		"devices/devices.deny":  "a *:* rwm",
+	} {
+		c, f, _ := strings.Cut(file, "/")
+		if got := readFile(t, filepath.Join(dir(c), f)); got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+
+	pid := os.Getpid()
+	if err := cg.AddProc(uint64(pid)); err != nil {
+		t.Fatalf("AddProc: %v", err)
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		if got := readFile(t, filepath.Join(dir(c), "cgroup.procs")); got != strconv.Itoa(pid) {
+			t.Errorf("%s cgroup.procs = %q, want %d", c, got, pid)
+		}
+	}
+
+	if err := cg.Freeze(); err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dir("freezer"), "freezer.state")); got != "FROZEN" {
+		t.Errorf("freezer.state = %q, want FROZEN", got)
+	}
+	if err := cg.Thaw(); err != nil {
+		t.Fatalf("Thaw: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dir("freezer"), "freezer.state")); got != "THAWED" {
+		t.Errorf("freezer.state = %q, want THAWED", got)
+	}
+
+	mem := dir("memory")
+	writeFile(t, filepath.Join(mem, "memory.stat"), "cache 1048576\nrss 4194304\ntotal_inactive_file 524288\n")
+	writeFile(t, filepath.Join(mem, "memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+	writeFile(t, filepath.Join(mem, "memory.usage_in_bytes"), "5242880\n")
+	writeFile(t, filepath.Join(mem, "memory.max_usage_in_bytes"), "6291456\n")
+	writeFile(t, filepath.Join(mem, "memory.failcnt"), "0\n")
+	writeFile(t, filepath.Join(dir("pids"), "pids.current"), "7\n")
+	a, err := cg.Metrics()
+	if err != nil {
+		t.Fatalf("Metrics: %v", err)
+	}
+	if want := "io.containerd.cgroups.v1.Metrics"; a.GetTypeUrl() != want {
+		t.Errorf("type URL %q, want %q", a.GetTypeUrl(), want)
+	}
+	v, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := v.(*v1stats.Metrics)
+	if !ok {
+		t.Fatalf("got %T, want *stats.Metrics (v1)", v)
+	}
+	if got := m.GetMemory().GetUsage(); got.GetUsage() != 5242880 || got.GetLimit() != 64<<20 || got.GetMax() != 6291456 {
+		t.Errorf("memory usage %+v, want usage 5242880 limit %d max 6291456", got, 64<<20)
+	}
+	if got := m.GetMemory().GetTotalInactiveFile(); got != 524288 {
+		t.Errorf("total_inactive_file %d, want 524288", got)
+	}
+	if got := m.GetMemoryOomControl().GetOomKill(); got != 1 {
+		t.Errorf("oom_kill %d, want 1", got)
+	}
+	if got := m.GetPids(); got.GetCurrent() != 7 || got.GetLimit() != 100 {
+		t.Errorf("pids %+v, want current 7 limit 100", got)
+	}
+
+	if err := cg.Delete(); err == nil {
+		t.Fatal("Delete of a cgroup with a process succeeded")
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		writeFile(t, filepath.Join(dir(c), "cgroup.procs"), "") // the runner exited
+	}
+	loaded, err := h.load("/k8s.io/abc")
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := deleteCgroup(loaded); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		if _, err := os.Stat(dir(c)); !os.IsNotExist(err) {
+			t.Errorf("%s still exists (%v)", dir(c), err)
+		}
+	}
+}
+
+// TestCgroupHelperProcess is the child of TestCgroupV1Real, not a test: it allocates memory when
+// told to on stdin.
+func TestCgroupHelperProcess(t *testing.T) {
+	if os.Getenv("WAZERO_SHIM_CGROUP_HELPER") != "1" {
+		t.Skip("helper process")
+	}
+	var keep [][]byte
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "touch": // 8 MiB, charged to the cgroup the process is in now
+			b := make([]byte, 8<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+			fmt.Println("ok")
+		case "alloc": // until the OOM killer ends it
+			for {
+				b := make([]byte, 1<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				keep = append(keep, b)
+			}
+		}
+	}
+	os.Exit(0)
+}
+
+// TestCgroupV1Real runs on a real v1 (or hybrid) hierarchy as root: this repository's CI host.
+// It skips elsewhere, unless CI=true on a v1 host as root, where not being able to run fails.
+func TestCgroupV1Real(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unified || cgroups.Mode() == cgroups.Unavailable {
+		t.Skipf("needs root on a cgroup v1 or hybrid host (euid %d, mode %v)", os.Geteuid(), cgroups.Mode())
+	}
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	const memRoot = "/sys/fs/cgroup/memory"
+	if _, err := os.Stat(filepath.Join(memRoot, "memory.limit_in_bytes")); err != nil {
+		unavailable("no v1 memory controller at %s: %v", memRoot, err)
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	path := "/wazero-shim-test-" + hex.EncodeToString(rnd)
+
+	const limit = 64 << 20 // room for the race detector's shadow memory
+	res := testResources()
+	res.Memory = &specs.LinuxMemory{Limit: ptr[int64](limit), Swap: ptr[int64](limit)}
+	cg, err := hostCgroups().create(path, res)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			unavailable("cannot create a cgroup: %v", err)
+		}
+		t.Fatalf("create: %v", err)
+	}
+	memDir := filepath.Join(memRoot, path)
+	t.Cleanup(func() {
+		if _, err := os.Stat(memDir); err == nil {
+			_ = deleteCgroup(cg)
+		}
+	})
+	if got := readFile(t, filepath.Join(memDir, "memory.limit_in_bytes")); got != strconv.Itoa(limit) {
+		t.Errorf("memory.limit_in_bytes = %s, want %d", got, limit)
+	}
+	if got := readFile(t, filepath.Join("/sys/fs/cgroup/pids", path, "pids.max")); got != "100" {
+		t.Errorf("pids.max = %s, want 100", got)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCgroupHelperProcess$")
+	cmd.Env = append(os.Environ(), "WAZERO_SHIM_CGROUP_HELPER=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	lines := bufio.NewScanner(stdout)
+	ready := make(chan bool, 1)
+	go func() {
+		found := false
+		for lines.Scan() {
+			if lines.Text() == "ok" && !found {
+				found = true
+				ready <- true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		exited <- cmd.Wait()
+	}()
+
+	ooms := make(chan struct{}, 10)
+	stop, err := cg.WatchOOM(func() { ooms <- struct{}{} })
+	if err != nil {
+		t.Fatalf("WatchOOM: %v", err)
+	}
+	defer stop()
+
+	if err := cg.AddProc(uint64(cmd.Process.Pid)); err != nil {
+		t.Fatalf("AddProc: %v", err)
+	}
+	for _, c := range []string{"memory", "pids", "freezer", "cpu"} {
+		procs := readFile(t, filepath.Join("/sys/fs/cgroup", c, path, "cgroup.procs"))
+		if procs != strconv.Itoa(cmd.Process.Pid) {
+			t.Errorf("%s cgroup.procs = %q, want %d", c, procs, cmd.Process.Pid)
+		}
+	}
+
+	if _, err := io.WriteString(stdin, "touch\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("helper ended before allocating: %v (OOM events: %d)", err, len(ooms))
+	case <-time.After(10 * time.Second):
+		t.Fatal("helper did not allocate")
+	}
+	a, err := cg.Metrics()
+	if err != nil {
+		t.Fatalf("Metrics: %v", err)
+	}
+	v, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := v.(*v1stats.Metrics)
+	if !ok {
+		t.Fatalf("got %T, want *stats.Metrics (v1)", v)
+	}
+	if u := m.GetMemory().GetUsage(); u.GetUsage() < 8<<20 || u.GetLimit() != limit {
+		t.Errorf("memory %+v, want usage >= 8 MiB (the helper's allocation) and limit %d", u, limit)
+	}
+	if got := m.GetPids(); got.GetCurrent() < 1 || got.GetLimit() != 100 { // v1 pids counts threads
+		t.Errorf("pids %+v, want current >= 1 and limit 100", got)
+	}
+
+	freezerState := filepath.Join("/sys/fs/cgroup/freezer", path, "freezer.state")
+	if err := cg.Freeze(); err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	if got := readFile(t, freezerState); got != "FROZEN" {
+		t.Errorf("freezer.state = %s, want FROZEN", got)
+	}
+	if err := cg.Thaw(); err != nil {
+		t.Fatalf("Thaw: %v", err)
+	}
+	if got := readFile(t, freezerState); got != "THAWED" {
+		t.Errorf("freezer.state = %s, want THAWED", got)
+	}
+
+	if _, err := io.WriteString(stdin, "alloc\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ooms:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no OOM event")
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("helper ended with %v, want killed by SIGKILL", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("helper still running after the OOM event")
+	}
+
+	stop()
+	if err := deleteCgroup(cg); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, c := range []string{"memory", "pids", "freezer", "cpu", "devices"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c, path)); !os.IsNotExist(err) {
+			t.Errorf("%s/%s still exists (%v)", c, path, err)
+		}
+	}
+	select {
+	case <-ooms:
+		t.Error("removing the cgroup was reported as an OOM kill")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
