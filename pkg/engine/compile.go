@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,6 +38,12 @@ type Prepared struct {
 	// cache under Config.CacheMaxBytes, and EvictedBytes their size.
 	Evicted      int
 	EvictedBytes int64
+	// Listeners are the sockets of Config.Listen that the runner opened at Create
+	// (OpenListeners). Run closes them right before wazero listens on the same addresses for the
+	// guest; nil when none were opened (wazero then listens without that reservation).
+	Listeners []net.Listener
+	// sockWait makes the guest wait for its sockets when it has listeners (see socketWait).
+	sockWait *socketWait
 }
 
 // cacheReadError is how wazero's compilation cache prefixes errors about an entry it cannot use.
@@ -95,7 +102,16 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 		marked, markerFiles = readMarker(cacheDir, digest)
 	}
 	before := listEntries(cacheDir)
+	var sw *socketWait
+	if len(cfg.Listen) > 0 {
+		// Opens /proc/self/fd, which must happen before the runner chroots.
+		sw = newSocketWait()
+		ctx = context.WithValue(ctx, sockWaitKey{}, sw)
+	}
 	p, usedCache, err := compileCached(ctx, cfg, code, cacheDir)
+	if err != nil {
+		sw.close()
+	}
 	var fresh []string
 	if err == nil && usedCache {
 		fresh = newEntries(before, listEntries(cacheDir))
@@ -218,7 +234,13 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*P
 		rc = rc.WithCompilationCache(cache)
 	}
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	wasiCtx := ctx
+	sw, _ := ctx.Value(sockWaitKey{}).(*socketWait)
+	if sw != nil {
+		// Only on the WASI host module: the guest's compiled code is unchanged.
+		wasiCtx = experimental.WithFunctionListenerFactory(ctx, sw)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(wasiCtx, r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
 	}
@@ -229,7 +251,7 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*P
 		r.Close(ctx)
 		return nil, err
 	}
-	return &Prepared{Runtime: r, Compiled: compiled}, nil
+	return &Prepared{Runtime: r, Compiled: compiled, sockWait: sw}, nil
 }
 
 // purgeEntries removes the compiled modules stored under dir and the markers that name them,

@@ -95,6 +95,16 @@ type Config struct {
 	// NetNS is the network namespace the runner joins before anything else (a path such as
 	// /var/run/netns/cni-... or /proc/PID/ns/net); empty keeps the shim's.
 	NetNS string `json:"netns,omitempty"`
+	// Listen are the TCP addresses the container declared in WAZERO_LISTEN (oci.ListenEnv). The
+	// runner listens on each at Create, in its network namespace, and the guest gets them as
+	// preopened sockets in this order, after its preopened directories; their fd numbers are in
+	// the guest's WAZERO_LISTEN_FDS (oci.ListenFDsEnv). See listen.go.
+	Listen []oci.ListenAddr `json:"listen,omitempty"`
+	// BindPrivileged allows Listen ports below the network namespace's
+	// net.ipv4.ip_unprivileged_port_start: the container's process has CAP_NET_BIND_SERVICE.
+	// Without it such a port is refused with "permission denied", as the kernel would refuse the
+	// process itself (the runner runs as root, so the kernel never would).
+	BindPrivileged bool `json:"bindPrivileged,omitempty"`
 	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`

@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
 // File descriptors of a runner besides stdio, set up by Spawn.
@@ -58,9 +62,18 @@ func RunnerMain() int {
 		err = joinNetNS(cfg.NetNS)
 	}
 	if err == nil && !cfg.Sandbox {
-		p, err = Prepare(ctx, &cfg)
-		if err == nil && !cfg.NoIsolation {
-			err = isolate(&cfg)
+		// Listen first, on the main thread (in the container's network namespace), before the
+		// chroot: a port in use fails Create at once, without waiting for a compile.
+		var ls []net.Listener
+		ls, err = OpenListeners(&cfg)
+		if err == nil {
+			p, err = Prepare(ctx, &cfg)
+		}
+		if err == nil {
+			p.Listeners = ls
+			if !cfg.NoIsolation {
+				err = isolate(&cfg)
+			}
 		}
 	}
 	s := status{}
@@ -88,44 +101,68 @@ func RunnerMain() int {
 // Run instantiates the prepared module, which runs its _start, and returns the exit code:
 // the guest's WASI exit code, or ExitTrap (with the trap written to stderr) when it traps.
 // The guest gets real clocks, real sleep and crypto random, never wazero's deterministic defaults.
+//
+// The guest's TCP listeners (cfg.Listen) are opened by wazero here, while instantiating, after
+// p.Listeners (the same addresses, held since Create) are closed; if one fails now, Run writes
+// which and why to stderr and returns ExitRunnerError.
 func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout, stderr io.Writer) int {
+	fc, preopens := fsConfig(cfg)
+	ctx, env := withListeners(ctx, cfg, preopens, cfg.Env)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(cfg.Args...).
 		WithStdin(stdin).WithStdout(stdout).WithStderr(stderr).
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
-		WithFSConfig(fsConfig(cfg))
-	for _, kv := range cfg.Env {
+		WithFSConfig(fc)
+	if p.sockWait != nil {
+		defer p.sockWait.close()
+		mc = mc.WithNanosleep(p.sockWait.nanosleep)
+	}
+	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			continue // not KEY=VALUE: a guest could not see it as a variable either
 		}
 		mc = mc.WithEnv(k, v)
 	}
+	closeListeners(p.Listeners)
+	p.Listeners = nil
 	mod, err := p.Runtime.InstantiateModule(ctx, p.Compiled, mc)
 	if mod != nil {
 		defer mod.Close(ctx)
 	}
-	var exit *sys.ExitError
+	var (
+		exit   *sys.ExitError
+		listen *net.OpError
+	)
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &exit):
 		return int(exit.ExitCode())
+	case len(cfg.Listen) > 0 && errors.As(err, &listen) && listen.Op == "listen":
+		// wazero failed to listen before any guest code ran (the port was taken in the
+		// moment between closing the runner's own listener and wazero's).
+		fmt.Fprintf(stderr, "wazero runner: module %s: cannot listen on %s (%s) at start: %v\n", cfg.Module.GuestPath, listen.Addr, oci.ListenEnv, err)
+		return ExitRunnerError
 	default:
 		fmt.Fprintf(stderr, "wasm trap in module %s: %v\n", cfg.Module.GuestPath, err)
 		return ExitTrap
 	}
 }
 
-// fsConfig preopens "/" and each directory bind mount at its destination. With isolation the
+// fsConfig preopens "/" and each directory bind mount at its destination, and returns how many
+// distinct preopens the guest gets (its fds 3 on; mounts on one path replace each other, as in
+// wazero). With isolation the
 // runner is already chrooted into the rootfs, so the host paths are the guest paths, and read-only
 // mounts are read-only in the kernel: a write fails with EROFS ("Read-only file system"), as it
 // would natively. Without isolation, wazero's read-only mounts enforce it.
-func fsConfig(cfg *Config) wazero.FSConfig {
+func fsConfig(cfg *Config) (wazero.FSConfig, int) {
 	fc := wazero.NewFSConfig()
+	paths := map[string]bool{}
 	mount := func(host, guest string, readOnly bool) {
+		paths[strings.Trim(path.Clean("/"+guest), "/")] = true
 		if readOnly && cfg.NoIsolation {
 			fc = fc.WithReadOnlyDirMount(host, guest)
 		} else {
@@ -147,5 +184,5 @@ func fsConfig(cfg *Config) wazero.FSConfig {
 		}
 		mount(host, m.Destination, m.ReadOnly)
 	}
-	return fc
+	return fc, len(paths)
 }
