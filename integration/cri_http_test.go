@@ -1,0 +1,141 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCRIHTTP: a wazero pod in its own network namespace on a CNI bridge network serves HTTP
+// (/httpserver.wasm with WAZERO_LISTEN=:8080) on its pod IP. The test process reaches the pod IP
+// from the host network namespace through the bridge, which gets an address of the pod subnet
+// (the conflist has isGateway false, so the bridge plugin does not enable IP forwarding on the
+// host). Afterwards the pod, its veth and its IP allocation are gone, and so is the bridge.
+func TestCRIHTTP(t *testing.T) {
+	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
+		var tr tracked
+		bridge := "wzbr" + randHex(3)
+		t.Cleanup(func() {
+			if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
+				if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+					t.Errorf("ip link del %s: %v %s", bridge, err, out)
+				}
+			}
+		})
+		octet := 100 + int(randHex(1)[0])%100
+		prefix := fmt.Sprintf("10.88.%d.", octet)
+		subnet := prefix + "0/24"
+		if r, err := exec.Command("ip", "-4", "route", "show", "match", prefix+"1").CombinedOutput(); err == nil && strings.Contains(string(r), "/24") {
+			t.Fatalf("the host already routes %s:\n%s", subnet, r)
+		}
+		network := "wzit-" + bridge
+		ipamDir := filepath.Join(t.TempDir(), "ipam")
+		conf := filepath.Join(c.d.dir, "cni", "10-wzit.conflist")
+		writeJSON(t, filepath.Dir(conf), filepath.Base(conf), map[string]any{
+			"cniVersion": "1.0.0",
+			"name":       network,
+			"plugins": []any{map[string]any{
+				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+				"ipam": map[string]any{
+					"type": "host-local",
+					"ranges": [][]map[string]string{{{
+						"subnet": subnet, "rangeStart": prefix + "10", "rangeEnd": prefix + "200", "gateway": prefix + "1",
+					}}},
+					"dataDir": ipamDir,
+				},
+			}},
+		})
+		t.Cleanup(func() { os.Remove(conf) })
+
+		// The CRI plugin picks up the new CNI config asynchronously (fsnotify).
+		for end := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			if c.cniReady() || time.Now().After(end) {
+				break
+			}
+		}
+		p := c.runPod("wz-http", "wazero", false)
+		pi := p.inspect()
+		tr.track(t, p.id, pi.Info.Pid)
+		for _, ns := range pi.Info.RuntimeSpec.Linux.Namespaces {
+			if ns.Type == "network" && ns.Path != "" {
+				tr.netns = append(tr.netns, ns.Path)
+			}
+		}
+		podIP := pi.Status.Network.IP
+		t.Logf("pod %s: ip %q, bridge %s, network namespace %v", p.id, podIP, bridge, tr.netns)
+		if ip := net.ParseIP(podIP); ip == nil || !strings.HasPrefix(podIP, prefix) {
+			t.Fatalf("pod IP %q, want one from %s", podIP, subnet)
+		}
+		if sb, ok := runnerOf(p.id); !ok {
+			t.Errorf("no sandbox runner for %s", p.id)
+		} else if nsInode(t, sb.pid, "net") == nsInode(t, "self", "net") {
+			t.Errorf("sandbox runner is in the host network namespace")
+		}
+
+		// The host's way to the pod subnet: an address of it on the bridge (a connected route).
+		if out, err := exec.Command("ip", "addr", "add", prefix+"1/24", "dev", bridge).CombinedOutput(); err != nil {
+			t.Fatalf("ip addr add %s1/24 dev %s: %v %s", prefix, bridge, err, out)
+		}
+		if out, err := exec.Command("ip", "-4", "route", "get", podIP).CombinedOutput(); err != nil || !strings.Contains(string(out), "dev "+bridge) {
+			t.Fatalf("ip route get %s: %v, want a route through %s:\n%s", podIP, err, bridge, out)
+		}
+
+		w, _ := p.run(ctrSpec{name: "web", command: []string{"/httpserver.wasm"}, envs: map[string]string{"WAZERO_LISTEN": ":8080"}})
+		wi := c.waitState(w, stateRunning, 20*time.Second)
+		tr.track(t, w, wi.Info.Pid)
+		if wr, ok := runnerOf(w); !ok {
+			t.Errorf("no runner for %s", w)
+		} else if sb, ok := runnerOf(p.id); ok && nsInode(t, wr.pid, "net") != nsInode(t, sb.pid, "net") {
+			t.Errorf("workload runner is not in the sandbox's network namespace")
+		}
+
+		base := "http://" + net.JoinHostPort(podIP, "8080")
+		if code, body := getUntil(t, base+"/health", 20*time.Second); code != 200 || body != "ok" {
+			t.Errorf("GET %s/health: %d %q, want 200 \"ok\"", base, code, body)
+		}
+		if code, body := getUntil(t, base+"/hello", 10*time.Second); code != 200 || body != "hello from wasm http" {
+			t.Errorf("GET %s/hello: %d %q, want 200 \"hello from wasm http\"", base, code, body)
+		}
+		if t.Failed() {
+			t.Logf("crictl logs web:\n%s", c.logs(w))
+		}
+
+		c.removeAllAndCheck(&tr)
+
+		// The pod's veth left the bridge, and host-local released its IP.
+		if ents, err := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif")); err != nil {
+			t.Errorf("bridge %s: %v", bridge, err)
+		} else if len(ents) != 0 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("bridge %s still has ports after rmp: %v", bridge, names)
+		}
+		if _, err := os.Stat(filepath.Join(ipamDir, network, podIP)); err == nil {
+			t.Errorf("host-local still holds %s after rmp (%s)", podIP, filepath.Join(ipamDir, network, podIP))
+		}
+		// The pod IP no longer answers.
+		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(podIP, "8080"), time.Second); err == nil {
+			conn.Close()
+			t.Errorf("%s:8080 still accepts connections after rmp", podIP)
+		}
+		// Remove the bridge now (as the cleanup would) and check it and its route are gone.
+		if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+			t.Errorf("ip link del %s: %v %s", bridge, err, out)
+		}
+		if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
+			t.Errorf("bridge %s still exists after ip link del", bridge)
+		}
+		if out, _ := exec.Command("ip", "-4", "route", "show", "dev", bridge).CombinedOutput(); strings.Contains(string(out), prefix) {
+			t.Errorf("route to %s left after the bridge's removal:\n%s", subnet, out)
+		}
+	})
+}
