@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -21,45 +20,9 @@ import (
 func TestCRIHTTP(t *testing.T) {
 	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
 		var tr tracked
-		bridge := "wzbr" + randHex(3)
-		t.Cleanup(func() {
-			if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
-				if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
-					t.Errorf("ip link del %s: %v %s", bridge, err, out)
-				}
-			}
-		})
-		octet := 100 + int(randHex(1)[0])%100
-		prefix := fmt.Sprintf("10.88.%d.", octet)
+		n := c.bridgeNetwork(t)
+		bridge, network, prefix, ipamDir := n.bridge, n.network, n.prefix, n.ipamDir
 		subnet := prefix + "0/24"
-		if r, err := exec.Command("ip", "-4", "route", "show", "match", prefix+"1").CombinedOutput(); err == nil && strings.Contains(string(r), "/24") {
-			t.Fatalf("the host already routes %s:\n%s", subnet, r)
-		}
-		network := "wzit-" + bridge
-		ipamDir := filepath.Join(t.TempDir(), "ipam")
-		conf := filepath.Join(c.d.dir, "cni", "10-wzit.conflist")
-		writeJSON(t, filepath.Dir(conf), filepath.Base(conf), map[string]any{
-			"cniVersion": "1.0.0",
-			"name":       network,
-			"plugins": []any{map[string]any{
-				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
-				"ipam": map[string]any{
-					"type": "host-local",
-					"ranges": [][]map[string]string{{{
-						"subnet": subnet, "rangeStart": prefix + "10", "rangeEnd": prefix + "200", "gateway": prefix + "1",
-					}}},
-					"dataDir": ipamDir,
-				},
-			}},
-		})
-		t.Cleanup(func() { os.Remove(conf) })
-
-		// The CRI plugin picks up the new CNI config asynchronously (fsnotify).
-		for end := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-			if c.cniReady() || time.Now().After(end) {
-				break
-			}
-		}
 		p := c.runPod("wz-http", "wazero", false)
 		pi := p.inspect()
 		tr.track(t, p.id, pi.Info.Pid)

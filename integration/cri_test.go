@@ -846,39 +846,8 @@ func TestCRIEnvAndVolume(t *testing.T) {
 func TestCRINetwork(t *testing.T) {
 	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
 		var tr tracked
-		bridge := "wzbr" + randHex(3)
-		t.Cleanup(func() {
-			if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
-				if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
-					t.Errorf("ip link del %s: %v %s", bridge, err, out)
-				}
-			}
-		})
-		conf := filepath.Join(c.d.dir, "cni", "10-wzit.conflist")
-		octet := 100 + int(randHex(1)[0])%100
-		subnet := fmt.Sprintf("10.88.%d.0/24", octet)
-		writeJSON(t, filepath.Dir(conf), filepath.Base(conf), map[string]any{
-			"cniVersion": "1.0.0",
-			"name":       "wzit-" + bridge,
-			"plugins": []any{map[string]any{
-				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": subnet}}},
-					"dataDir": filepath.Join(t.TempDir(), "ipam"),
-				},
-			}},
-		})
-		t.Cleanup(func() { os.Remove(conf) })
-
-		// The CRI plugin picks up the new CNI config asynchronously (fsnotify).
-		var p *pod
-		for end := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-			if c.cniReady() || time.Now().After(end) {
-				break
-			}
-		}
-		p = c.runPod("wz-net", "wazero", false)
+		n := c.bridgeNetwork(t)
+		p := c.runPod("wz-net", "wazero", false)
 		pi := p.inspect()
 		tr.track(t, p.id, pi.Info.Pid)
 		for _, ns := range pi.Info.RuntimeSpec.Linux.Namespaces {
@@ -887,8 +856,8 @@ func TestCRINetwork(t *testing.T) {
 			}
 		}
 		t.Logf("pod %s: ip %q, sandbox pid %d, network namespace %v", p.id, pi.Status.Network.IP, pi.Info.Pid, tr.netns)
-		if !strings.HasPrefix(pi.Status.Network.IP, fmt.Sprintf("10.88.%d.", octet)) {
-			t.Errorf("pod IP %q, want one from %s", pi.Status.Network.IP, subnet)
+		if !strings.HasPrefix(pi.Status.Network.IP, n.prefix) {
+			t.Errorf("pod IP %q, want one from %s0/24", pi.Status.Network.IP, n.prefix)
 		}
 		if len(tr.netns) != 1 {
 			t.Errorf("sandbox spec has network namespace paths %v, want one", tr.netns)
@@ -1015,4 +984,54 @@ func TestCRIStartupTiming(t *testing.T) {
 		}
 		c.removeAllAndCheck(&tr)
 	})
+}
+
+// cniBridge is a CNI bridge network made for one test: a unique bridge, a /24 of 10.88.100-199
+// with host-local IPAM, written as the daemon's only conflist.
+type cniBridge struct {
+	bridge  string // the bridge's name, wzbr<random>
+	network string // the CNI network name
+	prefix  string // "10.88.N.": the pod IPs are prefix+"10" .. prefix+"200", the gateway prefix+"1"
+	ipamDir string // host-local's data directory
+}
+
+// bridgeNetwork writes a CNI bridge conflist for the daemon, waits for the CRI plugin to load it,
+// and removes the bridge and the conflist when the test ends. isGateway is false, so the bridge
+// plugin never turns on IP forwarding on the host.
+func (c *criClient) bridgeNetwork(t *testing.T) cniBridge {
+	t.Helper()
+	n := cniBridge{bridge: "wzbr" + randHex(3)}
+	n.network = "wzit-" + n.bridge
+	n.prefix = fmt.Sprintf("10.88.%d.", 100+int(randHex(1)[0])%100)
+	n.ipamDir = filepath.Join(t.TempDir(), "ipam")
+	t.Cleanup(func() {
+		if _, err := os.Stat("/sys/class/net/" + n.bridge); err == nil {
+			if out, err := exec.Command("ip", "link", "del", n.bridge).CombinedOutput(); err != nil {
+				t.Errorf("ip link del %s: %v %s", n.bridge, err, out)
+			}
+		}
+	})
+	if r, err := exec.Command("ip", "-4", "route", "show", "match", n.prefix+"1").CombinedOutput(); err == nil && strings.Contains(string(r), "/24") {
+		t.Fatalf("the host already routes %s0/24:\n%s", n.prefix, r)
+	}
+	conf := filepath.Join(c.d.dir, "cni", "10-wzit.conflist")
+	writeJSON(t, filepath.Dir(conf), filepath.Base(conf), map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       n.network,
+		"plugins": []any{map[string]any{
+			"type": "bridge", "bridge": n.bridge, "isGateway": false, "ipMasq": false,
+			"ipam": map[string]any{
+				"type": "host-local",
+				"ranges": [][]map[string]string{{{
+					"subnet": n.prefix + "0/24", "rangeStart": n.prefix + "10", "rangeEnd": n.prefix + "200", "gateway": n.prefix + "1",
+				}}},
+				"dataDir": n.ipamDir,
+			},
+		}},
+	})
+	t.Cleanup(func() { os.Remove(conf) })
+	// The CRI plugin picks up the new CNI config asynchronously (fsnotify).
+	for end := time.Now().Add(15 * time.Second); !c.cniReady() && time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+	}
+	return n
 }
