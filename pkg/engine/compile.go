@@ -72,6 +72,12 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	}
 	sum := sha256.Sum256(code)
 	digest := hex.EncodeToString(sum[:])
+	// The bookkeeping names a module's entries by its digest; the per-request mode compiles it
+	// with termination checks (wazero keys that compile apart), so it is booked apart too.
+	book := digest
+	if cfg.WAGI != nil {
+		book += "-terminating"
+	}
 	cacheDir, cacheProblems := cfg.CacheDir, []string(nil)
 	if cacheDir != "" {
 		if err := PrivateDir(cacheDir); err != nil {
@@ -91,15 +97,15 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	}
 	defer unlock()
 	if cacheDir != "" {
-		if marked, _ = readMarker(cacheDir, digest); !marked {
+		if marked, _ = readMarker(cacheDir, book); !marked {
 			began := time.Now()
-			if lock, err = lockModule(cacheDir, digest, lockWait); err != nil {
+			if lock, err = lockModule(cacheDir, book, lockWait); err != nil {
 				// Compile anyway: the lock only saves work, it never stops a container.
 				cacheProblems = append(cacheProblems, fmt.Sprintf("compiled without waiting for other runners (%v, after %v)", err, time.Since(began).Round(time.Millisecond)))
 			}
 		}
 		// Read (again, once locked): another runner may have compiled it while this one waited.
-		marked, markerFiles = readMarker(cacheDir, digest)
+		marked, markerFiles = readMarker(cacheDir, book)
 	}
 	before := listEntries(cacheDir)
 	var sw *socketWait
@@ -123,13 +129,17 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 			// The entries that appeared while this module compiled are its own (other modules
 			// compiling at the same time may add theirs: the marker then names those too, which
 			// only makes eviction keep or drop them together with this one).
-			if err := writeMarker(cacheDir, digest, fresh); err != nil {
+			if err := writeMarker(cacheDir, book, fresh); err != nil {
 				cacheProblems = append(cacheProblems, "cannot record the compiled module in the cache: "+err.Error())
 			}
 		}
 	}
 	unlock()
 	if err != nil {
+		if strings.Contains(err.Error(), "over limit of") && cfg.WAGI != nil {
+			return nil, fmt.Errorf("module %s needs more linear memory than each of its %d concurrent instances gets (%d KiB: the container's memory limit, less the runner's reserve, divided by %s): raise the memory limit or lower %s: %w",
+				name, cfg.WAGI.Concurrency, uint64(cfg.WAGI.InstancePages(cfg.MemoryPages))*64, oci.WAGIConcurrencyEnv, oci.WAGIConcurrencyEnv, err)
+		}
 		if strings.Contains(err.Error(), "over limit of") {
 			// wazero: "section memory: min N pages (X Mi) over limit of M pages".
 			return nil, fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: %w", name, uint64(cfg.MemoryPages)*64, err)
@@ -226,6 +236,14 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*P
 	// the guest reaches its cap. Untouched pages of the reservation cost no memory.
 	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages).
 		WithMemoryCapacityFromMax(cfg.MemoryPages < oci.MaxPages)
+	if cfg.WAGI != nil {
+		// Per-request instances share the guest memory and grow from their minimum (most
+		// handlers stay small, and reserving every instance's cap would zero it per request).
+		// Their code checks for the end of the request's deadline in loops and calls, so a
+		// handler that never returns can be stopped (wazero keys this compile apart).
+		rc = wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.WAGI.InstancePages(cfg.MemoryPages)).
+			WithCloseOnContextDone(true)
+	}
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {

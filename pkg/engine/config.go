@@ -105,6 +105,14 @@ type Config struct {
 	// Without it such a port is refused with "permission denied", as the kernel would refuse the
 	// process itself (the runner runs as root, so the kernel never would).
 	BindPrivileged bool `json:"bindPrivileged,omitempty"`
+	// WAGI, when set, selects the per-request mode (oci.WAGIEnv): the runner serves HTTP on
+	// WAGI.Listen itself and runs a fresh instance of the module for each request, CGI style.
+	// Listen must then be empty. See wagi.go.
+	WAGI *oci.WAGI `json:"wagi,omitempty"`
+	// MemoryLimit is the container's memory limit in bytes (0: none). In the per-request mode
+	// the runner's Go heap holds every instance's memory, so its garbage collector is told to
+	// stay under this (runtime/debug.SetMemoryLimit).
+	MemoryLimit int64 `json:"memoryLimit,omitempty"`
 	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`

@@ -27,14 +27,19 @@ import (
 // is per network namespace: read from the thread that joined the container's.
 const unprivilegedPortStart = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 
-// OpenListeners listens on each address of cfg.Listen, in order, in the network namespace of the
-// calling thread (the runner's main thread, which joined the container's). An address in use,
-// one the network namespace does not have, or a privileged port the container may not bind (see
-// Config.BindPrivileged) is an error naming the address; the listeners opened so far are closed.
+// OpenListeners listens on each address of cfg.Listen (or, in the per-request mode, of
+// cfg.WAGI.Listen), in order, in the network namespace of the calling thread (the runner's main
+// thread, which joined the container's). An address in use, one the network namespace does not
+// have, or a privileged port the container may not bind (see Config.BindPrivileged) is an error
+// naming the address and the variable that declared it; the listeners opened so far are closed.
 func OpenListeners(cfg *Config) ([]net.Listener, error) {
+	addrs, variable := cfg.Listen, oci.ListenEnv
+	if cfg.WAGI != nil {
+		addrs, variable = cfg.WAGI.Listen, oci.WAGIEnv
+	}
 	var ls []net.Listener
 	minPort := -1
-	for _, a := range cfg.Listen {
+	for _, a := range addrs {
 		if !cfg.BindPrivileged && a.Port < 1024 {
 			if minPort < 0 {
 				minPort = privilegedPortLimit()
@@ -42,13 +47,13 @@ func OpenListeners(cfg *Config) ([]net.Listener, error) {
 			if a.Port < minPort {
 				closeListeners(ls)
 				return nil, fmt.Errorf("cannot listen on %s (%s): permission denied: port %d is below net.ipv4.ip_unprivileged_port_start (%d) of the container's network namespace and the container's process does not have CAP_NET_BIND_SERVICE: use a port from %d up, or give the container that capability",
-					a, oci.ListenEnv, a.Port, minPort, minPort)
+					a, variable, a.Port, minPort, minPort)
 			}
 		}
 		l, err := net.Listen("tcp", a.String())
 		if err != nil {
 			closeListeners(ls)
-			return nil, listenError(a, err)
+			return nil, listenError(a, variable, err)
 		}
 		ls = append(ls, l)
 	}
@@ -70,7 +75,7 @@ func privilegedPortLimit() int {
 }
 
 // listenError says which declared address failed and, for the usual causes, what to do.
-func listenError(a oci.ListenAddr, err error) error {
+func listenError(a oci.ListenAddr, variable string, err error) error {
 	hint := ""
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
@@ -80,7 +85,7 @@ func listenError(a oci.ListenAddr, err error) error {
 	case errors.Is(err, syscall.EACCES):
 		hint = ": the container may not bind this port"
 	}
-	return fmt.Errorf("cannot listen on %s (%s): %w%s", a, oci.ListenEnv, err, hint)
+	return fmt.Errorf("cannot listen on %s (%s): %w%s", a, variable, err, hint)
 }
 
 func closeListeners(ls []net.Listener) {

@@ -38,7 +38,8 @@ const (
 )
 
 // RunnerMain is the runner process: it reads its Config from the shim, prepares the module and the
-// guest's filesystem view, reports ready, waits for the start byte and runs the module. It returns
+// guest's filesystem view, reports ready, waits for the start byte and runs the module (or, in
+// the per-request mode, serves HTTP with a fresh instance per request: ServeWAGI). It returns
 // the process exit code: the guest's WASI exit code, ExitTrap on a trap, ExitRunnerError when the
 // runner itself fails.
 func RunnerMain() int {
@@ -94,6 +95,9 @@ func RunnerMain() int {
 	ctl.Close()
 	if cfg.Sandbox {
 		return holdNamespaces()
+	}
+	if cfg.WAGI != nil {
+		return ServeWAGI(ctx, &cfg, p, os.Stderr)
 	}
 	return Run(ctx, &cfg, p, os.Stdin, os.Stdout, os.Stderr)
 }

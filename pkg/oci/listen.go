@@ -58,12 +58,18 @@ func Listen(env []string) ([]ListenAddr, error) {
 
 // ParseListen parses a ListenEnv value; see Listen.
 func ParseListen(value string) ([]ListenAddr, error) {
+	return parseAddrs(ListenEnv, value)
+}
+
+// parseAddrs parses a comma-separated list of [host]:port, the value of the variable name (which
+// errors name); see Listen.
+func parseAddrs(name, value string) ([]ListenAddr, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, nil
 	}
 	bad := func(item, format string, args ...any) error {
 		return fmt.Errorf("%s=%q: %q: %s (want a comma-separated list of [host]:port, such as :8080, 127.0.0.1:8080 or [::]:8080): %w",
-			ListenEnv, value, item, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+			name, value, item, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 	}
 	var addrs []ListenAddr
 	seen := map[ListenAddr]bool{}

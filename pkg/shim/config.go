@@ -53,11 +53,19 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 	if err != nil {
 		return nil, err
 	}
-	if len(listen) > 0 && oci.NewNetNS(spec) {
+	wagi, err := oci.ParseWAGI(proc.Env)
+	if err != nil {
+		return nil, err
+	}
+	if (len(listen) > 0 || wagi != nil) && oci.NewNetNS(spec) {
 		// The shim creates no network namespace (see oci.NetNSPath): listening in the shim's
 		// would expose the container on the host's network, which it did not ask for.
+		variable := oci.ListenEnv
+		if wagi != nil {
+			variable = oci.WAGIEnv
+		}
 		return nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
-			oci.ListenEnv, errdefs.ErrInvalidArgument)
+			variable, errdefs.ErrInvalidArgument)
 	}
 	env := proc.Env
 	if cwd := filepath.Clean("/" + proc.Cwd); cwd != "/" {
@@ -82,10 +90,12 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		RootReadOnly:   spec.Root != nil && spec.Root.Readonly,
 		Mounts:         mounts,
 		MemoryPages:    oci.MemoryPages(oci.MemoryLimit(spec)),
+		MemoryLimit:    oci.MemoryLimit(spec),
 		CacheDir:       cacheDir,
 		CacheMaxBytes:  maxBytes,
 		NetNS:          oci.NetNSPath(spec),
 		Listen:         listen,
+		WAGI:           wagi,
 		BindPrivileged: oci.HasCapability(spec, "CAP_NET_BIND_SERVICE"),
 	}, nil
 }

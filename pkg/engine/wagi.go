@@ -1,0 +1,329 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// The per-request (WAGI) mode (oci.WAGIEnv, docs/networking.md).
+//
+// The runner serves HTTP itself on the listeners it opened at Create, and runs a fresh instance
+// of the compiled module for every request, CGI style (RFC 3875, with WAGI's conventions): the
+// request line, headers and query in the environment, the body on stdin; the module writes a CGI
+// response (header lines, a blank line, the body) to stdout and its diagnostics to stderr, which
+// is the container's. No request can see another's linear memory: each instance starts from the
+// module's initial state and is closed when it ends.
+
+// MaxWAGIResponse bounds what one instance may write to stdout (headers and body): 16 MiB. The
+// response is buffered until the instance ends (its exit code decides between the response and a
+// 500), so this bounds the runner's memory per request outside the guest's linear memory.
+const MaxWAGIResponse = 16 << 20
+
+// wagiServerSoftware is SERVER_SOFTWARE in a handler's environment.
+const wagiServerSoftware = "containerd-shim-wazero-v1"
+
+// wagiHandler serves each request with a fresh instance of p's module.
+type wagiHandler struct {
+	cfg  *Config
+	w    *oci.WAGI
+	p    *Prepared
+	base wazero.ModuleConfig
+	// slots holds a token per running instance; its capacity is the concurrency bound.
+	slots  chan struct{}
+	stderr io.Writer
+	// running counts instances still running, including those whose request already got a 504
+	// (their instance is being stopped): Serve waits for them before returning.
+	running sync.WaitGroup
+}
+
+// ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
+// gets SIGTERM or SIGINT, then stops accepting, lets the requests in flight finish (for at most
+// the request timeout) and returns 0. It returns ExitRunnerError if a listener fails. stderr is
+// the container's: the guests' stderr and the runner's own messages go there.
+func ServeWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer) int {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(stop)
+	return serveWAGI(ctx, cfg, p, stderr, stop)
+}
+
+// serveWAGI is ServeWAGI with the stop signal as a channel (tests close it).
+func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, stop <-chan os.Signal) int {
+	w := cfg.WAGI
+	if cfg.MemoryLimit > 0 {
+		// Instances' memory is Go heap: collect before the container's limit, not at twice the
+		// live heap (GOGC's default), which would get the runner OOM-killed under load.
+		debug.SetMemoryLimit(cfg.MemoryLimit - cfg.MemoryLimit/8)
+	}
+	h := newWAGIHandler(cfg, p, stderr)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          nil,
+	}
+	errs := make(chan error, len(p.Listeners))
+	for _, l := range p.Listeners {
+		go func() { errs <- fmt.Errorf("%s: %w", l.Addr(), srv.Serve(l)) }()
+	}
+	names := make([]string, len(p.Listeners))
+	for i, l := range p.Listeners {
+		names[i] = l.Addr().String()
+	}
+	fmt.Fprintf(stderr, "wagi: serving %s on %s (%s), a fresh instance per request, at most %d at once, %v each\n",
+		cfg.Module.GuestPath, strings.Join(names, ", "), oci.WAGIEnv, w.Concurrency, w.Timeout)
+	code := 0
+	select {
+	case <-stop:
+	case err := <-errs:
+		fmt.Fprintf(stderr, "wagi: module %s: serving stopped: %v\n", cfg.Module.GuestPath, err)
+		code = ExitRunnerError
+	}
+	sctx, cancel := context.WithTimeout(ctx, w.Timeout)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	h.running.Wait()
+	p.Listeners = nil
+	return code
+}
+
+func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
+	fc, _ := fsConfig(cfg)
+	base := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(cfg.Args...).
+		WithStderr(stderr).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithFSConfig(fc)
+	for _, kv := range cfg.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			base = base.WithEnv(k, v)
+		}
+	}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr}
+}
+
+// ServeHTTP runs one request: it waits for a free instance slot (503 after the timeout), reads
+// the body (413 beyond the bound), runs a fresh instance with the request in its environment and
+// stdin, and writes its CGI response. A trap, a non-zero exit or a malformed response is a 500,
+// an instance still running at the timeout a 504; the instance's stderr says why.
+func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	deadline := time.NewTimer(h.w.Timeout)
+	defer deadline.Stop()
+	select {
+	case h.slots <- struct{}{}:
+	case <-deadline.C:
+		rw.Header().Set("Retry-After", "1")
+		http.Error(rw, fmt.Sprintf("all %d instances are busy", h.w.Concurrency), http.StatusServiceUnavailable)
+		return
+	case <-r.Context().Done():
+		return
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-h.slots
+		}
+	}
+	defer release()
+
+	if r.ContentLength > h.w.MaxBody {
+		http.Error(rw, fmt.Sprintf("request body over %d bytes (%s)", h.w.MaxBody, oci.WAGIMaxBodyEnv), http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, h.w.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(rw, fmt.Sprintf("request body over %d bytes (%s)", h.w.MaxBody, oci.WAGIMaxBodyEnv), http.StatusRequestEntityTooLarge)
+		}
+		return // the client went away: nobody to answer
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.w.Timeout)
+	defer cancel()
+	out := &cappedBuffer{max: MaxWAGIResponse}
+	mc := h.base.WithStdin(bytes.NewReader(body)).WithStdout(out)
+	for _, kv := range cgiEnv(r, int64(len(body))) {
+		mc = mc.WithEnv(kv[0], kv[1])
+	}
+	done := make(chan error, 1)
+	h.running.Add(1)
+	go func() {
+		defer h.running.Done()
+		mod, err := h.p.Runtime.InstantiateModule(ctx, h.p.Compiled, mc)
+		if mod != nil {
+			_ = mod.Close(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// A handler blocked in a host call (a long sleep) notices its deadline only when it
+		// returns to wasm: answer now, and keep its slot until it has really stopped.
+		released = true
+		go func() { <-done; <-h.slots }()
+		err = ctx.Err()
+	}
+	what := r.Method + " " + r.URL.RequestURI()
+	var exit *sys.ExitError
+	switch {
+	case r.Context().Err() != nil:
+		return // the client went away; its instance was stopped
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
+		fmt.Fprintf(h.stderr, "wagi: %s: module %s still running after %v (%s): stopped\n", what, h.cfg.Module.GuestPath, h.w.Timeout, oci.WAGITimeoutEnv)
+		http.Error(rw, "handler timed out", http.StatusGatewayTimeout)
+		return
+	case errors.As(err, &exit) && exit.ExitCode() != 0:
+		fmt.Fprintf(h.stderr, "wagi: %s: module %s exited with code %d\n", what, h.cfg.Module.GuestPath, exit.ExitCode())
+		http.Error(rw, "handler failed", http.StatusInternalServerError)
+		return
+	case err != nil && !errors.As(err, &exit):
+		fmt.Fprintf(h.stderr, "wagi: %s: wasm trap in module %s: %v\n", what, h.cfg.Module.GuestPath, err)
+		http.Error(rw, "handler failed", http.StatusInternalServerError)
+		return
+	case out.overflow:
+		fmt.Fprintf(h.stderr, "wagi: %s: module %s wrote more than %d bytes\n", what, h.cfg.Module.GuestPath, MaxWAGIResponse)
+		http.Error(rw, "handler response too large", http.StatusInternalServerError)
+		return
+	}
+	release()
+	if err := writeCGIResponse(rw, out.Bytes()); err != nil {
+		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
+		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
+	}
+}
+
+// cgiEnv returns the request's CGI variables (RFC 3875 section 4.1, with WAGI's X_* additions)
+// as key-value pairs, in a stable order: they are set after the container's own environment and
+// replace any variable of the same name there.
+func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
+	host, port := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		host, port = h, p
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(la.String()); err == nil {
+			port = p
+		}
+	}
+	remote, remotePort := r.RemoteAddr, ""
+	if h, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		remote, remotePort = h, p
+	}
+	scheme := "http"
+	env := [][2]string{
+		{"GATEWAY_INTERFACE", "CGI/1.1"},
+		{"SERVER_SOFTWARE", wagiServerSoftware},
+		{"SERVER_PROTOCOL", r.Proto},
+		{"SERVER_NAME", host},
+		{"SERVER_PORT", port},
+		{"REQUEST_METHOD", r.Method},
+		{"SCRIPT_NAME", ""},
+		{"PATH_INFO", r.URL.Path},
+		{"PATH_TRANSLATED", r.URL.Path},
+		{"QUERY_STRING", r.URL.RawQuery},
+		{"REMOTE_ADDR", remote},
+		{"REMOTE_HOST", remote},
+		{"REMOTE_PORT", remotePort},
+		{"REMOTE_USER", ""},
+		{"AUTH_TYPE", ""},
+		{"CONTENT_TYPE", r.Header.Get("Content-Type")},
+		{"CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10)},
+		{"X_MATCHED_ROUTE", "/..."},
+		{"X_RAW_PATH_INFO", r.URL.EscapedPath()},
+		{"X_FULL_URL", scheme + "://" + r.Host + r.URL.RequestURI()},
+		{"HTTP_HOST", r.Host},
+	}
+	keys := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		switch k {
+		case "Content-Type", "Content-Length":
+			continue // CONTENT_TYPE and CONTENT_LENGTH
+		case "Proxy":
+			continue // HTTP_PROXY would tell the handler's HTTP clients to use a client-chosen proxy ("httpoxy")
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, [2]string{"HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(r.Header[k], ", ")})
+	}
+	return env
+}
+
+// writeCGIResponse writes a CGI response (header lines, a blank line, the body) to rw. The
+// Status header sets the status code ("404 Not Found" or "404"); a Location header without one
+// is a 302 redirect, as CGI has it. A response must have a Content-Type, Location or Status
+// header; one without a header block is an error (nothing is written).
+func writeCGIResponse(rw http.ResponseWriter, out []byte) error {
+	br := bufio.NewReader(bytes.NewReader(out))
+	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil && !(errors.Is(err, io.EOF) && len(hdr) > 0) {
+		return fmt.Errorf("its output does not start with CGI header lines and a blank line (%v)", err)
+	}
+	if len(hdr) == 0 || (hdr.Get("Content-Type") == "" && hdr.Get("Location") == "" && hdr.Get("Status") == "") {
+		return errors.New("its output has no Content-Type, Location or Status header")
+	}
+	code := http.StatusOK
+	if s := hdr.Get("Status"); s != "" {
+		n, err := strconv.Atoi(strings.Fields(s)[0])
+		if err != nil || n < 100 || n > 999 {
+			return fmt.Errorf("its Status header %q does not start with a status code", s)
+		}
+		code = n
+	} else if hdr.Get("Location") != "" {
+		code = http.StatusFound
+	}
+	h := rw.Header()
+	for k, vs := range hdr {
+		if k == "Status" {
+			continue
+		}
+		h[k] = vs
+	}
+	rw.WriteHeader(code)
+	_, _ = io.Copy(rw, br)
+	return nil
+}
+
+// cappedBuffer is a bytes.Buffer that refuses writes beyond max bytes (the guest's write then
+// fails with EIO) and remembers that it did.
+type cappedBuffer struct {
+	bytes.Buffer
+	max      int
+	overflow bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		b.overflow = true
+		return 0, fmt.Errorf("response over %d bytes", b.max)
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,128 @@
+// wagi.c: a per-request (WAGI) handler for the shim's tests and benchmarks. The runner runs a
+// fresh instance of it for every HTTP request (WAZERO_WAGI, docs/networking.md): the request is
+// in the environment (REQUEST_METHOD, PATH_INFO, QUERY_STRING, HTTP_*...) and the body on stdin;
+// the CGI response goes to stdout. Routes, by PATH_INFO:
+//
+//   /hello        200 "hello from wagi"
+//   /count        the calls this instance has served: always 1 when instances are fresh
+//   /echo         method, query, the X-Test header and the body, one per line
+//   /env?NAME     the value of variable NAME, 404 if unset
+//   /status       404 with a body, through the Status header
+//   /redirect     Location: /hello (302)
+//   /trap         traps (unreachable): the client must get 500
+//   /exit         exits 3 without output: 500
+//   /spin         loops forever: the client must get 504
+//   /sleep?MS     sleeps MS milliseconds, then answers "slept"
+//   /active?MS    counts the instances running at once, through files in /tmp of the container:
+//                 creates one, sleeps MS ms, reports how many it saw, removes its own
+//   /noheader     writes a body without a header block: 500
+//   /grow?MB      allocates and touches MB MiB, then answers "grew MB"
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static int calls; // in linear memory: a reused instance would count up
+static char *volatile grown; // keeps /grow's allocation observable to the compiler
+
+static const char *env(const char *name) {
+	const char *v = getenv(name);
+	return v ? v : "";
+}
+
+static void sleep_ms(long ms) {
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static int count_active(void) {
+	DIR *d = opendir("/tmp");
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "wagi-active-", 12) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+int main(void) {
+	calls++;
+	const char *path = env("PATH_INFO");
+	const char *query = env("QUERY_STRING");
+	if (strcmp(path, "/hello") == 0) {
+		printf("Content-Type: text/plain\n\nhello from wagi\n");
+	} else if (strcmp(path, "/count") == 0) {
+		printf("Content-Type: text/plain\n\ncalls=%d\n", calls);
+	} else if (strcmp(path, "/echo") == 0) {
+		printf("Content-Type: text/plain\n\n");
+		printf("method=%s\nquery=%s\nx-test=%s\nbody=", env("REQUEST_METHOD"), query, env("HTTP_X_TEST"));
+		char buf[4096];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+			fwrite(buf, 1, n, stdout);
+		printf("\n");
+	} else if (strcmp(path, "/env") == 0) {
+		const char *v = getenv(query);
+		if (v)
+			printf("Content-Type: text/plain\n\n%s\n", v);
+		else
+			printf("Status: 404 Not Found\nContent-Type: text/plain\n\n%s is not set\n", query);
+	} else if (strcmp(path, "/status") == 0) {
+		printf("Status: 404 Not Found\nContent-Type: text/plain\n\nnothing here\n");
+	} else if (strcmp(path, "/redirect") == 0) {
+		printf("Location: /hello\n\n");
+	} else if (strcmp(path, "/trap") == 0) {
+		fflush(stdout);
+		__builtin_trap();
+	} else if (strcmp(path, "/exit") == 0) {
+		exit(3);
+	} else if (strcmp(path, "/spin") == 0) {
+		for (volatile unsigned long i = 0;; i++) {
+		}
+	} else if (strcmp(path, "/sleep") == 0) {
+		sleep_ms(atol(query));
+		printf("Content-Type: text/plain\n\nslept\n");
+	} else if (strcmp(path, "/active") == 0) {
+		// A fresh instance's rand() always starts the same: name the file from WASI's random_get.
+		unsigned long long id = 0;
+		getentropy(&id, sizeof id);
+		char name[64];
+		snprintf(name, sizeof name, "/tmp/wagi-active-%016llx", id);
+		FILE *f = fopen(name, "w");
+		if (!f) {
+			printf("Status: 500 Internal Server Error\nContent-Type: text/plain\n\ncannot create %s\n", name);
+			return 0;
+		}
+		fclose(f);
+		int most = 0;
+		for (long waited = 0; waited < atol(query); waited += 10) {
+			int n = count_active();
+			if (n > most)
+				most = n;
+			sleep_ms(10);
+		}
+		remove(name);
+		printf("Content-Type: text/plain\n\nactive=%d\n", most);
+	} else if (strcmp(path, "/noheader") == 0) {
+		printf("just a body\n");
+	} else if (strcmp(path, "/grow") == 0) {
+		long mb = atol(query);
+		char *p = malloc((size_t)mb << 20);
+		if (!p) {
+			printf("Status: 507 Insufficient Storage\nContent-Type: text/plain\n\ncannot allocate %ld MiB\n", mb);
+			return 0;
+		}
+		memset(p, 1, (size_t)mb << 20);
+		grown = p;
+		printf("Content-Type: text/plain\n\ngrew %ld\n", mb);
+	} else {
+		printf("Status: 404 Not Found\nContent-Type: text/plain\n\nno route %s\n", path);
+	}
+	return 0;
+}
