@@ -407,3 +407,44 @@ func TestCGIEnv(t *testing.T) {
 		t.Error("cgiEnv is not deterministic")
 	}
 }
+
+// BenchmarkWAGIHello: one request at a time over a kept-alive connection, a fresh instance of
+// wagi.wasm each (go test -run - -bench WAGI ./pkg/engine/).
+func BenchmarkWAGIHello(b *testing.B) {
+	cfg := &Config{
+		ID:             "bench",
+		Module:         oci.Module{GuestPath: "/wagi.wasm", HostPath: filepath.Join(testdataDir, "build", "wagi.wasm")},
+		Args:           []string{"wagi.wasm"},
+		Rootfs:         b.TempDir(),
+		MemoryPages:    oci.MaxPages,
+		NoIsolation:    true,
+		WAGI:           &oci.WAGI{Listen: []oci.ListenAddr{{Host: "127.0.0.1"}}, Concurrency: 4, Timeout: 10 * time.Second},
+		BindPrivileged: true,
+	}
+	ls, err := OpenListeners(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		b.Skip(err)
+	}
+	p.Listeners = ls
+	sig := make(chan os.Signal)
+	go serveWAGI(context.Background(), cfg, p, io.Discard, sig)
+	defer close(sig)
+	url := "http://" + ls[0].Addr().String() + "/hello"
+	c := &http.Client{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
+		}
+	}
+}
