@@ -411,11 +411,15 @@ func resetCache(t *testing.T, d *daemon) {
 }
 
 // runHelloGo runs /hello-go.wasm and checks it printed its greeting and exited 0; it returns the
-// `runner ready` fields the shim logged for the container.
-func runHelloGo(t *testing.T, d *daemon) map[string]string {
+// `runner ready` fields the shim logged for the container. env is added to the container's
+// environment; without it the cold-start policy is compile (these tests are about compiling).
+func runHelloGo(t *testing.T, d *daemon, env ...string) map[string]string {
 	t.Helper()
 	id := newID(t, d)
-	r := d.run(t, runOpts{id: id, args: []string{"/hello-go.wasm"}})
+	if len(env) == 0 {
+		env = []string{"WAZERO_COLD_START=compile"}
+	}
+	r := d.run(t, runOpts{id: id, args: []string{"/hello-go.wasm"}, env: env})
 	if r.exit != 0 || !strings.Contains(r.stdout, helloGoWant) {
 		t.Fatalf("hello-go: exit %d (want 0), stdout must contain %q\n%s\ndaemon log for %s:\n%s",
 			r.exit, helloGoWant, r, id, logLinesFor(d, id))
@@ -523,7 +527,7 @@ func TestConcurrentColdStart(t *testing.T) {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 				defer cancel()
-				res[i] = d.exec(ctx, nil, d.runArgs(runOpts{image: testImage, id: ids[i], args: []string{"/hello-go.wasm"}}, "--rm")...)
+				res[i] = d.exec(ctx, nil, d.runArgs(runOpts{image: testImage, id: ids[i], args: []string{"/hello-go.wasm"}, env: []string{"WAZERO_COLD_START=compile"}}, "--rm")...)
 			}()
 		}
 		wg.Wait()

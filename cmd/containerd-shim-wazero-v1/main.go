@@ -1,6 +1,7 @@
 // Command containerd-shim-wazero-v1 is the containerd runtime shim io.containerd.wazero.v1: it runs
 // WASI preview 1 modules with wazero. Started with "runner" as its first argument it is the
-// per-container runner process instead (see package engine).
+// per-container runner process instead, with "fill-cache" a background compile into the node's
+// compilation cache (see package engine).
 package main
 
 import (
@@ -12,8 +13,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == engine.RunnerArg {
-		os.Exit(engine.RunnerMain())
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case engine.RunnerArg:
+			os.Exit(engine.RunnerMain())
+		case engine.FillArg:
+			os.Exit(engine.FillMain())
+		}
 	}
 	shim.Main(context.Background())
 }

@@ -38,6 +38,10 @@ type Prepared struct {
 	// cache under Config.CacheMaxBytes, and EvictedBytes their size.
 	Evicted      int
 	EvictedBytes int64
+	// Interpreted is true when the module runs in wazero's interpreter: its first run on this
+	// node under the interpret cold-start policy (Config.ColdStart). The cache was not touched;
+	// FillCache compiles the module into it for the next runs.
+	Interpreted bool
 	// Listeners are the sockets of Config.Listen that the runner opened at Create
 	// (OpenListeners). Run closes them right before wazero listens on the same addresses for the
 	// guest; nil when none were opened (wazero then listens without that reservation).
@@ -65,11 +69,17 @@ const cacheReadError = "compilationcache:"
 // a miss then keeps the cache under cfg.CacheMaxBytes by evicting the least recently used
 // entries. See cachebook.go.
 func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
-	name := cfg.Module.GuestPath
 	code, err := os.ReadFile(cfg.Module.HostPath)
 	if err != nil {
-		return nil, fmt.Errorf("read module %s: %w", name, err)
+		return nil, fmt.Errorf("read module %s: %w", cfg.Module.GuestPath, err)
 	}
+	return prepareCode(ctx, cfg, code)
+}
+
+// prepareCode is Prepare of the module's bytes.
+func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, error) {
+	name := cfg.Module.GuestPath
+	var err error
 	sum := sha256.Sum256(code)
 	digest := hex.EncodeToString(sum[:])
 	// The bookkeeping names a module's entries by its digest; the per-request mode compiles it
@@ -96,25 +106,46 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 		}
 	}
 	defer unlock()
+	// interpret: the module's first run on this node under the interpret cold-start policy. The
+	// interpreter neither reads nor fills the cache, and waits for nobody; the shim has the
+	// cache filled in the background (FillCache).
+	interpret := false
 	if cacheDir != "" {
-		if marked, _ = readMarker(cacheDir, book); !marked {
+		marked, _ = readMarker(cacheDir, book)
+		interpret = !marked && cfg.ColdStart == oci.ColdStartInterpret
+		if !marked && !interpret {
 			began := time.Now()
 			if lock, err = lockModule(cacheDir, book, lockWait); err != nil {
 				// Compile anyway: the lock only saves work, it never stops a container.
 				cacheProblems = append(cacheProblems, fmt.Sprintf("compiled without waiting for other runners (%v, after %v)", err, time.Since(began).Round(time.Millisecond)))
 			}
 		}
-		// Read (again, once locked): another runner may have compiled it while this one waited.
-		marked, markerFiles = readMarker(cacheDir, book)
+		if !interpret {
+			// Read (again, once locked): another runner may have compiled it while this one waited.
+			marked, markerFiles = readMarker(cacheDir, book)
+		}
 	}
-	before := listEntries(cacheDir)
+	var before map[string]cacheEntry
+	if !interpret {
+		before = listEntries(cacheDir)
+	}
 	var sw *socketWait
 	if len(cfg.Listen) > 0 {
 		// Opens /proc/self/fd, which must happen before the runner chroots.
 		sw = newSocketWait()
 		ctx = context.WithValue(ctx, sockWaitKey{}, sw)
 	}
-	p, usedCache, err := compileCached(ctx, cfg, code, cacheDir)
+	var (
+		p         *Prepared
+		usedCache bool
+	)
+	if interpret {
+		if p, err = compile(ctx, cfg, code, "", true); err == nil {
+			p.Interpreted = true
+		}
+	} else {
+		p, usedCache, err = compileCached(ctx, cfg, code, cacheDir)
+	}
 	if err != nil {
 		sw.close()
 	}
@@ -165,19 +196,19 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 // it purge the cache and compile again; any other failure with the cache, compile without it.
 // usedCache tells whether the result went through the cache.
 func compileCached(ctx context.Context, cfg *Config, code []byte, cacheDir string) (p *Prepared, usedCache bool, err error) {
-	p, err = compile(ctx, cfg, code, cacheDir)
+	p, err = compile(ctx, cfg, code, cacheDir, false)
 	if err == nil || cacheDir == "" {
 		return p, cacheDir != "", err
 	}
 	if readErr := err; strings.Contains(readErr.Error(), cacheReadError) {
 		purgeEntries(cacheDir)
-		if p, err = compile(ctx, cfg, code, cacheDir); err == nil {
+		if p, err = compile(ctx, cfg, code, cacheDir, false); err == nil {
 			p.CacheProblem = "removed unusable compilation cache entries (" + firstLine(readErr.Error()) + ")"
 			return p, true, nil
 		}
 	}
 	cacheErr := err
-	if p, err = compile(ctx, cfg, code, ""); err == nil {
+	if p, err = compile(ctx, cfg, code, "", false); err == nil {
 		p.CacheProblem = "compiled without the compilation cache, which failed: " + firstLine(cacheErr.Error())
 	}
 	return p, false, err
@@ -228,21 +259,24 @@ func PrivateDir(dir string) error {
 }
 
 // compile compiles code in a new runtime with WASI instantiated, using the cache in cacheDir
-// unless it is empty.
-func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string) (*Prepared, error) {
+// unless it is empty; with interpreter, for wazero's interpreter (no machine code, no cache).
+func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string, interpreter bool) (*Prepared, error) {
 	// With a cap below the wasm32 maximum (a container memory limit), the whole capped linear
 	// memory is reserved up front: memory.grow then never copies the old memory into a new one,
 	// which would need twice the guest's memory at once and get the runner OOM-killed long before
 	// the guest reaches its cap. Untouched pages of the reservation cost no memory.
-	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages).
-		WithMemoryCapacityFromMax(cfg.MemoryPages < oci.MaxPages)
-	if cfg.WAGI != nil {
+	rc := wazero.NewRuntimeConfig()
+	if interpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	if cfg.WAGI == nil {
+		rc = rc.WithMemoryLimitPages(cfg.MemoryPages).WithMemoryCapacityFromMax(cfg.MemoryPages < oci.MaxPages)
+	} else {
 		// Per-request instances share the guest memory and grow from their minimum (most
 		// handlers stay small, and reserving every instance's cap would zero it per request).
 		// Their code checks for the end of the request's deadline in loops and calls, so a
 		// handler that never returns can be stopped (wazero keys this compile apart).
-		rc = wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.WAGI.InstancePages(cfg.MemoryPages)).
-			WithCloseOnContextDone(true)
+		rc = rc.WithMemoryLimitPages(cfg.WAGI.InstancePages(cfg.MemoryPages)).WithCloseOnContextDone(true)
 	}
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)

@@ -52,6 +52,21 @@ func CacheMaxBytes() (int64, error) {
 	return n, nil
 }
 
+// ColdStartEnv names the environment variable of the shim (and so of containerd) that sets the
+// node's cold-start policy for containers whose process.env does not choose one
+// (oci.ColdStartEnv): auto (the default), compile or interpret. See docs/coldstart.md.
+const ColdStartEnv = "CONTAINERD_SHIM_WAZERO_COLD_START"
+
+// ColdStartDefault returns the node's cold-start policy: $CONTAINERD_SHIM_WAZERO_COLD_START, or
+// oci.ColdStartAuto when it is unset. A bad value gives oci.ColdStartAuto and an error saying so.
+func ColdStartDefault() (oci.ColdStart, error) {
+	c, err := oci.ParseColdStartDefault(ColdStartEnv, os.Getenv(ColdStartEnv))
+	if err != nil {
+		return oci.ColdStartAuto, err
+	}
+	return c, nil
+}
+
 // ModulesDir returns the node-wide directory of modules copied out of containerd's content store
 // (images that carry the module in a wasm layer, see docs/images.md): "modules" beside the
 // compilation cache directory cacheDir, so /var/lib/containerd-shim-wazero/modules by default.
@@ -113,6 +128,11 @@ type Config struct {
 	// the runner's Go heap holds every instance's memory, so its garbage collector is told to
 	// stay under this (runtime/debug.SetMemoryLimit).
 	MemoryLimit int64 `json:"memoryLimit,omitempty"`
+	// ColdStart is what to do when the module is not in the compilation cache yet:
+	// oci.ColdStartInterpret runs it in wazero's interpreter (Prepared.Interpreted) and leaves
+	// the compile to FillCache; anything else (oci.ColdStartCompile, "") compiles it first. The
+	// shim resolves oci.ColdStartAuto before it gets here.
+	ColdStart oci.ColdStart `json:"coldStart,omitempty"`
 	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`
@@ -129,6 +149,8 @@ type status struct {
 	CacheProblem string `json:"cacheProblem,omitempty"`
 	// Digest is Prepared.Digest, the module's sha256.
 	Digest string `json:"digest,omitempty"`
+	// Interpreted is Prepared.Interpreted.
+	Interpreted bool `json:"interpreted,omitempty"`
 	// Evicted and EvictedBytes are Prepared's.
 	Evicted      int   `json:"evicted,omitempty"`
 	EvictedBytes int64 `json:"evictedBytes,omitempty"`

@@ -12,11 +12,14 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
-// TestMain lets the test binary act as a runner, the way the shim binary does: Spawn starts
-// it again with RunnerArg as its first argument.
+// TestMain lets the test binary act as a runner and a cache filler, the way the shim binary
+// does: Spawn and FillCache start it again with RunnerArg or FillArg as its first argument.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == RunnerArg {
 		os.Exit(RunnerMain())
+	}
+	if len(os.Args) > 1 && os.Args[1] == FillArg {
+		os.Exit(FillMain())
 	}
 	os.Exit(m.Run())
 }

@@ -37,6 +37,9 @@ type Ready struct {
 	CacheProblem string
 	// Digest is the module's sha256 digest, "sha256:<hex>" (empty for a pod sandbox).
 	Digest string
+	// Interpreted is true when the module will run in wazero's interpreter (Prepared.Interpreted):
+	// the shim should then have the cache filled (FillCache).
+	Interpreted bool
 	// Evicted is how many least recently used cache entries the runner removed after compiling,
 	// to keep the cache under Config.CacheMaxBytes, and EvictedBytes their size.
 	Evicted      int
@@ -137,7 +140,7 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 	}
 	return Ready{
 		CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem,
-		Digest: s.Digest, Evicted: s.Evicted, EvictedBytes: s.EvictedBytes,
+		Digest: s.Digest, Evicted: s.Evicted, EvictedBytes: s.EvictedBytes, Interpreted: s.Interpreted,
 	}, nil
 }
 

@@ -82,7 +82,7 @@ func RunnerMain() int {
 		s.Error = err.Error()
 	} else if p != nil {
 		s.CacheHit, s.CompileMillis, s.CacheProblem = p.CacheHit, time.Since(start).Milliseconds(), p.CacheProblem
-		s.Digest, s.Evicted, s.EvictedBytes = p.Digest, p.Evicted, p.EvictedBytes
+		s.Digest, s.Evicted, s.EvictedBytes, s.Interpreted = p.Digest, p.Evicted, p.EvictedBytes, p.Interpreted
 	}
 	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
 		return ExitRunnerError

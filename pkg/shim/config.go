@@ -67,6 +67,12 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		return nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
 			variable, errdefs.ErrInvalidArgument)
 	}
+	// The container's cold-start policy, else the node's (a bad node value was logged at startup).
+	node, _ := engine.ColdStartDefault()
+	coldStart, err := oci.ParseColdStart(proc.Env, node)
+	if err != nil {
+		return nil, err
+	}
 	env := proc.Env
 	if cwd := filepath.Clean("/" + proc.Cwd); cwd != "/" {
 		if _, ok := oci.Env(env, "PWD"); !ok {
@@ -96,6 +102,7 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		NetNS:          oci.NetNSPath(spec),
 		Listen:         listen,
 		WAGI:           wagi,
+		ColdStart:      coldStart.Resolve(len(listen) > 0 || wagi != nil),
 		BindPrivileged: oci.HasCapability(spec, "CAP_NET_BIND_SERVICE"),
 	}, nil
 }

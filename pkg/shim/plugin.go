@@ -36,6 +36,9 @@ func init() {
 			if _, err := engine.CacheMaxBytes(); err != nil {
 				log.G(ic.Context).WithError(err).Warn("compilation cache size bound")
 			}
+			if _, err := engine.ColdStartDefault(); err != nil {
+				log.G(ic.Context).WithError(err).Warn("cold-start policy: using auto")
+			}
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
 			images := &imageModules{address: ic.Properties[plugins.PropertyGRPCAddress], namespace: ns, dir: engine.ModulesDir(cacheDir)}

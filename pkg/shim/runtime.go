@@ -167,7 +167,11 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	log.G(ctx).WithFields(log.Fields{
 		"id": r.ID, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
 		"digest": ready.Digest, "compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
+		"interpreted": ready.Interpreted,
 	}).Info("runner ready")
+	if ready.Interpreted {
+		w.fillCache(ctx, cfg)
+	}
 	if ready.Evicted > 0 {
 		log.G(ctx).WithFields(log.Fields{"id": r.ID, "evicted": ready.Evicted, "evictedBytes": ready.EvictedBytes, "maxBytes": cfg.CacheMaxBytes}).
 			Info("compilation cache: removed least recently used entries")
@@ -290,4 +294,45 @@ func sandboxMaxProcs(cfg *engine.Config) int {
 		return 1
 	}
 	return 0
+}
+
+// fillCache starts a filler that compiles the module of cfg into the node's compilation cache,
+// in the background, for the container's runner runs it in the interpreter (the module's first
+// run on the node, cold-start policy interpret). The filler runs in the shim's cgroup, outlives
+// the container if it must, and its result is logged. Failing to start it only costs the next
+// run another interpreted start, so it is logged, not returned.
+func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
+	lg := log.G(ctx).WithFields(log.Fields{"id": cfg.ID, "module": cfg.Module.GuestPath})
+	// Opened here, while the rootfs is surely mounted: the filler reads it from the descriptor.
+	f, err := os.Open(cfg.Module.HostPath)
+	if err != nil {
+		lg.WithError(err).Warn("compilation cache: cannot fill it in the background")
+		return
+	}
+	defer f.Close()
+	var ec chan runc.Exit
+	filler, err := engine.FillCache(w.self, cfg, f, func(cmd *exec.Cmd) (err error) {
+		ec, err = reaper.Default.Start(cmd)
+		return err
+	})
+	if err != nil {
+		lg.WithError(err).Warn("compilation cache: cannot fill it in the background")
+		return
+	}
+	lg = lg.WithField("fillerPid", filler.Cmd.Process.Pid)
+	lg.Info("compilation cache: compiling in the background (the container runs in the interpreter)")
+	go func() {
+		res, err := filler.Result()
+		_, _ = reaper.Default.Wait(filler.Cmd, ec)
+		switch {
+		case err != nil:
+			lg.WithError(err).Warn("compilation cache: background compile failed")
+		default:
+			if res.CacheProblem != "" {
+				lg.Warn(res.CacheProblem)
+			}
+			lg.WithFields(log.Fields{"compileMillis": res.CompileMillis, "cacheHit": res.CacheHit, "evicted": res.Evicted}).
+				Info("compilation cache: background compile done")
+		}
+	}()
 }
