@@ -121,7 +121,11 @@ func TestImageLayouts(t *testing.T) {
 
 // checkModulesDir checks that the module copied out of the content store is where the shim keeps
 // modules (engine.ModulesDir: "modules" beside the compilation cache), named by its digest, root's
-// only, and identical to want.
+// only, and identical to want, and that the copy left no temporary file.
+//
+// The size bound (CONTAINERD_SHIM_WAZERO_MODULES_MAX_BYTES) is not exercised here: the shim
+// inherits it from its daemon's environment, which the harness sets once per daemon for all
+// tests. Eviction is tested in pkg/shim (modgc_test.go).
 func checkModulesDir(t *testing.T, d *daemon, want string) {
 	t.Helper()
 	data, err := os.ReadFile(want)
@@ -141,6 +145,15 @@ func checkModulesDir(t *testing.T, d *daemon, want string) {
 	for _, q := range []string{dir, filepath.Join(dir, "sha256"), p} {
 		if fi, err := os.Stat(q); err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s: %v, mode %v: want root-only", q, err, fi.Mode())
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".wasm") || strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("%s left in %s: want only modules named by their digest", e.Name(), filepath.Join(dir, "sha256"))
 		}
 	}
 }

@@ -41,13 +41,37 @@ const CacheMaxBytesEnv = "CONTAINERD_SHIM_WAZERO_CACHE_MAX_BYTES"
 // (a number of bytes, 0 for unbounded), or DefaultCacheMaxBytes when it is unset. A value that is
 // not a non-negative integer gives DefaultCacheMaxBytes and an error saying so.
 func CacheMaxBytes() (int64, error) {
-	v, ok := os.LookupEnv(CacheMaxBytesEnv)
+	return bytesEnv(CacheMaxBytesEnv, DefaultCacheMaxBytes)
+}
+
+// DefaultModulesMaxBytes bounds the modules directory (ModulesDir) when ModulesMaxBytesEnv is not
+// set: 1 GiB. Modules are smaller than their compiled code, and an evicted one costs only a local
+// copy out of containerd's content store, which still holds the layer.
+const DefaultModulesMaxBytes int64 = 1 << 30
+
+// ModulesMaxBytesEnv names the environment variable of the shim (and so of containerd) that
+// bounds the total size of the modules copied out of images into ModulesDir, in bytes; 0 means
+// unbounded. Beyond it, the least recently used modules are removed after each copy.
+const ModulesMaxBytesEnv = "CONTAINERD_SHIM_WAZERO_MODULES_MAX_BYTES"
+
+// ModulesMaxBytes returns the modules directory's size bound:
+// $CONTAINERD_SHIM_WAZERO_MODULES_MAX_BYTES (a number of bytes, 0 for unbounded), or
+// DefaultModulesMaxBytes when it is unset. A value that is not a non-negative integer gives
+// DefaultModulesMaxBytes and an error saying so.
+func ModulesMaxBytes() (int64, error) {
+	return bytesEnv(ModulesMaxBytesEnv, DefaultModulesMaxBytes)
+}
+
+// bytesEnv reads the size bound in the environment variable name: def when it is unset or blank,
+// def and an error when it is not a non-negative integer.
+func bytesEnv(name string, def int64) (int64, error) {
+	v, ok := os.LookupEnv(name)
 	if !ok || strings.TrimSpace(v) == "" {
-		return DefaultCacheMaxBytes, nil
+		return def, nil
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil || n < 0 {
-		return DefaultCacheMaxBytes, fmt.Errorf("%s=%q is not a number of bytes (0 for unbounded): using %d", CacheMaxBytesEnv, v, DefaultCacheMaxBytes)
+		return def, fmt.Errorf("%s=%q is not a number of bytes (0 for unbounded): using %d", name, v, def)
 	}
 	return n, nil
 }

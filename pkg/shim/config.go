@@ -13,9 +13,11 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
-// moduleSource finds a container's module outside its rootfs: in the layers of its image.
+// moduleSource finds a container's module outside its rootfs: in the layers of its image. On
+// success, release ends the hold on the module's file that keeps it from being removed (see
+// modgc.go): it is called once the runner has read the module.
 type moduleSource interface {
-	module(ctx context.Context, id, args0 string) (oci.Module, error)
+	module(ctx context.Context, id, args0 string) (_ oci.Module, release func(), _ error)
 }
 
 // runnerConfig builds what a runner needs from the spec: for a pod sandbox, just the namespaces
@@ -24,17 +26,29 @@ type moduleSource interface {
 //
 // The module is looked up in the rootfs first, which costs nothing more; only when args[0] is not
 // there are the image's own layers asked for one (images, nil for none). See RATIONALE.md.
-func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir string, images moduleSource) (*engine.Config, error) {
+//
+// release, never nil, must be called once the runner has read the module (after its Configure):
+// a module from the image's layers is held until then.
+func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir string, images moduleSource) (_ *engine.Config, release func(), retErr error) {
+	hold := func() {}
+	defer func() {
+		if retErr != nil {
+			hold()
+		}
+	}()
 	if oci.IsSandbox(spec) {
-		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec)}, nil
+		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec)}, hold, nil
 	}
 	proc := spec.Process
 	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
 	if errdefs.IsNotFound(err) && images != nil {
-		m, ierr := images.module(ctx, id, proc.Args[0])
+		m, rel, ierr := images.module(ctx, id, proc.Args[0])
 		switch {
 		case ierr == nil:
 			mod, err = m, nil
+			if rel != nil {
+				hold = rel
+			}
 		case oci.IsNoWasmLayer(ierr):
 			// Keep the rootfs's error (and its kind): that is where most modules are.
 			err = fmt.Errorf("%w; no module in the image's layers either: %s", err, strings.TrimSuffix(ierr.Error(), ": "+oci.ErrNoWasmLayer.Error()))
@@ -43,19 +57,19 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mounts, err := oci.BindMounts(spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	listen, err := oci.Listen(proc.Env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	wagi, err := oci.ParseWAGI(proc.Env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if (len(listen) > 0 || wagi != nil) && oci.NewNetNS(spec) {
 		// The shim creates no network namespace (see oci.NetNSPath): listening in the shim's
@@ -64,14 +78,14 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		if wagi != nil {
 			variable = oci.WAGIEnv
 		}
-		return nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
+		return nil, nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
 			variable, errdefs.ErrInvalidArgument)
 	}
 	// The container's cold-start policy, else the node's (a bad node value was logged at startup).
 	node, _ := engine.ColdStartDefault()
 	coldStart, err := oci.ParseColdStart(proc.Env, node)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env := proc.Env
 	if cwd := filepath.Clean("/" + proc.Cwd); cwd != "/" {
@@ -104,7 +118,7 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		WAGI:           wagi,
 		ColdStart:      coldStart.Resolve(len(listen) > 0 || wagi != nil),
 		BindPrivileged: oci.HasCapability(spec, "CAP_NET_BIND_SERVICE"),
-	}, nil
+	}, hold, nil
 }
 
 // cloneflags are the namespaces the runner is created in besides its mount namespace.

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
@@ -19,6 +21,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
@@ -45,15 +48,31 @@ type imageModules struct {
 	namespace string
 	// dir is engine.ModulesDir: modules are dir/sha256/<hex>.wasm.
 	dir string
+	// maxBytes bounds the total size of the modules in dir (engine.ModulesMaxBytes); 0: unbounded.
+	maxBytes int64
+}
+
+// newImageModules returns the image lookups of a shim, with the modules directory beside the
+// compilation cache cacheDir and bounded by engine.ModulesMaxBytes. A bad bound is logged (the
+// default is used), as the compilation cache's is.
+func newImageModules(ctx context.Context, address, namespace, cacheDir string) *imageModules {
+	maxBytes, err := engine.ModulesMaxBytes()
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("modules directory size bound")
+	}
+	return &imageModules{address: address, namespace: namespace, dir: engine.ModulesDir(cacheDir), maxBytes: maxBytes}
 }
 
 // module returns the module of container id from its image: a wasm layer (runwasi style) or the
 // layer 0 of a CNCF Wasm artifact, copied out of the content store into m.dir (reused when there).
 // GuestPath is args0 as given. An image without any wasm layer gives an error wrapping
 // oci.ErrNoWasmLayer.
-func (m *imageModules) module(ctx context.Context, id, args0 string) (oci.Module, error) {
+//
+// The module's file is held until release is called (see store): call it once the runner has
+// read the module.
+func (m *imageModules) module(ctx context.Context, id, args0 string) (_ oci.Module, release func(), _ error) {
 	if m == nil || m.address == "" {
-		return oci.Module{}, fmt.Errorf("containerd's address is unknown, the image cannot be read: %w", oci.ErrNoWasmLayer)
+		return oci.Module{}, nil, fmt.Errorf("containerd's address is unknown, the image cannot be read: %w", oci.ErrNoWasmLayer)
 	}
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, m.namespace), imageTimeout)
 	defer cancel()
@@ -63,34 +82,34 @@ func (m *imageModules) module(ctx context.Context, id, args0 string) (oci.Module
 	}
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return oci.Module{}, fmt.Errorf("connect to containerd at %s: %w", m.address, err)
+		return oci.Module{}, nil, fmt.Errorf("connect to containerd at %s: %w", m.address, err)
 	}
 	defer conn.Close()
 
 	c, err := containersapi.NewContainersClient(conn).Get(ctx, &containersapi.GetContainerRequest{ID: id})
 	if err != nil {
-		return oci.Module{}, fmt.Errorf("container %s: %w", id, errgrpc.ToNative(err))
+		return oci.Module{}, nil, fmt.Errorf("container %s: %w", id, errgrpc.ToNative(err))
 	}
 	name := c.GetContainer().GetImage()
 	if name == "" {
-		return oci.Module{}, fmt.Errorf("container %s has no image: %w", id, oci.ErrNoWasmLayer)
+		return oci.Module{}, nil, fmt.Errorf("container %s has no image: %w", id, oci.ErrNoWasmLayer)
 	}
 	img, err := imagesapi.NewImagesClient(conn).Get(ctx, &imagesapi.GetImageRequest{Name: name})
 	if err != nil {
-		return oci.Module{}, fmt.Errorf("image %s of container %s: %w", name, id, errgrpc.ToNative(err))
+		return oci.Module{}, nil, fmt.Errorf("image %s of container %s: %w", name, id, errgrpc.ToNative(err))
 	}
 	t := img.GetImage().GetTarget()
 	store := contentStore{contentapi.NewContentClient(conn)}
 	top := ocispec.Descriptor{MediaType: t.GetMediaType(), Digest: digest.Digest(t.GetDigest()), Size: t.GetSize()}
 	layer, err := chooseLayer(ctx, store, name, top, args0)
 	if err != nil {
-		return oci.Module{}, err
+		return oci.Module{}, nil, err
 	}
-	host, err := m.store(ctx, store, name, layer.Layer)
+	host, release, err := m.store(ctx, store, name, layer.Layer)
 	if err != nil {
-		return oci.Module{}, err
+		return oci.Module{}, nil, err
 	}
-	return oci.Module{GuestPath: args0, HostPath: host}, nil
+	return oci.Module{GuestPath: args0, HostPath: host}, release, nil
 }
 
 // chooseLayer walks from an image's target (an index or a manifest) to the layer with its module.
@@ -131,64 +150,109 @@ func chooseLayer(ctx context.Context, store contentStore, name string, target oc
 	return oci.ImageModule{}, firstErr
 }
 
-// store makes sure the blob of layer is in m.dir and returns its path. The blob is verified
-// against its digest while it is copied, written to a temporary file and renamed into place, so
-// a file that has its final name is always complete and correct. Its header must say core module.
-func (m *imageModules) store(ctx context.Context, store contentStore, name string, layer ocispec.Descriptor) (string, error) {
+// store makes sure the blob of layer is in m.dir and returns its path, held: no eviction removes
+// the file until release is called, which the caller does once the runner has read the module. A
+// module already there is reused and touched (its mtime is its last use). Otherwise the blob is
+// verified against its digest while it is copied, written to a temporary file and linked into
+// place (never over another file), so a file that has its final name is always complete and
+// correct; then the least recently used modules beyond m.maxBytes are removed, never this one.
+// Its header must say core module.
+func (m *imageModules) store(ctx context.Context, store contentStore, name string, layer ocispec.Descriptor) (_ string, release func(), _ error) {
 	what := fmt.Sprintf("layer %s of image %s", layer.Digest, name)
 	if layer.Digest.Algorithm() != "sha256" || layer.Digest.Validate() != nil {
-		return "", fmt.Errorf("%s: unsupported digest: %w", what, errdefs.ErrInvalidArgument)
+		return "", nil, fmt.Errorf("%s: unsupported digest: %w", what, errdefs.ErrInvalidArgument)
 	}
 	dir := filepath.Join(m.dir, "sha256")
 	if err := engine.PrivateDir(m.dir); err != nil {
-		return "", fmt.Errorf("modules directory: %w", err)
+		return "", nil, fmt.Errorf("modules directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("modules directory: %w", err)
+		return "", nil, fmt.Errorf("modules directory: %w", err)
 	}
 	final := filepath.Join(dir, layer.Digest.Encoded()+".wasm")
-	if f, err := os.Open(final); err == nil {
-		head := make([]byte, 8)
-		_, rerr := io.ReadFull(f, head)
-		f.Close()
-		if rerr == nil {
-			return final, oci.CheckHeader(what, head)
+	// Each round returns, or found that the file went away as this Create opened it (evicted) or
+	// that another Create linked it first; both are rare, and the next round settles them. The
+	// rounds end with ctx (imageTimeout).
+	for ctx.Err() == nil {
+		f, err := holdModule(ctx, final)
+		if err != nil {
+			return "", nil, fmt.Errorf("%s: %w", what, err)
 		}
+		if f != nil {
+			head := make([]byte, 8)
+			if _, err := f.ReadAt(head, 0); err == nil {
+				if err := oci.CheckHeader(what, head); err != nil {
+					f.Close()
+					return "", nil, err
+				}
+				touchModule(final)
+				return final, func() { f.Close() }, nil
+			}
+			// Shorter than a header: not a copy of this shim's, which are verified and complete.
+			_ = os.Remove(final)
+			f.Close()
+		}
+		held, err := m.copyModule(ctx, store, what, layer, dir, final)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another Create linked it first: use that one
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if n, freed := evictModules(dir, m.maxBytes, filepath.Base(final)); n > 0 {
+			log.G(ctx).WithFields(log.Fields{"evicted": n, "evictedBytes": freed, "maxBytes": m.maxBytes, "dir": m.dir}).
+				Info("modules directory: removed least recently used modules")
+		}
+		return final, func() { held.Close() }, nil
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*.wasm")
+	return "", nil, fmt.Errorf("%s: copy to %s: %w", what, final, ctx.Err())
+}
+
+// copyModule copies the blob of layer into dir under a temporary name, verifies it and links it to
+// final. It returns the copy's open file, which holds a shared flock on it from its creation (so
+// no eviction removes a copy in progress, or the module before its Create has read it). An error
+// wrapping fs.ErrExist means final appeared meanwhile; the copy is then discarded.
+func (m *imageModules) copyModule(ctx context.Context, store contentStore, what string, layer ocispec.Descriptor, dir, final string) (_ *os.File, retErr error) {
+	tmp, err := os.CreateTemp(dir, moduleTmpPrefix+"*.wasm")
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer func() {
+		// Linked or not, the temporary name goes; a linked copy stays open, for its flock.
+		_ = os.Remove(tmp.Name())
+		if retErr != nil {
+			tmp.Close()
+		}
+	}()
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("%s: lock %s: %w", what, tmp.Name(), err)
+	}
 	h := sha256.New()
 	n, err := store.copy(ctx, layer, io.MultiWriter(tmp, h))
 	if err != nil {
-		return "", fmt.Errorf("%s: read from containerd's content store: %w", what, err)
+		return nil, fmt.Errorf("%s: read from containerd's content store: %w", what, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != layer.Digest.String() || (layer.Size > 0 && n != layer.Size) {
-		return "", fmt.Errorf("%s: content store returned %d bytes with digest %s: %w", what, n, got, errdefs.ErrDataLoss)
+		return nil, fmt.Errorf("%s: content store returned %d bytes with digest %s: %w", what, n, got, errdefs.ErrDataLoss)
 	}
 	head := make([]byte, 8)
 	if _, err := tmp.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := oci.CheckHeader(what, head); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := tmp.Chmod(0o600); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := tmp.Sync(); err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := tmp.Close(); err != nil {
-		return "", err
+	// A link, unlike a rename, never replaces a file another Create may be holding.
+	if err := os.Link(tmp.Name(), final); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	return final, nil
+	return tmp, nil
 }
 
 // contentStore reads blobs through containerd's content service.

@@ -41,7 +41,7 @@ func init() {
 			}
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
-			images := &imageModules{address: ic.Properties[plugins.PropertyGRPCAddress], namespace: ns, dir: engine.ModulesDir(cacheDir)}
+			images := newImageModules(ic.Context, ic.Properties[plugins.PropertyGRPCAddress], ns, cacheDir)
 			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},

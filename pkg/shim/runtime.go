@@ -98,10 +98,13 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
-	cfg, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
+	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
 	if err != nil {
 		return nil, err
 	}
+	// A module copied out of the image is held until the runner has read it, which it does first
+	// thing in Configure, below: until then no other Create's eviction can remove it.
+	defer release()
 	cgroupsPath := ""
 	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		cgroupsPath = spec.Linux.CgroupsPath
