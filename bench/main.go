@@ -1244,21 +1244,23 @@ func describe(w io.Writer, c *config, name string) {
 			c.b6N, c.b6Runtimes, c.b6Conc, 2*settleIdle, c.b6Conc)
 	case "B7":
 		fmt.Fprintf(w, "- **B7 HTTP**: the example server testdata/go/httpserver (`GET /hello` answers 20 bytes from Go's\n"+
-			"  `net/http`) under load from `wrk -t%d -c%d --latency` (keep-alive connections) on the host network's\n"+
-			"  loopback: (a) its wasip1 build through the shim (image wasm-httpserver, a listener preopened from\n"+
+			"  `net/http`) loaded by `wrk -t%d -c%d --latency` (keep-alive connections) on the host network's loopback:\n"+
+			"  (a) its wasip1 build through the shim (image wasm-httpserver, a listener preopened from\n"+
 			"  `WAZERO_LISTEN=127.0.0.1:PORT`; the guest is one thread, as every wasip1 Go program) vs (b) the same\n"+
 			"  source built for linux in a runc container (image native-httpserver; it listens on `WAZERO_LISTEN`\n"+
-			"  itself, with GOMAXPROCS = the machine's %d cores). Both are containers of the Go client with what\n"+
-			"  `ctr run --net-host --env` puts in the spec, each on a free loopback port. Each of %d rounds starts a\n"+
-			"  fresh container of every variant in turn (%s), polls `GET /health` until it answers (the time from\n"+
-			"  Start is a note), checks `/hello`'s body, runs wrk for %s unmeasured (warm-up) and then for %s\n"+
-			"  measured, and kills and removes the container. One sample is one measured run: wrk's `Requests/sec`\n"+
-			"  and its 99th percentile latency. wrk and the server share the 2 cores, so this compares the servers\n"+
-			"  under identical conditions rather than measuring either's ceiling. The notes give the server\n"+
-			"  process's CPU time per request (utime+stime from `/proc/PID/stat`; for wasm the runner: wazero, the\n"+
-			"  guest and the runner's `poll_oneoff` hook, whose cost under this load is in\n"+
-			"  [networking.md](networking.md#how-it-works-and-its-limits)).\n",
-			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration)
+			"  itself, GOMAXPROCS %d). Both are started through the Go client with what `ctr run --net-host --env`\n"+
+			"  puts in the spec, each on a free loopback port. After one unmeasured container of each (the wasm one\n"+
+			"  compiles the module into the run's compilation cache), each of %d rounds starts a fresh container of\n"+
+			"  every variant in turn (%s), polls `GET /health` until it answers (the time from Start is a note),\n"+
+			"  checks `/hello`'s body, runs wrk for %s unmeasured (warm-up), then for %s measured, and kills and\n"+
+			"  removes the container. One sample is one measured run: wrk's `Requests/sec` and its 99th percentile\n"+
+			"  latency. wrk and the server share the machine's %d cores, so this compares the servers under the same\n"+
+			"  conditions rather than finding either's ceiling. The notes add the server process's CPU time per\n"+
+			"  request (utime+stime from `/proc/PID/stat`; for wasm the runner: wazero, the guest and the runner's\n"+
+			"  `poll_oneoff` hook, whose cost under this load is in\n"+
+			"  [networking.md](networking.md#how-it-works-and-its-limits)) and the project's goal for (a): at least\n"+
+			"  0.5× the requests/s of (b).\n",
+			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())
 	}
 }
 
