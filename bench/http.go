@@ -73,7 +73,9 @@ var httpVariants = []httpVariant{
 	//
 	// with imgHTTPWAGI the name of testdata/build/images/wagi.tar, which scripts/bench.sh must then
 	// import (see "B7 images" there); add "wagi" to the default of B7_VARIANTS (bench.sh) and
-	// -b7-variants (main.go). Everything else (rounds, table rows, notes) follows from this list.
+	// -b7-variants (main.go), and a sentence on (c) to B7's text in describe (main.go). Everything
+	// else (rounds, table rows, notes, the goal's ratio) follows from this list. Three variants
+	// take about 2 minutes with the defaults (3 rounds of 1 s + 10 s of wrk and a start each).
 }
 
 // wrkResult is what B7 reads from `wrk --latency`.
