@@ -3,17 +3,24 @@
 package integration
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // TestCRIHTTP: a wazero pod in its own network namespace on a CNI bridge network serves HTTP
-// (/httpserver.wasm with WAZERO_LISTEN=:8080) on its pod IP. The test process reaches the pod IP
+// (/httpserver.wasm with WAZERO_LISTEN=:8080) on its pod IP. An httpGet probe as the kubelet
+// sends it succeeds as soon as the container has started and fails with "connection refused" once
+// it is stopped. The test process reaches the pod IP
 // from the host network namespace through the bridge, which gets an address of the pod subnet
 // (the conflist has isGateway false, so the bridge plugin does not enable IP forwarding on the
 // host). Afterwards the pod, its veth and its IP allocation are gone, and so is the bridge.
@@ -51,6 +58,21 @@ func TestCRIHTTP(t *testing.T) {
 		}
 
 		w, _ := p.run(ctrSpec{name: "web", command: []string{"/httpserver.wasm"}, envs: map[string]string{"WAZERO_LISTEN": ":8080"}})
+		base := "http://" + net.JoinHostPort(podIP, "8080")
+		// The kubelet starts probing once StartContainer has returned: an httpGet probe on the pod
+		// IP succeeds from then on (polled here, faster than any probe period, until a deadline).
+		started := time.Now()
+		for attempt := 1; ; attempt++ {
+			err := kubeProbe(base + "/health")
+			if err == nil {
+				t.Logf("kubelet-style probe GET %s/health succeeded %s after crictl start returned (attempt %d)", base, time.Since(started).Round(time.Millisecond), attempt)
+				break
+			}
+			if time.Since(started) > 20*time.Second {
+				t.Fatalf("kubelet-style probe GET %s/health still failing 20s after crictl start: %v\ncrictl logs web:\n%s", base, err, c.logs(w))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		wi := c.waitState(w, stateRunning, 20*time.Second)
 		tr.track(t, w, wi.Info.Pid)
 		if wr, ok := runnerOf(w); !ok {
@@ -59,7 +81,6 @@ func TestCRIHTTP(t *testing.T) {
 			t.Errorf("workload runner is not in the sandbox's network namespace")
 		}
 
-		base := "http://" + net.JoinHostPort(podIP, "8080")
 		if code, body := getUntil(t, base+"/health", 20*time.Second); code != 200 || body != "ok" {
 			t.Errorf("GET %s/health: %d %q, want 200 \"ok\"", base, code, body)
 		}
@@ -68,6 +89,19 @@ func TestCRIHTTP(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("crictl logs web:\n%s", c.logs(w))
+		}
+
+		// Stopped (as the kubelet stops it: SIGTERM, then SIGKILL after the grace period), the
+		// container no longer listens, and the probe fails with "connection refused" from the pod's
+		// network namespace, which lives on with the sandbox.
+		c.must("stop", "--timeout", "5", w)
+		c.waitState(w, stateExited, 30*time.Second)
+		if err := kubeProbe(base + "/health"); err == nil {
+			t.Errorf("kubelet-style probe GET %s/health succeeded after crictl stop", base)
+		} else if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("kubelet-style probe GET %s/health after crictl stop: %v, want connection refused", base, err)
+		} else {
+			t.Logf("after crictl stop the probe fails: %v", err)
 		}
 
 		c.removeAllAndCheck(&tr)
@@ -101,4 +135,35 @@ func TestCRIHTTP(t *testing.T) {
 			t.Errorf("route to %s left after the bridge's removal:\n%s", subnet, out)
 		}
 	})
+}
+
+// kubeProbe sends one httpGet probe the way the kubelet does (k8s.io/kubernetes pkg/probe/http):
+// GET with User-Agent kube-probe/MAJOR.MINOR and Accept */*, a new connection without keep-alive
+// and without a proxy, the probe's timeoutSeconds (1 s, the default) for the whole request, at most
+// 10 KiB of the body read, and a status of 200-399 as success. Redirects are not followed: the
+// kubelet follows only those to the same host, and the server sends none.
+func kubeProbe(url string) error {
+	c := &http.Client{
+		Timeout:       time.Second,
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "kube-probe/1.34")
+	req.Header.Set("Accept", "*/*")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 10<<10)); err != nil {
+		return err
+	}
+	if resp.StatusCode < http.StatusOK || resp.StatusCode >= http.StatusBadRequest {
+		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+	}
+	return nil
 }

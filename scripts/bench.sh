@@ -9,9 +9,14 @@
 # Settings (environment; defaults keep the whole run well under 15 minutes on 2 cores):
 #   B1_ROUNDS=15 B1_COLD_ROUNDS=8 B2_N=500 B2_CONCURRENCY=4 B2_ROUNDS=5 B3_SIZES=1,10,100 B3_ROUNDS=3
 #   B4_WORK=48 B4_ROUNDS=5 B5_ROUNDS=10 B6_N=500 B6_CONCURRENCY=4 B6_RUNTIMES=wazero (or wazero,runc)
-#   BENCH_ONLY=B1,B2,B3,B4,B5,B6 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
+#   B7_ROUNDS=3 B7_DURATION=10s B7_WARMUP=1s B7_THREADS=1 B7_CONNECTIONS=16 B7_VARIANTS=wasm,native
+#   BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
+# BENCH_ONLY with a subset (e.g. BENCH_ONLY=B7) is a partial run: it leaves the full run's results in
+# BENCH_OUT alone and writes its own section at the end of the file, replacing the one an earlier run of
+# the same BENCH_ONLY wrote; a full run rewrites the whole file (bench/main.go, writeMarkdown).
 # B5 and B6 drive the daemon's CRI plugin with crictl ($TOOLS/bin/crictl, from scripts/install-deps.sh);
-# their pods live in containerd namespace k8s.io (host network, no CNI).
+# their pods live in containerd namespace k8s.io (host network, no CNI). B7 loads HTTP servers with wrk
+# (apt, scripts/install-deps.sh) on loopback ports of the host network (about 80 s with the defaults).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,10 +37,15 @@ log() { printf 'bench.sh: %s\n' "$*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || { log "must run as root"; exit 1; }
 [ -x "$SHIM" ] || { log "$SHIM missing (make build)"; exit 1; }
-for f in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "$CPUBENCH" "$WASMIMG"; do
+# B7 images: the HTTP servers of the variants in bench/http.go (httpVariants).
+# (c) per-request (WAGI) mode: add "$IMAGES/wagi.tar" here (B7_IMAGES) when its variant is added.
+B7_IMAGES=("$IMAGES"/{httpserver,native-httpserver}.tar)
+for f in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "${B7_IMAGES[@]}" "$CPUBENCH" "$WASMIMG"; do
 	[ -e "$f" ] || { log "$f missing (make testdata)"; exit 1; }
 done
 [ -x "$CRICTL" ] || { log "$CRICTL missing (scripts/install-deps.sh)"; exit 1; }
+WRK=$(command -v wrk || true)
+[ -n "$WRK" ] || { log "wrk missing (scripts/install-deps.sh)"; exit 1; }
 
 WAZERO=$TOOLS/bin/wazero
 if ! "$WAZERO" version 2>/dev/null | grep -qx "$WAZERO_VERSION"; then
@@ -108,7 +118,7 @@ log "building bench/ and the cpubench image"
 
 wz_start_containerd "$E" "$VERSION" "$TMP/shimbin"
 BIN=$(wz_bin "$VERSION")
-for t in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "$TMP/cpubench.tar"; do
+for t in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "${B7_IMAGES[@]}" "$TMP/cpubench.tar"; do
 	wz_ctr "$E" -n "$NS" images import --all-platforms "$t" >/dev/null 2> >(grep -v DEPRECATION >&2)
 done
 # For the CRI plugin (B5, B6), as integration/cri_test.go does: the pinned sandbox image, and wasmtest
@@ -131,7 +141,9 @@ timeout "${BENCH_TIMEOUT:-840}" "$TMP/bench" \
 	-cpu-work "${B4_WORK:-48}" -cpu-rounds "${B4_ROUNDS:-5}" \
 	-crictl "$CRICTL" -work-dir "$TMP/cri" -cri-ids "$TMP/cri-ids" -daemon-dir "$E" -daemon-pid "$(cat "$E/containerd.pid")" \
 	-b5-rounds "${B5_ROUNDS:-10}" -b6-n "${B6_N:-500}" -b6-concurrency "${B6_CONCURRENCY:-4}" -b6-runtimes "${B6_RUNTIMES:-wazero}" \
-	-only "${BENCH_ONLY:-B1,B2,B3,B4,B5,B6}" -out "$OUT" -command "$COMMAND" &
+	-wrk "$WRK" -b7-rounds "${B7_ROUNDS:-3}" -b7-duration "${B7_DURATION:-10s}" -b7-warmup "${B7_WARMUP:-1s}" \
+	-b7-threads "${B7_THREADS:-1}" -b7-connections "${B7_CONNECTIONS:-16}" -b7-variants "${B7_VARIANTS:-wasm,native}" \
+	-only "${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7}" -out "$OUT" -command "$COMMAND" &
 BENCH_PID=$!
 wait "$BENCH_PID"
 BENCH_PID=

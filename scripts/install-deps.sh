@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the integration tests need (run as root; idempotent):
-#   - Debian packages: runc, a WASI C toolchain, wabt, CNI plugins, hyperfine, iproute2, and
-#     containerd (Debian 12: 1.6.20, the tested v1.6.20 in /usr/bin; its service is not started)
+#   - Debian packages: runc, a WASI C toolchain, wabt, CNI plugins, hyperfine and wrk (benchmarks),
+#     iproute2, and containerd (Debian 12: 1.6.20, the tested v1.6.20 in /usr/bin; its service is
+#     not started)
 #   - containerd, ctr and containerd-shim-runc-v2 for each tested containerd 2.x version,
 #     built from the Go module proxy into $TOOLS/containerd-<version>/bin
 #   - crictl (cri-tools, for the CRI integration tests), built into $TOOLS/bin/crictl
@@ -11,7 +12,7 @@ set -euo pipefail
 TOOLS=${TOOLS:-/var/tmp/wazero-shim-tools}
 # containerd 2.x versions to build; v1.6.20 comes from the apt package (scripts/lib.sh wz_bin).
 CONTAINERD_VERSIONS=${CONTAINERD_VERSIONS:-"v2.4.2 v2.2.9"}
-APT_PACKAGES=(runc containerd clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt containernetworking-plugins hyperfine iproute2)
+APT_PACKAGES=(runc containerd clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt containernetworking-plugins hyperfine wrk iproute2)
 GO=${GO:-go}
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -6,6 +6,10 @@
 //	GET /hello   "hello from wasm http"
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -o httpserver.wasm .
+//
+// Built for another GOOS (GOOS=linux: the runc baseline of the HTTP benchmark, docs/BENCHMARKS.md),
+// the same server listens on the WAZERO_LISTEN addresses itself when WAZERO_LISTEN_FDS is unset
+// (listen_other.go); its answers are byte for byte those of the wasm build.
 package main
 
 import (
@@ -21,7 +25,7 @@ import (
 )
 
 func main() {
-	listeners, err := preopenedListeners()
+	listeners, err := listen()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)
 		os.Exit(2)
