@@ -31,6 +31,7 @@ import (
 const (
 	imgHTTPWasm    = "docker.io/library/wasm-httpserver:latest"   // testdata/build/images/httpserver.tar
 	imgHTTPNative  = "docker.io/library/native-httpserver:latest" // testdata/build/images/native-httpserver.tar
+	imgHTTPWAGI    = "docker.io/library/wasm-wagi:latest"          // testdata/build/images/wagi.tar
 	httpReadyBound = 30 * time.Second                             // container Start to the readiness path answering
 	clockTicks     = 100                                          // USER_HZ: the unit of utime/stime in /proc/PID/stat
 )
@@ -62,20 +63,11 @@ var httpVariants = []httpVariant{
 		image: imgHTTPNative, runtime: runcRuntime, addrEnv: "WAZERO_LISTEN",
 		ready: "/health", path: "/hello", want: "hello from wasm http", baseline: true,
 	},
-	// ---- (c) per-request (WAGI) mode: add its entry here ------------------------------------------
-	// It is being added separately. Its entry would be, for example:
-	//
-	//	{
-	//		key: "wagi", what: "wazero: (c) per-request (WAGI) mode, one instance per request",
-	//		image: imgHTTPWAGI, runtime: wasmRuntime, wasm: true, addrEnv: "WAZERO_WAGI",
-	//		ready: "/hello", path: "/hello", want: "...",
-	//	},
-	//
-	// with imgHTTPWAGI the name of testdata/build/images/wagi.tar, which scripts/bench.sh must then
-	// import (see "B7 images" there); add "wagi" to the default of B7_VARIANTS (bench.sh) and
-	// -b7-variants (main.go), and a sentence on (c) to B7's text in describe (main.go). Everything
-	// else (rounds, table rows, notes, the goal's ratio) follows from this list. Three variants
-	// take about 2 minutes with the defaults (3 rounds of 1 s + 10 s of wrk and a start each).
+	{
+		key: "wagi", what: "wazero: (c) per-request (WAGI) mode, a fresh instance of a C handler per request (`WAZERO_WAGI`)",
+		image: imgHTTPWAGI, runtime: wasmRuntime, wasm: true, addrEnv: "WAZERO_WAGI",
+		ready: "/hello", path: "/hello", want: "hello from wagi\n",
+	},
 }
 
 // wrkResult is what B7 reads from `wrk --latency`.

@@ -107,7 +107,7 @@ func main() {
 	flag.IntVar(&c.b6Conc, "b6-concurrency", 4, "B6 pods started (and removed) at a time")
 	flag.StringVar(&c.b6Runtimes, "b6-runtimes", "wazero", "B6 handlers, in order: wazero, runc, or wazero,runc")
 	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary (B7)")
-	flag.StringVar(&c.b7Variants, "b7-variants", "wasm,native", "B7 servers, in the order each round runs them (see httpVariants in http.go)")
+	flag.StringVar(&c.b7Variants, "b7-variants", "wasm,native,wagi", "B7 servers, in the order each round runs them (see httpVariants in http.go)")
 	flag.IntVar(&c.b7Rounds, "b7-rounds", 3, "B7 rounds (each runs every variant once)")
 	flag.DurationVar(&c.b7Duration, "b7-duration", 10*time.Second, "B7 measured wrk run per variant and round (whole seconds)")
 	flag.DurationVar(&c.b7Warmup, "b7-warmup", time.Second, "B7 unmeasured wrk run before each measured one (0 = none)")
@@ -252,10 +252,18 @@ func (b *bencher) id(prefix string) string {
 // ctrRun times one `ctr run --rm` the way a user types it (fork+exec of ctr included) and checks
 // that it exits 0 with the expected text on stdout.
 func (b *bencher) ctrRun(rt, image, want string, args ...string) (time.Duration, string, error) {
+	return b.ctrRunEnv(rt, image, want, nil, args...)
+}
+
+// ctrRunEnv is ctrRun with env (KEY=VALUE) added to the container's environment.
+func (b *bencher) ctrRunEnv(rt, image, want string, env []string, args ...string) (time.Duration, string, error) {
 	id := b.id("b")
 	a := []string{"--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir}
 	if rt != "" {
 		a = append(a, "--runtime", rt)
+	}
+	for _, e := range env {
+		a = append(a, "--env", e)
 	}
 	a = append(a, image, id)
 	a = append(a, args...)
@@ -289,8 +297,33 @@ func lastLines(s string, n int) string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// waitFillers waits until no background compile (the shim binary's fill-cache processes, started
+// for interpreted first runs, see docs/coldstart.md) runs, so that the next round neither shares the
+// CPU with one nor loses its cache entry to emptyCache. It returns how long it waited.
+func waitFillers() time.Duration {
+	began := time.Now()
+	for time.Since(began) < 5*time.Minute {
+		busy := false
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil {
+				if argv := strings.Split(string(b), "\x00"); len(argv) > 1 && argv[1] == "fill-cache" {
+					busy = true
+					break
+				}
+			}
+		}
+		if !busy {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(began)
+}
+
 // emptyCache removes every entry of the compilation cache (the shim recreates the directory).
 func (b *bencher) emptyCache() error {
+	waitFillers()
 	if b.c.cacheDir == "" {
 		return fmt.Errorf("no -cache-dir")
 	}
@@ -304,21 +337,24 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 		args                  []string
 		rounds                int
 		cold                  bool
+		env                   []string
 	}
 	all := []series{
-		{"B1a", "C hello (42 KB module), warm cache", imgHello, "hello from wasm", nil, b.c.rounds, false},
-		{"B1b", "Go hello (2.6 MB module), warm cache", imgHelloGo, "hello", nil, b.c.rounds, false},
-		{"B1c", "Go hello, first-ever run (cache emptied before each run)", imgHelloGo, "hello", nil, b.c.coldRounds, true},
+		{"B1a", "C hello (42 KB module), warm cache", imgHello, "hello from wasm", nil, b.c.rounds, false, nil},
+		{"B1b", "Go hello (2.6 MB module), warm cache", imgHelloGo, "hello", nil, b.c.rounds, false, nil},
+		{"B1c", "Go hello, first-ever run, default cold-start policy (interpreted; compiled in the background)", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil},
+		{"B1d", "Go hello, first-ever run, `WAZERO_COLD_START=compile` (waits for the compiler)", imgHelloGo, "hello", nil, b.c.coldRounds, true, []string{"WAZERO_COLD_START=compile"}},
 	}
 	for _, s := range all {
 		// One untimed run of each fills the cache and the page cache.
-		if _, _, err := b.ctrRun(wasmRuntime, s.image, s.want, s.args...); err != nil {
+		if _, _, err := b.ctrRunEnv(wasmRuntime, s.image, s.want, s.env, s.args...); err != nil {
 			return err
 		}
+		waitFillers()
 		if _, _, err := b.ctrRun("", imgNative, "hello from native"); err != nil {
 			return err
 		}
-		var w, r []float64
+		var w, r, fill []float64
 		var wasmIDs []string
 		for i := 0; i < s.rounds; i++ {
 			if s.cold {
@@ -326,12 +362,16 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 					return err
 				}
 			}
-			d, id, err := b.ctrRun(wasmRuntime, s.image, s.want, s.args...)
+			d, id, err := b.ctrRunEnv(wasmRuntime, s.image, s.want, s.env, s.args...)
 			if err != nil {
 				return err
 			}
 			w = append(w, ms(d))
 			wasmIDs = append(wasmIDs, id)
+			// A first run's background compile must not share the CPU with the baseline's run.
+			if wait := waitFillers(); wait > 0 && s.cold {
+				fill = append(fill, ms(wait))
+			}
 			d, _, err = b.ctrRun("", imgNative, "hello from native")
 			if err != nil {
 				return err
@@ -341,6 +381,9 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 		base := rep.add(s.id, "runc: `ctr run --rm` native hello (baseline)", "ms", r, nil, false)
 		rep.add(s.id, "wazero: `ctr run --rm` "+s.what, "ms", w, base, false)
 		b.runnerReady(rep, s.id, wasmIDs)
+		if len(fill) > 0 {
+			rep.note("%s: the background compile was still running for a median %.0f ms after `ctr run --rm` returned (the baseline's run waited for it)", s.id, median(fill))
+		}
 	}
 	return nil
 }
@@ -360,7 +403,7 @@ func (b *bencher) runnerReady(rep *report, bid string, ids []string) {
 	}
 	defer f.Close()
 	var comp, ready []float64
-	hits := 0
+	hits, interp := 0, 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -381,12 +424,15 @@ func (b *bencher) runnerReady(rep *report, bid string, ids []string) {
 		if f["cacheHit"] == "true" {
 			hits++
 		}
+		if f["interpreted"] == "true" {
+			interp++
+		}
 	}
 	if len(ready) == 0 {
 		return
 	}
-	rep.note("%s: the shim's own log (\"runner ready\", %d runs): module compile/load median %.0f ms, runner spawn-to-ready median %.0f ms, compilation cache hits %d/%d.",
-		bid, len(ready), median(comp), median(ready), hits, len(ready))
+	rep.note("%s: the shim's own log (\"runner ready\", %d runs): module compile/load median %.0f ms, runner spawn-to-ready median %.0f ms, compilation cache hits %d/%d, interpreted %d/%d.",
+		bid, len(ready), median(comp), median(ready), hits, len(ready), interp, len(ready))
 }
 
 // logfmt parses the key=value fields of a logrus text line (values may be quoted).
@@ -1205,8 +1251,11 @@ func describe(w io.Writer, c *config, name string) {
 		fmt.Fprintf(w, "- **B1 cold start**: wall time of `ctr run --rm` (fork+exec of `ctr` included, as a user sees it), output\n"+
 			"  checked. (a) the C hello module, (b) the 2.6 MB Go hello with a warm compilation cache, (c) the Go hello\n"+
 			"  on a first-ever run: the daemon's `CONTAINERD_SHIM_WAZERO_CACHE_DIR` is a bench-private directory,\n"+
-			"  emptied before each run. Each against runc running a static native hello, interleaved. One untimed\n"+
-			"  warm-up run of each first.\n")
+			"  emptied before each run; under the default cold-start policy the run is interpreted while a background\n"+
+			"  process compiles the module for the next runs ([coldstart.md](coldstart.md)); (d) the same with\n"+
+			"  `WAZERO_COLD_START=compile`, which waits for the compiler. After a first run the bench waits for the\n"+
+			"  background compile to end before the baseline's run. Each against runc running a static native hello,\n"+
+			"  interleaved. One untimed warm-up run of each first.\n")
 	case "B2":
 		fmt.Fprintf(w, "- **B2 throughput**: containerd's Go client, %d tasks per runtime (`-n`), %d at a time: NewContainer\n"+
 			"  (WithNewSnapshot, WithNewSpec(WithImageConfig)), NewTask(cio.NullIO), Start, Wait, Delete, container\n"+
@@ -1264,7 +1313,9 @@ func describe(w io.Writer, c *config, name string) {
 			"  request (utime+stime from `/proc/PID/stat`; for wasm the runner: wazero, the guest and the runner's\n"+
 			"  `poll_oneoff` hook, whose cost under this load is in\n"+
 			"  [networking.md](networking.md#how-it-works-and-its-limits)) and the project's goal for (a): at least\n"+
-			"  0.5× the requests/s of (b).\n",
+			"  0.5× the requests/s of (b). (c) is the per-request mode (`WAZERO_WAGI`, image wasm-wagi): the runner\n"+
+			"  serves HTTP itself and runs a fresh instance of the C handler testdata/c/wagi.c for every request\n"+
+			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n",
 			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())
 	}
 }
