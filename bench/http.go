@@ -454,7 +454,7 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 		errs = append(errs, strconv.FormatInt(n, 10))
 	}
 	vsList := strings.Join(keys, " vs ")
-	rep.note("B7 (%s, median of %d rounds): latency p50 %s ms, p90 %s ms; the server process's CPU time (user+system, %s) per request %s µs; its PSS after the load %s MiB; container Start until `GET /health` answered %s ms; wrk socket errors and non-2xx answers in all rounds: %s.",
+	rep.note("B7 (%s, median of %d rounds): latency p50 %s ms, p90 %s ms; the server process's CPU time (user+system, %s) per request %s µs; its PSS after the load %s MiB; container Start until its readiness path answered %s ms; wrk socket errors and non-2xx answers in all rounds: %s.",
 		vsList, b.c.b7Rounds, strings.Join(p50s, " vs "), strings.Join(p90s, " vs "), serverProcs(order, samples),
 		strings.Join(cpus, " vs "), strings.Join(pss, " vs "), strings.Join(ready, " vs "), strings.Join(errs, " vs "))
 	if base != nil {
@@ -463,6 +463,12 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 				continue
 			}
 			x := median(get(v.key, rps)) / median(get(base.key, rps))
+			if v.key != "wasm" {
+				// The goal is the long-lived server's; the per-request mode runs another program
+				// (a C handler) and isolates every request, which neither server does.
+				rep.note("B7 %s: %.2f× the requests/s of %s (median).", v.key, x, base.key)
+				continue
+			}
 			verdict := "met"
 			if x < 0.5 {
 				verdict = "**not met**"
