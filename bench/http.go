@@ -31,7 +31,7 @@ import (
 const (
 	imgHTTPWasm    = "docker.io/library/wasm-httpserver:latest"   // testdata/build/images/httpserver.tar
 	imgHTTPNative  = "docker.io/library/native-httpserver:latest" // testdata/build/images/native-httpserver.tar
-	imgHTTPWAGI    = "docker.io/library/wasm-wagi:latest"          // testdata/build/images/wagi.tar
+	imgHTTPWAGI    = "docker.io/library/wasm-wagi:latest"         // testdata/build/images/wagi.tar
 	httpReadyBound = 30 * time.Second                             // container Start to the readiness path answering
 	clockTicks     = 100                                          // USER_HZ: the unit of utime/stime in /proc/PID/stat
 )
@@ -42,12 +42,13 @@ type httpVariant struct {
 	what     string // the results table's description
 	image    string
 	runtime  string
-	wasm     bool   // the image's platform is wasip1/wasm
-	addrEnv  string // the environment variable that gets the server's address (127.0.0.1:PORT)
-	ready    string // polled until it answers 2xx before the load
-	path     string // what wrk requests
-	want     string // the body path must answer with ("" = any)
-	baseline bool   // the others' ratios are to this one
+	wasm     bool     // the image's platform is wasip1/wasm
+	addrEnv  string   // the environment variable that gets the server's address (127.0.0.1:PORT)
+	env      []string // more of the container's environment (KEY=VALUE)
+	ready    string   // polled until it answers 2xx before the load
+	path     string   // what wrk requests
+	want     string   // the body path must answer with ("" = any)
+	baseline bool     // the others' ratios are to this one
 }
 
 // httpVariants are the servers B7 can compare, in the order each round runs them (-b7-variants
@@ -62,6 +63,13 @@ var httpVariants = []httpVariant{
 		key: "native", what: "runc: (b) the same Go httpserver built for linux (baseline)",
 		image: imgHTTPNative, runtime: runcRuntime, addrEnv: "WAZERO_LISTEN",
 		ready: "/health", path: "/hello", want: "hello from wasm http", baseline: true,
+	},
+	{
+		// Not a goal's baseline: it shows how much of (a)'s gap is the one thread every wasip1
+		// program has, and how much is running Go's wasm code.
+		key: "native1", what: "runc: (b1) the same native server with `GOMAXPROCS=1`, one thread as the wasip1 build",
+		image: imgHTTPNative, runtime: runcRuntime, addrEnv: "WAZERO_LISTEN", env: []string{"GOMAXPROCS=1"},
+		ready: "/health", path: "/hello", want: "hello from wasm http",
 	},
 	{
 		key: "wagi", what: "wazero: (c) per-request (WAGI) mode, a fresh instance of a C handler per request (`WAZERO_WAGI`)",
@@ -246,7 +254,7 @@ func (b *bencher) httpRun(ctx context.Context, v httpVariant, img containerd.Ima
 		containerd.WithRuntime(v.runtime, nil),
 		containerd.WithNewSpec(oci.WithImageConfig(img),
 			oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf,
-			oci.WithEnv([]string{v.addrEnv + "=" + addr})))
+			oci.WithEnv(append([]string{v.addrEnv + "=" + addr}, v.env...))))
 	if err != nil {
 		return s, err
 	}

@@ -107,7 +107,7 @@ func main() {
 	flag.IntVar(&c.b6Conc, "b6-concurrency", 4, "B6 pods started (and removed) at a time")
 	flag.StringVar(&c.b6Runtimes, "b6-runtimes", "wazero", "B6 handlers, in order: wazero, runc, or wazero,runc")
 	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary (B7)")
-	flag.StringVar(&c.b7Variants, "b7-variants", "wasm,native,wagi", "B7 servers, in the order each round runs them (see httpVariants in http.go)")
+	flag.StringVar(&c.b7Variants, "b7-variants", "wasm,native,native1,wagi", "B7 servers, in the order each round runs them (see httpVariants in http.go)")
 	flag.IntVar(&c.b7Rounds, "b7-rounds", 3, "B7 rounds (each runs every variant once)")
 	flag.DurationVar(&c.b7Duration, "b7-duration", 10*time.Second, "B7 measured wrk run per variant and round (whole seconds)")
 	flag.DurationVar(&c.b7Warmup, "b7-warmup", time.Second, "B7 unmeasured wrk run before each measured one (0 = none)")
@@ -1313,7 +1313,8 @@ func describe(w io.Writer, c *config, name string) {
 			"  request (utime+stime from `/proc/PID/stat`; for wasm the runner: wazero, the guest and the runner's\n"+
 			"  `poll_oneoff` hook, whose cost under this load is in\n"+
 			"  [networking.md](networking.md#how-it-works-and-its-limits)) and the project's goal for (a): at least\n"+
-			"  0.5× the requests/s of (b). (c) is the per-request mode (`WAZERO_WAGI`, image wasm-wagi): the runner\n"+
+			"  0.5× the requests/s of (b). (b1) is (b) with `GOMAXPROCS=1`: one thread, as the wasip1 build has, to\n"+
+			"  separate the cost of one thread from the cost of running Go's wasm code. (c) is the per-request mode (`WAZERO_WAGI`, image wasm-wagi): the runner\n"+
 			"  serves HTTP itself and runs a fresh instance of the C handler testdata/c/wagi.c for every request\n"+
 			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n",
 			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())

@@ -9,7 +9,7 @@
 # Settings (environment; defaults keep the whole run well under 15 minutes on 2 cores):
 #   B1_ROUNDS=15 B1_COLD_ROUNDS=8 B2_N=500 B2_CONCURRENCY=4 B2_ROUNDS=5 B3_SIZES=1,10,100 B3_ROUNDS=3
 #   B4_WORK=48 B4_ROUNDS=5 B5_ROUNDS=10 B6_N=500 B6_CONCURRENCY=4 B6_RUNTIMES=wazero (or wazero,runc)
-#   B7_ROUNDS=3 B7_DURATION=10s B7_WARMUP=1s B7_THREADS=1 B7_CONNECTIONS=16 B7_VARIANTS=wasm,native,wagi
+#   B7_ROUNDS=3 B7_DURATION=10s B7_WARMUP=1s B7_THREADS=1 B7_CONNECTIONS=16 B7_VARIANTS=wasm,native,native1,wagi
 #   BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
 # BENCH_ONLY with a subset (e.g. BENCH_ONLY=B7) is a partial run: it leaves the full run's results in
 # BENCH_OUT alone and writes its own section at the end of the file, replacing the one an earlier run of
@@ -141,7 +141,7 @@ timeout "${BENCH_TIMEOUT:-840}" "$TMP/bench" \
 	-crictl "$CRICTL" -work-dir "$TMP/cri" -cri-ids "$TMP/cri-ids" -daemon-dir "$E" -daemon-pid "$(cat "$E/containerd.pid")" \
 	-b5-rounds "${B5_ROUNDS:-10}" -b6-n "${B6_N:-500}" -b6-concurrency "${B6_CONCURRENCY:-4}" -b6-runtimes "${B6_RUNTIMES:-wazero}" \
 	-wrk "$WRK" -b7-rounds "${B7_ROUNDS:-3}" -b7-duration "${B7_DURATION:-10s}" -b7-warmup "${B7_WARMUP:-1s}" \
-	-b7-threads "${B7_THREADS:-1}" -b7-connections "${B7_CONNECTIONS:-16}" -b7-variants "${B7_VARIANTS:-wasm,native,wagi}" \
+	-b7-threads "${B7_THREADS:-1}" -b7-connections "${B7_CONNECTIONS:-16}" -b7-variants "${B7_VARIANTS:-wasm,native,native1,wagi}" \
 	-only "${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7}" -out "$OUT" -command "$COMMAND" &
 BENCH_PID=$!
 wait "$BENCH_PID"
