@@ -20,8 +20,9 @@ import (
 // TestCRIHTTP: a wazero pod in its own network namespace on a CNI bridge network serves HTTP
 // (/httpserver.wasm with WAZERO_LISTEN=:8080) on its pod IP. An httpGet probe as the kubelet
 // sends it succeeds as soon as the container has started and fails with "connection refused" once
-// it is stopped. The test process reaches the pod IP
-// from the host network namespace through the bridge, which gets an address of the pod subnet
+// it is stopped. A second container of the pod serves on :8081 in the per-request mode
+// (/wagi.wasm with WAZERO_WAGI): fresh instances, a trap is a 500 in its log, SIGTERM exits 0.
+// The test process reaches the pod IP from the host network namespace through the bridge, which gets an address of the pod subnet
 // (the conflist has isGateway false, so the bridge plugin does not enable IP forwarding on the
 // host). Afterwards the pod, its veth and its IP allocation are gone, and so is the bridge.
 func TestCRIHTTP(t *testing.T) {
@@ -89,6 +90,28 @@ func TestCRIHTTP(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("crictl logs web:\n%s", c.logs(w))
+		}
+
+		// A second container of the pod in the per-request mode, on another port of the same pod
+		// IP: a fresh instance per request (a handler counting its calls always sees 1).
+		wg, _ := p.run(ctrSpec{name: "wagi", command: []string{"/wagi.wasm"}, envs: map[string]string{"WAZERO_WAGI": ":8081"}})
+		wgi := c.waitState(wg, stateRunning, 20*time.Second)
+		tr.track(t, wg, wgi.Info.Pid)
+		wagiBase := "http://" + net.JoinHostPort(podIP, "8081")
+		for i := 0; i < 3; i++ {
+			if code, body := getUntil(t, wagiBase+"/count", 20*time.Second); code != 200 || body != "calls=1\n" {
+				t.Errorf("GET %s/count #%d: %d %q, want 200 \"calls=1\"", wagiBase, i, code, body)
+			}
+		}
+		if code, _ := getUntil(t, wagiBase+"/trap", 20*time.Second); code != 500 {
+			t.Errorf("GET %s/trap: %d, want 500", wagiBase, code)
+		}
+		if logs := c.logs(wg); !strings.Contains(logs, "wagi: GET /trap: wasm trap in module /wagi.wasm") {
+			t.Errorf("crictl logs wagi does not report the trap:\n%s", logs)
+		}
+		c.must("stop", "--timeout", "5", wg)
+		if st := c.waitState(wg, stateExited, 30*time.Second); st.Status.ExitCode != 0 {
+			t.Errorf("the per-request container exited %d after crictl stop (SIGTERM), want 0", st.Status.ExitCode)
 		}
 
 		// Stopped (as the kubelet stops it: SIGTERM, then SIGKILL after the grace period), the
