@@ -155,14 +155,24 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, fmt.Sprintf("request body over %d bytes (%s)", h.w.MaxBody, oci.WAGIMaxBodyEnv), http.StatusRequestEntityTooLarge)
 		return
 	}
+	// The body is read while holding a slot (so bodies in memory are bounded by the concurrency),
+	// within the request timeout: a client trickling its body cannot hold a slot for longer.
+	rc := http.NewResponseController(rw)
+	_ = rc.SetReadDeadline(time.Now().Add(h.w.Timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, h.w.MaxBody))
 	if err != nil {
+		// The rest of the body is not read: the connection cannot serve another request.
+		rw.Header().Set("Connection", "close")
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			http.Error(rw, fmt.Sprintf("request body over %d bytes (%s)", h.w.MaxBody, oci.WAGIMaxBodyEnv), http.StatusRequestEntityTooLarge)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			http.Error(rw, fmt.Sprintf("request body not received within %v (%s)", h.w.Timeout, oci.WAGITimeoutEnv), http.StatusRequestTimeout)
 		}
-		return // the client went away: nobody to answer
+		return // otherwise the client went away: nobody to answer
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.w.Timeout)
 	defer cancel()

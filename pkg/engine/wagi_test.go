@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -227,6 +228,32 @@ func TestWAGIConcurrency(t *testing.T) {
 	}
 	if r := <-busy; r.code != 504 {
 		t.Errorf("GET /sleep?3000 with a 1s timeout: %d, want 504", r.code)
+	}
+}
+
+// A client that trickles its body is cut off at the timeout (408), and its slot serves others.
+func TestWAGISlowBody(t *testing.T) {
+	base, _, _ := wagiServer(t, oci.WAGI{Concurrency: 1, Timeout: time.Second, MaxBody: 1 << 10})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part")
+	began := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to the trickled request: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("trickled body: %d, want 408", resp.StatusCode)
+	}
+	if waited := time.Since(began); waited > 20*time.Second {
+		t.Errorf("the answer took %v", waited)
+	}
+	if r := do(t, "GET", base+"/hello", "", nil); r.code != 200 {
+		t.Errorf("GET /hello after the trickled request: %d %q", r.code, r.body)
 	}
 }
 
