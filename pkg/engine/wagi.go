@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -50,12 +49,11 @@ type wagiHandler struct {
 	w    *oci.WAGI
 	p    *Prepared
 	base wazero.ModuleConfig
-	// slots holds a token per running instance; its capacity is the concurrency bound.
+	// slots holds a token per running instance; its capacity is the concurrency bound. A token
+	// is taken before the body is read and given back only once the instance has ended (also
+	// after its request got a 504), so all tokens free means no instance runs.
 	slots  chan struct{}
 	stderr io.Writer
-	// running counts instances still running, including those whose request already got a 504
-	// (their instance is being stopped): Serve waits for them before returning.
-	running sync.WaitGroup
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -104,7 +102,7 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 	sctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	h.running.Wait()
+	h.drain(sctx)
 	p.Listeners = nil
 	return code
 }
@@ -182,9 +180,7 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		mc = mc.WithEnv(kv[0], kv[1])
 	}
 	done := make(chan error, 1)
-	h.running.Add(1)
 	go func() {
-		defer h.running.Done()
 		mod, err := h.p.Runtime.InstantiateModule(ctx, h.p.Compiled, mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
@@ -226,6 +222,17 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if err := writeCGIResponse(rw, out.Bytes()); err != nil {
 		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
 		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
+	}
+}
+
+// drain waits until no instance runs (every slot is free) or ctx ends, and keeps the slots.
+func (h *wagiHandler) drain(ctx context.Context) {
+	for range cap(h.slots) {
+		select {
+		case h.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
