@@ -91,11 +91,14 @@ func listEntries(dir string) map[string]cacheEntry {
 }
 
 // newEntries returns the entries of after that are not in before, or are another file (wazero
-// writes an entry to a temporary file and renames it, so a rewritten entry has a new inode).
+// writes an entry to a temporary file and renames it, so a rewritten entry has a new inode). The
+// modification time is not compared: other runners touch the entries they load (their last use),
+// which must not make this runner's load look like a compile. (An entry removed and written again
+// may get its old inode back: that happens only after a purge, which Prepare counts as a miss.)
 func newEntries(before, after map[string]cacheEntry) []string {
 	var out []string
 	for rel, e := range after {
-		if b, ok := before[rel]; !ok || b.ino != e.ino || !b.mtime.Equal(e.mtime) {
+		if b, ok := before[rel]; !ok || b.ino != e.ino {
 			out = append(out, rel)
 		}
 	}

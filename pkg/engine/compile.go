@@ -152,7 +152,9 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 	var fresh []string
 	if err == nil && usedCache {
 		fresh = newEntries(before, listEntries(cacheDir))
-		p.CacheHit = len(fresh) == 0 || (marked && len(markerFiles) > 0 && allIn(markerFiles, before) && noneIn(markerFiles, fresh))
+		// A purge of unusable entries (CacheProblem) means this runner compiled.
+		p.CacheHit = p.CacheProblem == "" &&
+			(len(fresh) == 0 || (marked && len(markerFiles) > 0 && allIn(markerFiles, before) && noneIn(markerFiles, fresh)))
 		switch {
 		case p.CacheHit:
 			touch(cacheDir, markerFiles)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -29,6 +31,42 @@ const FillArg = "fill-cache"
 
 // fillNice is the filler's nice value: the compile yields the CPU to containers.
 const fillNice = 10
+
+// fillSlots is how many fillers compile at once on the node: one per CPU. A burst of first runs
+// of distinct modules would otherwise start as many compiles (each 50-100 MB and all the CPU it
+// gets) in the shims' cgroup, where no container limit bounds them. The others wait for a slot,
+// at most fillSlotWait, and then compile anyway.
+var fillSlots = runtime.NumCPU()
+
+const fillSlotWait = 10 * time.Minute
+
+// fillSlot takes one of the node's fillSlots slots: an exclusive flock of locks/fill-N.lock in the
+// cache directory, released when the returned file is closed (or the filler exits). It polls
+// until deadline; nil means no slot was free by then (or the lock files cannot be opened).
+func fillSlot(cacheDir string, deadline time.Time) *os.File {
+	ld := filepath.Join(cacheDir, locksDir)
+	if err := os.MkdirAll(ld, 0o700); err != nil {
+		return nil
+	}
+	delay := 5 * time.Millisecond
+	for {
+		for i := range fillSlots {
+			f, err := os.OpenFile(filepath.Join(ld, fmt.Sprintf("fill-%d.lock", i)), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+			if err != nil {
+				return nil
+			}
+			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+				return f
+			}
+			f.Close()
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
 
 // FillResult is what a filler reports.
 type FillResult struct {
@@ -132,8 +170,11 @@ func fill() FillResult {
 	if err != nil {
 		return FillResult{Error: fmt.Sprintf("cache filler: read module %s: %v", cfg.Module.GuestPath, err)}
 	}
-	ctx := context.Background()
 	began := time.Now()
+	if slot := fillSlot(cfg.CacheDir, began.Add(fillSlotWait)); slot != nil {
+		defer slot.Close()
+	}
+	ctx := context.Background()
 	p, err := prepareCode(ctx, &cfg, code)
 	if err != nil {
 		return FillResult{Error: "cache filler: " + err.Error()}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
@@ -139,5 +140,40 @@ func TestFillConcurrent(t *testing.T) {
 	}
 	if compiled != 1 {
 		t.Errorf("%d of 3 concurrent fillers compiled, want 1: %+v", compiled, results)
+	}
+}
+
+// At most fillSlots fillers compile at once: the next one waits for a slot.
+func TestFillSlot(t *testing.T) {
+	defer func(n int) { fillSlots = n }(fillSlots)
+	fillSlots = 2
+	dir := t.TempDir()
+	deadline := time.Now().Add(time.Minute)
+	a, b := fillSlot(dir, deadline), fillSlot(dir, deadline)
+	if a == nil || b == nil {
+		t.Fatal("no slot free in an idle node")
+	}
+	defer b.Close()
+	if c := fillSlot(dir, time.Now().Add(100*time.Millisecond)); c != nil {
+		c.Close()
+		t.Fatal("a third filler got a slot while both were held")
+	}
+	got := make(chan *os.File)
+	go func() { got <- fillSlot(dir, deadline) }()
+	select {
+	case c := <-got:
+		c.Close()
+		t.Fatal("a waiting filler got a slot before one was released")
+	case <-time.After(200 * time.Millisecond):
+	}
+	a.Close()
+	select {
+	case c := <-got:
+		if c == nil {
+			t.Fatal("no slot after one was released")
+		}
+		c.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("a waiting filler did not get the released slot")
 	}
 }
