@@ -26,8 +26,10 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			// Runners are started from /proc/self/exe, the very binary this shim runs, even after
-			// an upgrade replaced the file: a shim and its runners are always one version.
+			// Runners are started from the runner binary beside the shim when it was built
+			// together with this shim, else from /proc/self/exe, the very binary this shim runs
+			// even after an upgrade replaced the file: a shim and its runners are always one
+			// build (runnerexe.go).
 			const self = "/proc/self/exe"
 			// containerd 1.6 sets no NAMESPACE in the shim's environment; pkg/shim puts the
 			// -namespace flag in the context.
@@ -39,7 +41,7 @@ func init() {
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
 			images := &imageModules{address: ic.Properties[plugins.PropertyGRPCAddress], namespace: ns, dir: engine.ModulesDir(cacheDir)}
-			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images}
+			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images, runnerBin: newRunnerBinary()}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},
 	})

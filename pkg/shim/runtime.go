@@ -53,6 +53,7 @@ type wasmRuntime struct {
 	namespace string
 	cacheDir  string
 	images    *imageModules // modules in image layers (image.go); nil: rootfs only
+	runnerBin *runnerBinary // the runner executable beside the shim (runnerexe.go); nil: self
 }
 
 type wasmInstance struct {
@@ -116,6 +117,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		return nil, err
 	}
 	var ec chan runc.Exit
+	exe := w.runnerBin.open(ctx)
 	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, engine.SpawnOptions{
 		Start: func(cmd *exec.Cmd) (err error) {
 			ec, err = reaper.Default.Start(cmd)
@@ -123,7 +125,11 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		},
 		Cloneflags: cloneflags(spec),
 		MaxProcs:   sandboxMaxProcs(cfg),
+		Exe:        exe,
 	})
+	if exe != nil {
+		exe.Close()
+	}
 	inst.stdio.runnerDone()
 	if err != nil {
 		close(inst.exited)
