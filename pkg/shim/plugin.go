@@ -1,6 +1,8 @@
 package shim
 
 import (
+	goruntime "runtime"
+
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
@@ -18,6 +20,10 @@ func init() {
 		ID:       "task",
 		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
 		InitFn: func(ic *plugin.InitContext) (any, error) {
+			// The server waits on containerd, FIFOs and runners; it runs no guest code. One P
+			// instead of the two containerd asks for (GOMAXPROCS=2 in the shim's environment)
+			// saves about 0.3 MB per shim (RATIONALE.md).
+			goruntime.GOMAXPROCS(1)
 			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 			if err != nil {
 				return nil, err

@@ -290,7 +290,7 @@ func deleteCgroup(cg cgroup) error {
 }
 
 // sandboxMaxProcs gives a pod sandbox's runner, which runs no guest, a single P (see
-// engine.SpawnOptions.MaxProcs); workloads keep the default.
+// engine.SpawnOptions.MaxProcs; workloads get Spawn's default, also 1, raised for cold compiles).
 func sandboxMaxProcs(cfg *engine.Config) int {
 	if cfg.Sandbox {
 		return 1
