@@ -14,6 +14,9 @@ import (
 func TestRunnerBinary(t *testing.T) {
 	requireSuite(t)
 	if suite.runnerBin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no %s beside %s (make build builds it)", runnerName, shimSrc)
+		}
 		t.Skipf("no %s beside %s (make build builds it): runners run from the shim binary", runnerName, shimSrc)
 	}
 	forEachDaemon(t, func(t *testing.T, d *daemon) {
