@@ -1,6 +1,10 @@
 # containerd-shim-wazero-v1 — see README.md for the two commands that matter: `make demo` and `make test`.
 GO       ?= go
 BIN      := bin/containerd-shim-wazero-v1
+# The runner binary: the shim runs it for each container when it was built together with the shim
+# (same build stamp, engine.BuildStamp; see RATIONALE.md), else the shim's own binary.
+RUNNER   := bin/containerd-shim-wazero-v1-runner
+LDFLAGS   = -s -w -X github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine.BuildStamp=$(shell scripts/buildstamp.sh $(GO))
 # TOOLS holds the containerd daemons, ctr and runc shims the tests and the demo run against
 # (built from the Go module proxy by scripts/install-deps.sh). Kept outside the checkout so it survives clean clones.
 TOOLS    ?= /var/tmp/wazero-shim-tools
@@ -11,7 +15,8 @@ export TOOLS
 all: build testdata
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/containerd-shim-wazero-v1
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/ ./cmd/containerd-shim-wazero-v1 ./cmd/containerd-shim-wazero-v1-runner
 
 testdata:
 	$(MAKE) -C testdata
@@ -40,6 +45,7 @@ bench: deps build testdata
 	scripts/bench.sh
 
 install: build
+	install -D -m 0755 $(RUNNER) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1-runner
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1
 
 clean:

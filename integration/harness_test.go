@@ -48,6 +48,7 @@ func testedVersions() []string {
 const (
 	runtimeType  = "io.containerd.wazero.v1"
 	shimName     = "containerd-shim-wazero-v1"
+	runnerName   = "containerd-shim-wazero-v1-runner" // engine.RunnerBinary, built beside the shim
 	sandboxImage = "registry.k8s.io/pause:3.10.2"
 
 	ctrTimeout   = 60 * time.Second  // default bound for one ctr invocation
@@ -133,6 +134,7 @@ type suiteState struct {
 	skipReason string // non-empty: preconditions not met
 	tmp        string // everything private lives below here
 	shimBin    string // copy of the shim; /proc/PID/exe of our shim processes points here
+	runnerBin  string // copy of the runner binary beside shimBin ("" when make build made none); runners run it
 	ns         string // containerd namespace (also the cgroup parent /<ns>/<id>)
 	daemons    map[string]*daemon
 }
@@ -216,6 +218,13 @@ func setupSuite() error {
 	suite.shimBin = filepath.Join(dir, shimName)
 	if err := copyFile(shimSrc, suite.shimBin, 0o755); err != nil {
 		return err
+	}
+	// The runner binary goes beside the shim, where the shim looks for it.
+	if src := filepath.Join(filepath.Dir(shimSrc), runnerName); isFile(src) {
+		suite.runnerBin = filepath.Join(dir, runnerName)
+		if err := copyFile(src, suite.runnerBin, 0o755); err != nil {
+			return err
+		}
 	}
 	for _, v := range versions {
 		suite.daemons[v] = &daemon{
@@ -801,8 +810,8 @@ func checkLeaks() []string {
 	return leaks
 }
 
-// shimPIDs lists live processes whose executable is the suite's copy of the shim (the shim and its
-// per-container runner children).
+// shimPIDs lists live processes whose executable is the suite's copy of the shim or of the runner
+// binary (the shims and their per-container runner children).
 func shimPIDs() []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -819,7 +828,7 @@ func shimPIDs() []int {
 			continue
 		}
 		exe = strings.TrimSuffix(exe, " (deleted)")
-		if exe != suite.shimBin {
+		if exe != suite.shimBin && (suite.runnerBin == "" || exe != suite.runnerBin) {
 			continue
 		}
 		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
@@ -1041,4 +1050,10 @@ func TestDaemonPATH(t *testing.T) {
 			t.Errorf("daemon PATH finds containerd-shim-runc-v2 in %q, want this version's %q\nPATH=%s", got, d.bin, path)
 		}
 	})
+}
+
+// isFile reports whether path is a regular file.
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -106,8 +106,12 @@ trap 'exit 130' INT TERM
 
 START=$(date +%s)
 mkdir -p "$TMP/shimbin" "$TMP/fifo" "$TMP/wazero-cache"
-# A private copy of the shim: its /proc/PID/exe tells our shims and runners apart from anyone else's.
+# A private copy of the shim: its /proc/PID/exe tells our shims apart from anyone else's (runners are
+# their descendants). The runner binary built with it goes beside it, where the shim looks for it.
 cp "$SHIM" "$TMP/shimbin/containerd-shim-wazero-v1"
+if [ -x bin/containerd-shim-wazero-v1-runner ]; then
+	cp bin/containerd-shim-wazero-v1-runner "$TMP/shimbin/containerd-shim-wazero-v1-runner"
+fi
 # The daemon's environment is the shim's: a bench-private compilation cache that B1c can empty.
 export CONTAINERD_SHIM_WAZERO_CACHE_DIR=$TMP/cache
 

@@ -1,15 +1,17 @@
 // Command wazero-shim-installer installs containerd-shim-wazero-v1 on a Kubernetes node: it copies
-// the shim binary into a directory on containerd's PATH and adds the runtime for a RuntimeClass
-// handler to containerd's config.toml. It is meant to run in a privileged node-installer pod with
+// the shim binary (and the runner binary built with it, when there is one) into a directory on
+// containerd's PATH and adds the runtime for a RuntimeClass handler to containerd's config.toml. It is meant to run in a privileged node-installer pod with
 // the host's / mounted at -host-root, and is idempotent: a second run changes nothing.
 //
 //	wazero-shim-installer [-host-root /host] [-config /etc/containerd/config.toml]
-//	    [-shim-src /opt/wazero/containerd-shim-wazero-v1] [-bin-dir /usr/local/bin]
+//	    [-shim-src /opt/wazero/containerd-shim-wazero-v1]
+//	    [-runner-src /opt/wazero/containerd-shim-wazero-v1-runner] [-bin-dir /usr/local/bin]
 //	    [-handler wazero] [-restart auto|none|systemctl] [-force] [-dry-run]
 //
 // config.toml is edited as text, never re-encoded: every comment and setting is kept byte for
 // byte, and a runtime section is appended only when none exists. On success it prints one line,
-// e.g. "binary: unchanged; config: added runtime wazero (version 3); restart: ...". Exit status:
+// e.g. "runner: unchanged; binary: unchanged; config: added runtime wazero (version 3); restart: ...".
+// Exit status:
 // 0 success, 1 error, 3 the runtime section exists with another runtime_type (nothing changed in
 // the config; -force corrects it).
 package main
@@ -29,6 +31,11 @@ import (
 // shimName is the binary containerd looks for on its PATH for runtime io.containerd.wazero.v1.
 const shimName = "containerd-shim-wazero-v1"
 
+// runnerName is the runner binary the shim looks for beside itself (engine.RunnerBinary). The
+// shim uses it only when it was built together with the shim, so installing it is optional and
+// the order of the two copies does not matter (the runner goes first).
+const runnerName = "containerd-shim-wazero-v1-runner"
+
 // backupSuffix names the copy of config.toml kept before the first change.
 const backupSuffix = ".bak-wazero"
 
@@ -36,11 +43,13 @@ type options struct {
 	hostRoot string // prefix of every host path
 	config   string // host path of containerd's config.toml
 	shimSrc  string // the shim binary to install (a path in the installer's own filesystem)
-	binDir   string // host directory to install it into
-	handler  string
-	restart  string // auto, none, systemctl
-	force    bool
-	dryRun   bool
+	// runnerSrc is the runner binary to install beside the shim; "" or a missing file: none.
+	runnerSrc string
+	binDir    string // host directory to install it into
+	handler   string
+	restart   string // auto, none, systemctl
+	force     bool
+	dryRun    bool
 
 	stdout, stderr io.Writer
 	// restartFn restarts containerd (-restart systemctl); tests replace it.
@@ -52,6 +61,7 @@ func main() {
 	flag.StringVar(&o.hostRoot, "host-root", "/", "where the host's / is mounted (e.g. /host in a node-installer pod)")
 	flag.StringVar(&o.config, "config", "/etc/containerd/config.toml", "containerd config file, as a host path")
 	flag.StringVar(&o.shimSrc, "shim-src", "/opt/wazero/"+shimName, "shim binary to install (in the installer's filesystem)")
+	flag.StringVar(&o.runnerSrc, "runner-src", "/opt/wazero/"+runnerName, "runner binary to install beside the shim, if it exists (in the installer's filesystem; \"\" for none)")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "host directory on containerd's PATH to install the shim into")
 	flag.StringVar(&o.handler, "handler", "wazero", "runtime name in config.toml, which is the RuntimeClass handler")
 	flag.StringVar(&o.restart, "restart", "auto", "after a config change: auto (print the restart command), none, or systemctl (run it through nsenter into PID 1)")
@@ -99,7 +109,16 @@ func run(o options) (string, error) {
 	}
 	host := func(p string) string { return filepath.Join(o.hostRoot, p) }
 
-	b, err := installBinary(o.shimSrc, host(o.binDir), filepath.Join(o.binDir, shimName), o.dryRun)
+	if o.runnerSrc != "" {
+		if _, err := os.Stat(o.runnerSrc); err == nil {
+			r, err := installBinary(o.runnerSrc, host(o.binDir), runnerName, filepath.Join(o.binDir, runnerName), o.dryRun)
+			if err != nil {
+				return summary(), err
+			}
+			parts = append(parts, "runner: "+r)
+		}
+	}
+	b, err := installBinary(o.shimSrc, host(o.binDir), shimName, filepath.Join(o.binDir, shimName), o.dryRun)
 	if err != nil {
 		return summary(), err
 	}
@@ -129,17 +148,17 @@ func run(o options) (string, error) {
 	return summary(), nil
 }
 
-// installBinary copies src to dir/shimName unless it already has the same content. shown is the
+// installBinary copies src to dir/name unless it already has the same content. shown is the
 // destination as a host path, for messages.
-func installBinary(src, dir, shown string, dryRun bool) (string, error) {
+func installBinary(src, dir, name, shown string, dryRun bool) (string, error) {
 	want, err := os.ReadFile(src)
 	if err != nil {
-		return "", fmt.Errorf("reading the shim binary: %w", err)
+		return "", fmt.Errorf("reading the binary to install: %w", err)
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("-bin-dir: %s is not a directory on the host (it must exist and be on containerd's PATH)", dir)
 	}
-	dst := filepath.Join(dir, shimName)
+	dst := filepath.Join(dir, name)
 	have, err := os.ReadFile(dst)
 	switch {
 	case err == nil && bytes.Equal(have, want):
@@ -155,7 +174,7 @@ func installBinary(src, dir, shown string, dryRun bool) (string, error) {
 		}
 		return "unchanged (mode set to 0755)", nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("reading the installed shim: %w", err)
+		return "", fmt.Errorf("reading the installed %s: %w", name, err)
 	}
 	verb := "installed"
 	if err == nil {

@@ -261,3 +261,34 @@ func TestRunErrors(t *testing.T) {
 		t.Errorf("symlinked config: %v", err)
 	}
 }
+
+func TestRunInstallsRunnerBeforeShim(t *testing.T) {
+	restarts := 0
+	o, _ := node(t, nil, &restarts)
+	o.runnerSrc = filepath.Join(t.TempDir(), runnerName)
+	if err := os.WriteFile(o.runnerSrc, []byte("\x7fELF runner v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sum, "runner: installed /usr/local/bin/containerd-shim-wazero-v1-runner; binary: installed /usr/local/bin/containerd-shim-wazero-v1; config: ") {
+		t.Errorf("summary = %s", sum)
+	}
+	got, err := os.ReadFile(filepath.Join(o.hostRoot, "usr/local/bin", runnerName))
+	if err != nil || string(got) != "\x7fELF runner v1" {
+		t.Errorf("installed runner = %q, %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(o.hostRoot, "usr/local/bin", runnerName)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("installed runner: %v %v", fi, err)
+	}
+	if sum, err = run(o); err != nil || !strings.HasPrefix(sum, "runner: unchanged; binary: unchanged; config: unchanged") {
+		t.Errorf("second run: %s, %v", sum, err)
+	}
+	// An image without a runner binary installs the shim alone.
+	o.runnerSrc = filepath.Join(t.TempDir(), "missing")
+	if sum, err = run(o); err != nil || !strings.HasPrefix(sum, "binary: unchanged; config: unchanged") {
+		t.Errorf("without a runner: %s, %v", sum, err)
+	}
+}

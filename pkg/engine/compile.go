@@ -144,7 +144,13 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 			p.Interpreted = true
 		}
 	} else {
+		restoreProcs := func() {}
+		if !marked {
+			// Most likely a cold compile (or no cache): on every CPU the container may use.
+			restoreProcs = compileProcs()
+		}
 		p, usedCache, err = compileCached(ctx, cfg, code, cacheDir)
+		restoreProcs()
 	}
 	if err != nil {
 		sw.close()
@@ -298,14 +304,24 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string, int
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
 	}
-	// A cold compile uses every CPU the container may use: Go sets GOMAXPROCS from the cgroup's
-	// CPU quota (Go 1.25+), and wazero compiles functions on that many workers.
+	// wazero compiles functions on GOMAXPROCS workers: every CPU the container may use for a cold
+	// compile (compileProcs).
 	compiled, err := r.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0)), code)
 	if err != nil {
 		r.Close(ctx)
 		return nil, err
 	}
 	return &Prepared{Runtime: r, Compiled: compiled, sockWait: sw}, nil
+}
+
+// compileProcs sets GOMAXPROCS to the Go runtime's default, which is the container's CPU quota
+// (Go 1.25+), and returns what sets it back. Runners run with GOMAXPROCS=1 (Spawn): the guest is
+// one goroutine, and every P costs memory for the runner's life; a cold compile is the one thing
+// that uses more.
+func compileProcs() (restore func()) {
+	prev := runtime.GOMAXPROCS(0)
+	runtime.SetDefaultGOMAXPROCS()
+	return func() { runtime.GOMAXPROCS(prev) }
 }
 
 // purgeEntries removes the compiled modules stored under dir and the markers that name them,

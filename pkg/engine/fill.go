@@ -108,10 +108,9 @@ func FillCache(self string, cfg *Config, module *os.File, start func(*exec.Cmd) 
 	cmd.Stdin = bytes.NewReader(append(data, '\n'))
 	cmd.Stdout = outW
 	cmd.ExtraFiles = []*os.File{module} // fd 3
+	// No GOMAXPROCS (containerd sets 2 for shims): the compile uses every CPU (wazero's
+	// compilation workers), at nice 10, one filler per CPU on the node (fillSlot).
 	cmd.Env = []string{}
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
-	}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if start == nil {

@@ -88,6 +88,7 @@ func RunnerMain() int {
 		return ExitRunnerError
 	}
 	st.Close()
+	releaseGarbage() // while the shim passes the start byte on (memory.go)
 	// Block until the shim says start; EOF means the container was deleted before it started.
 	if _, err := in.ReadByte(); err != nil {
 		return ExitRunnerError

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,5 +287,51 @@ func TestSpawnNilStdioIsDevNull(t *testing.T) {
 		if err != nil || target != "/dev/null" {
 			t.Errorf("runner fd %d is %q (%v), want /dev/null", fd, target, err)
 		}
+	}
+}
+
+// A runner's environment is GOMAXPROCS alone: 1 unless SpawnOptions.MaxProcs says otherwise,
+// whatever the shim's own (containerd gives shims GOMAXPROCS=2).
+func TestSpawnGOMAXPROCS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Spawn needs root (CLONE_NEWNS)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	for _, c := range []struct {
+		procs int
+		want  string
+	}{{0, "GOMAXPROCS=1\x00"}, {3, "GOMAXPROCS=3\x00"}} {
+		r, err := Spawn(self, t.Name(), Stdio{}, SpawnOptions{MaxProcs: c.procs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Ready: it has executed (environ is the new program's).
+		if _, err := r.Configure(testConfig(t, "testprog.wasm", "hello")); err != nil {
+			t.Fatal(err)
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(r.Pid()), "environ"))
+		r.Close()
+		r.Cmd.Process.Kill()
+		r.Cmd.Wait()
+		if err != nil || string(env) != c.want {
+			t.Errorf("MaxProcs %d: runner environment %q (%v), want %q", c.procs, env, err, c.want)
+		}
+	}
+}
+
+func TestCompileProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(1)
+	restore := compileProcs()
+	if n := runtime.GOMAXPROCS(0); n < 1 || n > runtime.NumCPU() {
+		t.Errorf("GOMAXPROCS for a compile = %d, want the default (at most %d CPUs)", n, runtime.NumCPU())
+	}
+	restore()
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS after the compile = %d, want 1 again", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -61,6 +62,9 @@ type wagiHandler struct {
 // the request timeout) and returns 0. It returns ExitRunnerError if a listener fails. stderr is
 // the container's: the guests' stderr and the runner's own messages go there.
 func ServeWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer) int {
+	// Runners start with one P (Spawn): instances of this mode run at once, on every CPU the
+	// container may use (Go's default: the cgroup's CPU quota).
+	runtime.SetDefaultGOMAXPROCS()
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(stop)

@@ -53,6 +53,7 @@ type wasmRuntime struct {
 	namespace string
 	cacheDir  string
 	images    *imageModules // modules in image layers (image.go); nil: rootfs only
+	runnerBin *runnerBinary // the runner executable beside the shim (runnerexe.go); nil: self
 }
 
 type wasmInstance struct {
@@ -119,6 +120,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		return nil, err
 	}
 	var ec chan runc.Exit
+	exe := w.runnerBin.open(ctx)
 	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, engine.SpawnOptions{
 		Start: func(cmd *exec.Cmd) (err error) {
 			ec, err = reaper.Default.Start(cmd)
@@ -126,7 +128,11 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		},
 		Cloneflags: cloneflags(spec),
 		MaxProcs:   sandboxMaxProcs(cfg),
+		Exe:        exe,
 	})
+	if exe != nil {
+		exe.Close()
+	}
 	inst.stdio.runnerDone()
 	if err != nil {
 		close(inst.exited)
@@ -291,7 +297,7 @@ func deleteCgroup(cg cgroup) error {
 }
 
 // sandboxMaxProcs gives a pod sandbox's runner, which runs no guest, a single P (see
-// engine.SpawnOptions.MaxProcs); workloads keep the default.
+// engine.SpawnOptions.MaxProcs; workloads get Spawn's default, also 1, raised for cold compiles).
 func sandboxMaxProcs(cfg *engine.Config) int {
 	if cfg.Sandbox {
 		return 1
