@@ -299,9 +299,11 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // waitFillers waits until no background compile (the shim binary's fill-cache processes, started
 // for interpreted first runs, see docs/coldstart.md) runs, so that the next round neither shares the
-// CPU with one nor loses its cache entry to emptyCache. It returns how long it waited.
+// CPU with one nor loses its cache entry to emptyCache. It returns how long it waited, 0 when no
+// filler ran.
 func waitFillers() time.Duration {
 	began := time.Now()
+	seen := false
 	for time.Since(began) < 5*time.Minute {
 		busy := false
 		ents, _ := os.ReadDir("/proc")
@@ -316,7 +318,11 @@ func waitFillers() time.Duration {
 		if !busy {
 			break
 		}
+		seen = true
 		time.Sleep(20 * time.Millisecond)
+	}
+	if !seen {
+		return 0
 	}
 	return time.Since(began)
 }
