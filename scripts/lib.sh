@@ -216,16 +216,27 @@ wz_stop_containerd() {
 # wz_kill_shims E: SIGKILL leftover shim processes of the daemon under E (and their children, which
 # inherit the shim's environment): matched by the daemon's socket in their command line or environment.
 wz_kill_shims() {
-	local E=$1 p n=0
+	local E=$1 p n=0 shims=" " ppid
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
 		[ "$p" = $$ ] && continue
 		if { tr '\0' '\n' <"/proc/$p/cmdline"; } 2>/dev/null | grep -qxF -- "$E/containerd.sock" ||
 			{ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qE -- "^(GRPC|TTRPC)_ADDRESS=$E/containerd\.sock"; then
-			kill -KILL "$p" 2>/dev/null && n=$((n + 1))
+			shims="$shims$p "
 		fi
 	done
-	[ "$n" -eq 0 ] || { wz_log "killed $n leftover shim process(es) of $E"; sleep 0.2; }
+	# A shim's runners (and background compiles) have an environment of their own and outlive a
+	# killed shim (they are reparented): kill the children of those shims first.
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		# The parent pid follows the command name, which may hold spaces: read after the last ')'.
+		ppid=$(sed -E 's/^.*\) [A-Za-z] ([0-9]+) .*$/\1/' "/proc/$p/stat" 2>/dev/null) || continue
+		case "$shims" in *" $ppid "*) kill -KILL "$p" 2>/dev/null && n=$((n + 1)) ;; esac
+	done
+	for p in $shims; do
+		kill -KILL "$p" 2>/dev/null && n=$((n + 1))
+	done
+	[ "$n" -eq 0 ] || { wz_log "killed $n leftover shim process(es) of $E and their runners"; sleep 0.2; }
 }
 
 # wz_unmount_under DIR: unmount every mount at or below DIR, deepest first.
