@@ -84,7 +84,6 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          nil,
 	}
 	errs := make(chan error, len(p.Listeners))
 	for _, l := range p.Listeners {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/containerd/log"
 
@@ -24,6 +25,24 @@ import (
 type runnerBinary struct {
 	path   string // "" when the shim's executable is unknown
 	warned atomic.Bool
+	// verified is the identity of the file last found built with the shim: a file still the same
+	// (device, inode, size, times) is not searched for the stamp again at the next Create.
+	verified atomic.Pointer[fileID]
+}
+
+// fileID identifies a file's content: a file replaced on disk (an upgrade renames a new one into
+// place) has another inode, and one rewritten in place other times.
+type fileID struct {
+	dev, ino, size   uint64
+	mtimeNs, ctimeNs int64
+}
+
+func idOf(f *os.File) (fileID, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), mtimeNs: st.Mtim.Nano(), ctimeNs: st.Ctim.Nano()}, true
 }
 
 // newRunnerBinary looks for the runner beside the executable of this process.
@@ -36,18 +55,31 @@ func newRunnerBinary() *runnerBinary {
 }
 
 // open returns the runner executable for one Spawn (the caller closes it), or nil to run the
-// shim's own binary. It checks the file each time: after an upgrade replaced it, a shim that is
-// still running from the old binary no longer matches it and falls back to its own.
+// shim's own binary. It checks the file each time it changed: after an upgrade replaced it, a
+// shim that is still running from the old binary no longer matches it and falls back to its own.
+// The same file as last time (fileID) is not searched again.
 func (b *runnerBinary) open(ctx context.Context) *os.File {
 	if b == nil || b.path == "" {
 		return nil
 	}
+	if f, err := os.Open(b.path); err == nil {
+		if id, ok := idOf(f); ok {
+			if v := b.verified.Load(); v != nil && *v == id {
+				return f
+			}
+		}
+		f.Close()
+	}
 	f, err := openRunnerBinary(b.path)
 	if err != nil {
+		b.verified.Store(nil)
 		if !errors.Is(err, fs.ErrNotExist) && b.warned.CompareAndSwap(false, true) {
 			log.G(ctx).WithError(err).Warn("runners run from the shim's own binary")
 		}
 		return nil
+	}
+	if id, ok := idOf(f); ok {
+		b.verified.Store(&id)
 	}
 	return f
 }

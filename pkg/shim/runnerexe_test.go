@@ -107,6 +107,43 @@ func TestOpenRunnerBinary(t *testing.T) {
 	}
 }
 
+// A runner file found good is not searched again while it stays the same file; a replaced one is.
+func TestRunnerBinaryVerifiedOnce(t *testing.T) {
+	const stamp = "test-stamp-9a41c07e35b2"
+	bin := buildStamped(t, stamp)
+	defer func(s string) { engine.BuildStamp = s }(engine.BuildStamp)
+	engine.BuildStamp = stamp
+	ctx := context.Background()
+	b := &runnerBinary{path: bin}
+	f := b.open(ctx)
+	if f == nil {
+		t.Fatal("the stamped runner was not used")
+	}
+	f.Close()
+	// A shim's stamp never changes; here it does, to show the file is not searched again.
+	engine.BuildStamp = "test-stamp-1f6b3d80c4e9"
+	if f := b.open(ctx); f == nil {
+		t.Error("the unchanged runner file was checked again")
+	} else {
+		f.Close()
+	}
+	// Replaced (a new file renamed into place, as an upgrade does): checked, and refused.
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin+".new", data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	if f := b.open(ctx); f != nil {
+		f.Close()
+		t.Error("a replaced runner file was used without a check")
+	}
+}
+
 func TestStreamContains(t *testing.T) {
 	want := []byte("stamp-0123456789")
 	for _, c := range []struct {
