@@ -69,6 +69,26 @@ type Options struct {
 	Layout string
 	// LayerMediaType is the module layer's media type in LayoutWasmLayers (default MediaTypeWasm).
 	LayerMediaType string
+	// CharDevices are character device nodes to place in the rootfs layer (mode 0666, root-owned),
+	// for tests of what a guest may open: a runtime must refuse those its device rules deny.
+	CharDevices []CharDevice
+}
+
+// CharDevice is a character device node in the image layer.
+type CharDevice struct {
+	Dest         string // absolute path inside the image
+	Major, Minor int64
+}
+
+// ParseCharDevice parses a /DEST=MAJOR:MINOR command-line argument.
+func ParseCharDevice(arg string) (CharDevice, error) {
+	dest, nums, ok := strings.Cut(arg, "=")
+	var d CharDevice
+	if _, err := fmt.Sscanf(nums, "%d:%d", &d.Major, &d.Minor); !ok || err != nil || !strings.HasPrefix(dest, "/") {
+		return d, fmt.Errorf("char device %q: want /DEST=MAJOR:MINOR", arg)
+	}
+	d.Dest = dest
+	return d, nil
 }
 
 // ParseFile parses a FILE[=/DEST] command-line argument.
@@ -216,7 +236,7 @@ func Build(w io.Writer, opts Options) error {
 	configType := MediaTypeConfig
 	switch opts.Layout {
 	case "", LayoutRootfs:
-		layerTar, err := layerTar(files)
+		layerTar, err := layerTar(files, opts.CharDevices)
 		if err != nil {
 			return err
 		}
@@ -313,12 +333,20 @@ func Build(w io.Writer, opts Options) error {
 
 // layerTar builds the uncompressed layer: sorted entries, parent dirs
 // included, files mode 0755, root-owned, mtime 0.
-func layerTar(files map[string][]byte) ([]byte, error) {
+func layerTar(files map[string][]byte, devices []CharDevice) ([]byte, error) {
 	isDir := map[string]bool{}
+	devs := map[string]CharDevice{}
 	for dest := range files {
 		isDir[dest] = false
 	}
-	for dest := range files {
+	for _, d := range devices {
+		dest := strings.TrimPrefix(path.Clean(d.Dest), "/")
+		if _, dup := isDir[dest]; dup {
+			return nil, fmt.Errorf("destination /%s is given twice", dest)
+		}
+		isDir[dest], devs[dest] = false, d
+	}
+	for dest := range isDir {
 		for d := path.Dir(dest); d != "."; d = path.Dir(d) {
 			if dir, ok := isDir[d]; ok && !dir {
 				return nil, fmt.Errorf("destination /%s is both a file and a directory", d)
@@ -335,7 +363,9 @@ func layerTar(files map[string][]byte) ([]byte, error) {
 	tw := tar.NewWriter(&buf)
 	for _, n := range names {
 		var err error
-		if isDir[n] {
+		if d, ok := devs[n]; ok {
+			err = tw.WriteHeader(&tar.Header{Name: n, Mode: 0o666, ModTime: epoch, Typeflag: tar.TypeChar, Devmajor: d.Major, Devminor: d.Minor, Format: tar.FormatPAX})
+		} else if isDir[n] {
 			err = writeEntry(tw, n+"/", nil, 0o755)
 		} else {
 			err = writeEntry(tw, n, files[n], 0o755)

@@ -331,3 +331,41 @@ func TestBuildWasmLayouts(t *testing.T) {
 		})
 	}
 }
+
+func TestLayerTarCharDevices(t *testing.T) {
+	d, err := ParseCharDevice("/dev/kmsg=1:11")
+	if err != nil || d != (CharDevice{Dest: "/dev/kmsg", Major: 1, Minor: 11}) {
+		t.Fatalf("ParseCharDevice = %+v, %v", d, err)
+	}
+	for _, bad := range []string{"kmsg=1:11", "/kmsg", "/kmsg=1"} {
+		if _, err := ParseCharDevice(bad); err == nil {
+			t.Errorf("ParseCharDevice(%q): no error", bad)
+		}
+	}
+	data, err := layerTar(map[string][]byte{"app.wasm": []byte("\x00asm")}, []CharDevice{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	found := map[string]*tar.Header{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		found[hdr.Name] = hdr
+	}
+	h := found["dev/kmsg"]
+	if h == nil || h.Typeflag != tar.TypeChar || h.Devmajor != 1 || h.Devminor != 11 || h.Mode != 0o666 {
+		t.Errorf("dev/kmsg entry = %+v", h)
+	}
+	if found["dev/"] == nil || found["app.wasm"] == nil {
+		t.Errorf("entries %v: want dev/ and app.wasm too", found)
+	}
+	if _, err := layerTar(map[string][]byte{"dev/kmsg": nil}, []CharDevice{d}); err == nil {
+		t.Error("a device and a file at one path: no error")
+	}
+}

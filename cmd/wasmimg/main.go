@@ -23,12 +23,13 @@ func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	var opts Options
-	var cmd, env multi
+	var cmd, env, chardevs multi
 	out := flag.String("o", "", "output tarball path (required)")
 	flag.StringVar(&opts.Name, "name", "", "image reference (required)")
 	entrypoint := flag.String("entrypoint", "", "entrypoint (default: first file's destination)")
 	flag.Var(&cmd, "cmd", "Cmd argument (repeatable)")
 	flag.Var(&env, "env", "KEY=VALUE environment entry (repeatable)")
+	flag.Var(&chardevs, "chardev", "/DEST=MAJOR:MINOR character device node in the rootfs layer (repeatable; for tests)")
 	flag.StringVar(&opts.Arch, "arch", "wasm", "image architecture")
 	flag.StringVar(&opts.OS, "os", "wasip1", "image OS")
 	flag.StringVar(&opts.Layout, "layout", LayoutRootfs, "image layout: rootfs (files in a tar layer), wasm-layers (module as an application/wasm layer) or artifact (CNCF Wasm OCI artifact); the last two take one file")
@@ -46,6 +47,14 @@ func main() {
 		opts.Entrypoint = []string{*entrypoint}
 	}
 	opts.Cmd, opts.Env = cmd, env
+	for _, a := range chardevs {
+		d, err := ParseCharDevice(a)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wasmimg:", err)
+			os.Exit(2)
+		}
+		opts.CharDevices = append(opts.CharDevices, d)
+	}
 	for _, a := range flag.Args() {
 		opts.Files = append(opts.Files, ParseFile(a))
 	}
