@@ -3,6 +3,7 @@ package shim
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,11 +72,26 @@ func (h cgroupHost) create(path string, res *specs.LinuxResources) (cgroup, erro
 		res = &specs.LinuxResources{}
 	}
 	if h.unified {
+		// The device rules become an eBPF program attached to the new directory (devices.go):
+		// built before the directory is made, so a bad rule leaves nothing behind, and attached
+		// before any process joins. ToResources (v3.1.3) does not copy them; Devices is cleared
+		// anyway so that the library never attaches a second program, nor skips a failure as its
+		// own setDevices does when every rule is a deny.
+		filter, err := newDeviceFilter(res.Devices)
+		if err != nil {
+			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		}
 		r := *res
-		r.Devices = nil // device rules need eBPF on v2, and a wasm guest opens no devices
+		r.Devices = nil
 		m, err := cgroup2.NewManager(h.mountpoint, path, cgroup2.ToResources(&r))
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		}
+		if filter != nil {
+			if err := attachDeviceFilter(filepath.Join(h.mountpoint, path), filter); err != nil {
+				_ = m.Delete() // empty: no process has joined
+				return nil, deviceFilterError(path, len(res.Devices), err)
+			}
 		}
 		return v2cgroup{m}, nil
 	}

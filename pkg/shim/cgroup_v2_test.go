@@ -1,10 +1,13 @@
 package shim
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,7 +42,30 @@ func fakeCgroup2(t *testing.T) (cgroupHost, string) {
 			writeFile(t, filepath.Join(root, dir, name), content)
 		}
 	}
+	stubDeviceFilter(t, nil)
 	return cgroupHost{unified: true, mountpoint: root}, root
+}
+
+// fakeAttached lists the device filters "attached" since stubDeviceFilter: a plain directory takes
+// no BPF program (TestDeviceFilterReal attaches for real).
+var fakeAttached []struct {
+	dir    string
+	filter *deviceFilter
+}
+
+// stubDeviceFilter replaces the attach step, for the test, by one that records it and returns err.
+func stubDeviceFilter(t *testing.T, err error) {
+	t.Helper()
+	saved := attachDeviceFilter
+	fakeAttached = nil
+	attachDeviceFilter = func(dir string, f *deviceFilter) error {
+		fakeAttached = append(fakeAttached, struct {
+			dir    string
+			filter *deviceFilter
+		}{dir, f})
+		return err
+	}
+	t.Cleanup(func() { attachDeviceFilter = saved; fakeAttached = nil })
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -112,30 +138,95 @@ func TestCgroupV2CreateAppliesResources(t *testing.T) {
 	}
 }
 
-// The spec's device rules are dropped on v2: applying them needs an eBPF program attached to the
-// cgroup directory, which would fail here (and is pointless for a wasm guest).
-func TestCgroupV2DropsDeviceRules(t *testing.T) {
+// The spec's device rules reach the device-filter step on v2, built into the program for the new
+// group's directory, before any process can join.
+func TestCgroupV2AttachesDeviceFilter(t *testing.T) {
 	h, root := fakeCgroup2(t)
-	res := &specs.LinuxResources{Devices: testResources().Devices}
-	if _, err := h.create("/k8s.io/devs", res); err != nil {
-		t.Fatalf("create with device rules: %v", err)
+	res := testResources()
+	cg, err := h.create("/k8s.io/abc", res)
+	if err != nil {
+		t.Fatalf("create: %v", err)
 	}
-	if len(res.Devices) != 2 {
-		t.Errorf("the caller's spec was modified: %d device rules left", len(res.Devices))
+	if len(fakeAttached) != 1 {
+		t.Fatalf("%d device filters attached, want 1", len(fakeAttached))
 	}
-	// Control: given the rules, the library tries eBPF, which fails on a plain directory; so the
-	// success above means no rule reached it. (cgroup2.ToResources v3.1.3 does not copy Devices
-	// either, so the shim's own r.Devices = nil is a second guard.)
-	// (The CRI's deny-all rule has no type, which cgroup2 refuses before eBPF: "invalid DeviceType";
-	// with type "a" the rules reach eBPF.)
-	typed := []specs.LinuxDeviceCgroup{{Allow: false, Type: "a", Major: ptr[int64](-1), Minor: ptr[int64](-1), Access: "rwm"}, res.Devices[1]}
-	if _, err := cgroup2.NewManager(root, "/k8s.io/devs2", &cgroup2.Resources{Devices: typed}); err == nil {
-		t.Log("cgroup2.NewManager accepted device rules on a plain directory; the control proves nothing here")
-	} else {
-		t.Logf("control: cgroup2.NewManager with device rules: %v", err)
+	got := fakeAttached[0]
+	if want := filepath.Join(root, "k8s.io", "abc"); got.dir != want {
+		t.Errorf("filter attached to %s, want %s", got.dir, want)
 	}
-	if got := cgroup2.ToResources(res).Devices; len(got) != 0 {
-		t.Logf("cgroup2.ToResources now copies %d device rules; the shim's r.Devices = nil drops them", len(got))
+	if s := describeRules(got.filter.rules); s != "deny a *:* rwm; allow c 1:3 rwm" {
+		t.Errorf("rules %s", s)
+	}
+	for _, c := range []struct {
+		dev    string
+		access string
+		want   bool
+	}{
+		{"c 1:3", "rw", true}, {"c 1:3", "m", true}, {"c 1:11", "r", false}, {"c 1:11", "m", false}, {"b 1:3", "r", false},
+	} {
+		if ok := runDeviceFilter(t, got.filter, c.dev, c.access); ok != c.want {
+			t.Errorf("%s %s: allowed %v, want %v", c.dev, c.access, ok, c.want)
+		}
+	}
+	if len(res.Devices) != 2 || res.Devices[0].Type != "" || res.Devices[0].Major != nil {
+		t.Errorf("the caller's spec was modified: %+v", res.Devices)
+	}
+	if err := cg.AddProc(uint64(os.Getpid())); err != nil {
+		t.Fatal(err)
+	}
+	if len(fakeAttached) != 1 {
+		t.Errorf("AddProc attached again")
+	}
+}
+
+func TestCgroupV2NoDeviceRulesNoFilter(t *testing.T) {
+	h, _ := fakeCgroup2(t)
+	res := testResources()
+	res.Devices = nil
+	if _, err := h.create("/k8s.io/abc", res); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.create("/k8s.io/def", &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fakeAttached) != 0 {
+		t.Errorf("%d device filters attached for a spec without device rules", len(fakeAttached))
+	}
+}
+
+// If the kernel refuses the program, Create fails, says what to do, and leaves no directory.
+func TestCgroupV2DeviceFilterRefused(t *testing.T) {
+	h, root := fakeCgroup2(t)
+	stubDeviceFilter(t, fmt.Errorf("BPF_PROG_ATTACH: %w", syscall.EPERM))
+	_, err := h.create("/k8s.io/abc", &specs.LinuxResources{Devices: testResources().Devices})
+	if err == nil {
+		t.Fatal("create succeeded without its device filter")
+	}
+	for _, want := range []string{"/k8s.io/abc", "linux.resources.devices", "eBPF", "CAP_SYS_ADMIN", "not started"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if !errors.Is(err, syscall.EPERM) {
+		t.Errorf("error %v does not wrap EPERM", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "k8s.io", "abc")); !os.IsNotExist(err) {
+		t.Errorf("the cgroup directory was left behind (%v)", err)
+	}
+}
+
+// A rule the conversion refuses fails Create before the directory is made.
+func TestCgroupV2BadDeviceRule(t *testing.T) {
+	h, root := fakeCgroup2(t)
+	_, err := h.create("/k8s.io/abc", &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "p", Access: "rwm"}}})
+	if err == nil || !strings.Contains(err.Error(), "/k8s.io/abc") || !strings.Contains(err.Error(), `type "p"`) {
+		t.Errorf("create: %v, want an error naming the cgroup and the type", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "k8s.io", "abc")); !os.IsNotExist(err) {
+		t.Errorf("the cgroup directory was made (%v)", err)
+	}
+	if len(fakeAttached) != 0 {
+		t.Error("a filter was attached")
 	}
 }
 
