@@ -1,0 +1,5 @@
+package seccomp
+
+import "runtime"
+
+func currentArch() string { return runtime.GOARCH }
