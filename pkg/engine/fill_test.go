@@ -3,11 +3,17 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
@@ -24,7 +30,7 @@ func runFiller(t *testing.T, cfg *Config) FillResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	filler, err := FillCache(self, cfg, f, nil)
+	filler, err := FillCache(self, cfg, f, FillOptions{})
 	f.Close()
 	if err != nil {
 		t.Fatalf("FillCache: %v", err)
@@ -175,5 +181,220 @@ func TestFillSlot(t *testing.T) {
 		c.Close()
 	case <-time.After(30 * time.Second):
 		t.Fatal("a waiting filler did not get the released slot")
+	}
+}
+
+// orderReader records when the module is read.
+type orderReader struct {
+	r      io.Reader
+	events *[]string
+}
+
+func (o orderReader) Read(p []byte) (int, error) {
+	*o.events = append(*o.events, "read")
+	return o.r.Read(p)
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// The filler takes its slot before it reads the module, and holds it until the compile is done.
+func TestFillSlotBeforeRead(t *testing.T) {
+	cfg := testConfig(t, "hello.wasm")
+	cfg.CacheDir = t.TempDir()
+	code, err := os.ReadFile(cfg.Module.HostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	req := &fillRequest{Config: *cfg, Limits: FillLimits{MaxModuleBytes: 64 << 20}}
+	res := fill(context.Background(), req, orderReader{bytes.NewReader(code), &events}, int64(len(code)), func() io.Closer {
+		events = append(events, "slot")
+		return closerFunc(func() error { events = append(events, "release"); return nil })
+	})
+	if res.Error != "" || res.CacheHit {
+		t.Fatalf("fill: %+v, want a compile", res)
+	}
+	if len(events) < 3 || events[0] != "slot" || events[1] != "read" || events[len(events)-1] != "release" {
+		t.Errorf("events %v, want the slot, then the reads, then the release", events)
+	}
+	if n := countEntries(cfg.CacheDir); n == 0 {
+		t.Error("no cache entry")
+	}
+}
+
+// A module over the cap is not compiled: refused by its size before a slot is taken, or, when
+// its size is not known (a pipe) or lied, once more than the cap has been read.
+func TestFillTooBig(t *testing.T) {
+	cfg := testConfig(t, "hello.wasm")
+	cfg.CacheDir = t.TempDir()
+	code, err := os.ReadFile(cfg.Module.HostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	max := int64(len(code)) - 1
+	req := &fillRequest{Config: *cfg, Limits: FillLimits{MaxModuleBytes: max}}
+	for _, size := range []int64{int64(len(code)), -1, 100} {
+		var events []string
+		res := fill(context.Background(), req, orderReader{bytes.NewReader(code), &events}, size, func() io.Closer {
+			events = append(events, "slot")
+			return nil
+		})
+		if !res.TooBig || !strings.Contains(res.Error, FillMaxModuleBytesEnv) {
+			t.Errorf("size %d: %+v, want TooBig naming %s", size, res, FillMaxModuleBytesEnv)
+		}
+		if size > max && len(events) != 0 {
+			t.Errorf("size %d: %v, want neither a slot nor a read", size, events)
+		}
+	}
+	if n := countEntries(cfg.CacheDir); n != 0 {
+		t.Errorf("%d cache entries for a module over the cap", n)
+	}
+
+	// FillCache starts no filler for a module file over the cap.
+	f, err := os.Open(cfg.Module.HostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := FillCache("/nonexistent", cfg, f, FillOptions{Limits: FillLimits{MaxModuleBytes: max}}); !errors.Is(err, ErrFillTooBig) {
+		t.Errorf("FillCache: %v, want ErrFillTooBig", err)
+	}
+}
+
+// pending is how many bytes wait in the pipe of r.
+func pending(t *testing.T, r *os.File) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// holdSlots takes every fill slot of cacheDir until the returned release.
+func holdSlots(t *testing.T, cacheDir string) (release func()) {
+	t.Helper()
+	var held []*os.File
+	for range fillSlots {
+		s := fillSlot(cacheDir, time.Now())
+		if s == nil {
+			t.Fatal("no free fill slot")
+		}
+		held = append(held, s)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, s := range held {
+				s.Close()
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// The filler process, its module a pipe whose unread bytes the test sees: it reads nothing before
+// its go byte (Started returned), sets oom_score_adj 1000 first, and reads nothing while it waits
+// for a slot; once it has one it reads the module and compiles it.
+func TestFillerOrder(t *testing.T) {
+	cfg := testConfig(t, "hello.wasm")
+	cfg.CacheDir = t.TempDir()
+	code, err := os.ReadFile(cfg.Module.HostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Write(code); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close() // the filler reads to EOF
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var release func()
+	filler, err := FillCache(self, cfg, pr, FillOptions{
+		Limits: FillLimits{MaxModuleBytes: 64 << 20},
+		Started: func(pid int) error {
+			// No slot is held: a filler that did not wait for its go byte would read now.
+			time.Sleep(500 * time.Millisecond)
+			if n := pending(t, pr); n != len(code) {
+				t.Errorf("the filler read %d bytes of its module before its go byte", len(code)-n)
+			}
+			release = holdSlots(t, cfg.CacheDir)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("FillCache: %v", err)
+	}
+	pid := filler.Cmd.Process.Pid
+	defer func() { _ = filler.Cmd.Process.Kill(); _ = filler.Cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if strings.Contains(string(env), fillStageEnv) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the filler did not execute itself again on its go byte: environ %q", env)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // at its slot, polling
+	if adj, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid)); err != nil || strings.TrimSpace(string(adj)) != strconv.Itoa(fillOOMScoreAdj) {
+		t.Errorf("oom_score_adj %q (%v), want %d", adj, err, fillOOMScoreAdj)
+	}
+	if n := pending(t, pr); n != len(code) {
+		t.Fatalf("the filler read %d bytes of its module before it had a slot", len(code)-n)
+	}
+	release()
+	res, err := filler.Result()
+	if err != nil || res.CacheHit {
+		t.Fatalf("filler: %+v %v, want a compile", res, err)
+	}
+	if n := pending(t, pr); n != 0 {
+		t.Errorf("%d bytes of the module unread after the compile", n)
+	}
+}
+
+func TestFillLimitsFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		mem, cpus, max string
+		want           FillLimits
+		bad            bool
+	}{
+		{want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}},
+		{mem: "536870912", cpus: "2.5", max: "0", want: FillLimits{MemoryBytes: 512 << 20, CPUs: 2.5}},
+		{mem: "0", cpus: "0", max: " 1024 ", want: FillLimits{MaxModuleBytes: 1024}},
+		{mem: "1G", cpus: "one", max: "-1", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
+		{cpus: "0.001", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 0.01, MaxModuleBytes: 64 << 20}, bad: true},
+		{cpus: "NaN", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
+	} {
+		t.Setenv(FillMemoryBytesEnv, tc.mem)
+		t.Setenv(FillCPUsEnv, tc.cpus)
+		t.Setenv(FillMaxModuleBytesEnv, tc.max)
+		got, err := FillLimitsFromEnv()
+		if got != tc.want || (err != nil) != tc.bad {
+			t.Errorf("%q %q %q: %+v, %v; want %+v, error %v", tc.mem, tc.cpus, tc.max, got, err, tc.want, tc.bad)
+		}
+	}
+	if q := (FillLimits{CPUs: 1}).CPUQuota(); q != 100000 {
+		t.Errorf("CPUQuota of 1 CPU = %d, want 100000", q)
+	}
+	if q := (FillLimits{}).CPUQuota(); q != 0 {
+		t.Errorf("CPUQuota of no limit = %d", q)
 	}
 }

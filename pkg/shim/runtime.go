@@ -307,11 +307,17 @@ func sandboxMaxProcs(cfg *engine.Config) int {
 
 // fillCache starts a filler that compiles the module of cfg into the node's compilation cache,
 // in the background, for the container's runner runs it in the interpreter (the module's first
-// run on the node, cold-start policy interpret). The filler runs in the shim's cgroup, outlives
-// the container if it must, and its result is logged. Failing to start it only costs the next
-// run another interpreted start, so it is logged, not returned.
+// run on the node, cold-start policy interpret). The filler runs in a cgroup of its own with a
+// memory and a CPU limit (fillcgroup.go), outlives the container if it must, and its result is
+// logged. Failing to start it only costs the next run another interpreted start, so it is
+// logged, not returned; so is a module bigger than the fillers' cap, which is not compiled in the
+// background at all.
 func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 	lg := log.G(ctx).WithFields(log.Fields{"id": cfg.ID, "module": cfg.Module.GuestPath})
+	limits, err := engine.FillLimitsFromEnv()
+	if err != nil {
+		lg.WithError(err).Warn("compilation cache: bad background compile setting")
+	}
 	// Opened here, while the rootfs is surely mounted: the filler reads it from the descriptor.
 	f, err := os.Open(cfg.Module.HostPath)
 	if err != nil {
@@ -320,27 +326,42 @@ func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 	}
 	defer f.Close()
 	var ec chan runc.Exit
-	filler, err := engine.FillCache(w.self, cfg, f, func(cmd *exec.Cmd) (err error) {
+	run, err := hostFillCgroups().startFiller(ctx, w.self, cfg, f, limits, func(cmd *exec.Cmd) (err error) {
 		ec, err = reaper.Default.Start(cmd)
 		return err
+	}, func(cmd *exec.Cmd) (int, error) {
+		return reaper.Default.Wait(cmd, ec)
 	})
+	if errors.Is(err, engine.ErrFillTooBig) {
+		lg.WithError(err).Warn("compilation cache: module too big to compile in the background; it runs in the interpreter, now and at its later starts, until it is compiled (WAZERO_COLD_START=compile)")
+		return
+	}
 	if err != nil {
 		lg.WithError(err).Warn("compilation cache: cannot fill it in the background")
 		return
 	}
-	lg = lg.WithField("fillerPid", filler.Cmd.Process.Pid)
-	lg.Info("compilation cache: compiling in the background (the container runs in the interpreter)")
+	lg = lg.WithFields(log.Fields{"fillerPid": run.filler.Cmd.Process.Pid, "cgroup": run.cg.path})
+	lg.WithFields(log.Fields{"memoryLimit": limits.MemoryBytes, "cpus": limits.CPUs}).
+		Info("compilation cache: compiling in the background (the container runs in the interpreter)")
 	go func() {
-		res, err := filler.Result()
-		_, _ = reaper.Default.Wait(filler.Cmd, ec)
+		<-run.done
+		if run.rmErr != nil {
+			lg.WithError(run.rmErr).Warn("compilation cache: cannot remove the background compile's cgroup")
+		}
+		res, err := run.res, run.err
 		switch {
+		case errors.Is(err, engine.ErrFillTooBig):
+			lg.WithError(err).Warn("compilation cache: module too big to compile in the background")
+		case err != nil && run.killedBySIGKILL():
+			lg.WithError(err).WithField("memoryLimit", limits.MemoryBytes).
+				Warn("compilation cache: background compile killed (SIGKILL), most likely by the OOM killer at its cgroup's memory limit (" + engine.FillMemoryBytesEnv + ")")
 		case err != nil:
 			lg.WithError(err).Warn("compilation cache: background compile failed")
 		default:
 			if res.CacheProblem != "" {
 				lg.Warn(res.CacheProblem)
 			}
-			lg.WithFields(log.Fields{"compileMillis": res.CompileMillis, "cacheHit": res.CacheHit, "evicted": res.Evicted}).
+			lg.WithFields(log.Fields{"compileMillis": res.CompileMillis, "slotMillis": res.SlotMillis, "cacheHit": res.CacheHit, "evicted": res.Evicted}).
 				Info("compilation cache: background compile done")
 		}
 	}()
