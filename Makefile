@@ -9,6 +9,10 @@ LDFLAGS   = -s -w -X github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine
 # (built from the Go module proxy by scripts/install-deps.sh). Kept outside the checkout so it survives clean clones.
 TOOLS    ?= /var/tmp/wazero-shim-tools
 export TOOLS
+# Runners apply the security context to every thread (AllThreadsSyscall), which Go refuses in
+# binaries linked with cgo: the shim, the runner and the unit-test binaries that act as runners
+# are all built without it.
+export CGO_ENABLED := 0
 
 .PHONY: all build testdata deps unit integration test demo bench install vet fmt clean
 

@@ -157,6 +157,11 @@ type Config struct {
 	// the compile to FillCache; anything else (oci.ColdStartCompile, "") compiles it first. The
 	// shim resolves oci.ColdStartAuto before it gets here.
 	ColdStart oci.ColdStart `json:"coldStart,omitempty"`
+	// Security is the container's security context (user, capabilities, no_new_privs, rlimits,
+	// oom_score_adj, seccomp), applied by the runner to itself after its privileged setup and
+	// before guest code runs (drop_linux.go). nil keeps the runner as it was started (root): for
+	// unit tests only; the shim always sends one.
+	Security *oci.Security `json:"security,omitempty"`
 	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`

@@ -59,8 +59,15 @@ func RunnerMain() int {
 	ctx := context.Background()
 	start := time.Now()
 	var p *Prepared
+	// The runner's life has three phases: privileged setup (network namespace, oom_score_adj,
+	// listeners, compile or cache load, mounts and pivot_root), the drop to the container's
+	// security context (drop_linux.go), and only then the guest. Nothing privileged happens after
+	// the drop, and the shim hears "ready" only once it is done.
 	if cfg.NetNS != "" {
 		err = joinNetNS(cfg.NetNS)
+	}
+	if err == nil {
+		err = setOOMScoreAdj(cfg.Security)
 	}
 	if err == nil && !cfg.Sandbox {
 		// Listen first, on the main thread (in the container's network namespace), before the
@@ -76,6 +83,9 @@ func RunnerMain() int {
 				err = isolate(&cfg)
 			}
 		}
+	}
+	if err == nil {
+		err = drop(cfg.Security)
 	}
 	s := status{}
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
@@ -209,30 +211,23 @@ func TestRunnerIsolatedReadOnly(t *testing.T) {
 	}
 }
 
-func TestMountpoint(t *testing.T) {
-	srcDir := t.TempDir()
-	srcFile := filepath.Join(srcDir, "f")
-	if err := os.WriteFile(srcFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+func TestMountTarget(t *testing.T) {
 	cases := []struct {
-		name   string
-		links  map[string]string // link (relative to the rootfs) -> target
-		source string
-		dest   string
-		want   string // relative to the rootfs; "" means an error
-		isDir  bool
+		name  string
+		links map[string]string // link (relative to the rootfs) -> target
+		dest  string
+		want  string // relative to the rootfs; "" means an error
+		isDir bool
 	}{
-		{name: "new directory", source: srcDir, dest: "/data/x", want: "data/x", isDir: true},
-		{name: "file", source: srcFile, dest: "/etc/hosts", want: "etc/hosts"},
-		{name: "dotdot stays inside", source: srcDir, dest: "/../../data", want: "data", isDir: true},
-		{name: "through an absolute link", links: map[string]string{"var/run": "/run"}, source: srcDir, dest: "/var/run/secrets", want: "run/secrets", isDir: true},
-		{name: "absolute link out of the rootfs", links: map[string]string{"etc": "/host/etc"}, source: srcFile, dest: "/etc/hosts", want: "host/etc/hosts"},
-		{name: "link to itself", links: map[string]string{"etc": "/etc"}, source: srcFile, dest: "/etc/hosts", want: ""},
-		{name: "link to the root", links: map[string]string{"r": "/"}, source: srcDir, dest: "/r", want: ""},
-		{name: "relative link out of the rootfs", links: map[string]string{"a/l": "../../../../tmp"}, source: srcDir, dest: "/a/l/x", want: "tmp/x", isDir: true},
-		{name: "the root", source: srcDir, dest: "/", want: ""},
-		{name: "missing source", source: filepath.Join(srcDir, "nope"), dest: "/data", want: ""},
+		{name: "new directory", dest: "/data/x", want: "data/x", isDir: true},
+		{name: "file", dest: "/etc/hosts", want: "etc/hosts"},
+		{name: "dotdot stays inside", dest: "/../../data", want: "data", isDir: true},
+		{name: "through an absolute link", links: map[string]string{"var/run": "/run"}, dest: "/var/run/secrets", want: "run/secrets", isDir: true},
+		{name: "absolute link out of the rootfs", links: map[string]string{"etc": "/host/etc"}, dest: "/etc/hosts", want: "host/etc/hosts"},
+		{name: "link to itself", links: map[string]string{"etc": "/etc"}, dest: "/etc/hosts", want: ""},
+		{name: "link to the root", links: map[string]string{"r": "/"}, dest: "/r", want: "", isDir: true},
+		{name: "relative link out of the rootfs", links: map[string]string{"a/l": "../../../../tmp"}, dest: "/a/l/x", want: "tmp/x", isDir: true},
+		{name: "the root", dest: "/", want: "", isDir: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,18 +238,29 @@ func TestMountpoint(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := mountpoint(rootfs, tc.source, tc.dest)
+			root, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(root)
+			fd, err := mountTarget(root, tc.dest, tc.isDir)
 			if tc.want == "" {
 				if err == nil {
-					t.Fatalf("mountpoint = %q, want an error", got)
+					unix.Close(fd)
+					t.Fatal("mountTarget succeeded, want an error")
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("mountpoint: %v", err)
+				t.Fatalf("mountTarget: %v", err)
 			}
-			if want := filepath.Join(rootfs, tc.want); filepath.Clean(got) != want {
-				t.Fatalf("mountpoint = %q, want %q", got, want)
+			defer unix.Close(fd)
+			got, err := os.Readlink(fdPath(fd))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filepath.Join(rootfs, tc.want); got != want {
+				t.Fatalf("mountTarget opened %q, want %q", got, want)
 			}
 			st, err := os.Lstat(got)
 			if err != nil {

@@ -112,20 +112,6 @@ func parseAddrs(name, value string) ([]ListenAddr, error) {
 	return addrs, nil
 }
 
-// HasCapability reports whether the container's process has capability c (such as
-// "CAP_NET_BIND_SERVICE") in its effective set.
-func HasCapability(s *specs.Spec, c string) bool {
-	if s.Process == nil || s.Process.Capabilities == nil {
-		return false
-	}
-	for _, e := range s.Process.Capabilities.Effective {
-		if e == c {
-			return true
-		}
-	}
-	return false
-}
-
 // NewNetNS reports whether the spec asks for a new network namespace (a network namespace entry
 // without a path), as `ctr run` does without --net-host. The shim does not create one (see
 // NetNSPath), so a container that declares listeners in it is refused rather than listening on

@@ -97,24 +97,6 @@ func TestListen(t *testing.T) {
 	}
 }
 
-func TestHasCapability(t *testing.T) {
-	caps := &specs.LinuxCapabilities{Effective: []string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE"}, Bounding: []string{"CAP_SYS_ADMIN"}}
-	for _, tc := range []struct {
-		spec *specs.Spec
-		c    string
-		want bool
-	}{
-		{&specs.Spec{}, "CAP_NET_BIND_SERVICE", false},
-		{&specs.Spec{Process: &specs.Process{}}, "CAP_NET_BIND_SERVICE", false},
-		{&specs.Spec{Process: &specs.Process{Capabilities: caps}}, "CAP_NET_BIND_SERVICE", true},
-		{&specs.Spec{Process: &specs.Process{Capabilities: caps}}, "CAP_SYS_ADMIN", false}, // bounding only
-	} {
-		if got := HasCapability(tc.spec, tc.c); got != tc.want {
-			t.Errorf("HasCapability(%+v, %s) = %v, want %v", tc.spec.Process, tc.c, got, tc.want)
-		}
-	}
-}
-
 func TestNewNetNS(t *testing.T) {
 	for _, tc := range []struct {
 		ns   []specs.LinuxNamespace

@@ -21,6 +21,14 @@ type Mount struct {
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// Recursive binds sub-mounts of Source too (rbind).
 	Recursive bool `json:"recursive,omitempty"`
+	// RecursiveReadOnly ("rro") makes the sub-mounts of a recursive bind read-only too; plain
+	// "ro" makes only the top mount read-only, as under runc.
+	RecursiveReadOnly bool `json:"recursiveReadOnly,omitempty"`
+	// NoDev, NoSuid and NoExec are the "nodev", "nosuid" and "noexec" options: device nodes
+	// cannot be opened, set-user-ID bits are ignored, files cannot be executed through the mount.
+	NoDev  bool `json:"noDev,omitempty"`
+	NoSuid bool `json:"noSuid,omitempty"`
+	NoExec bool `json:"noExec,omitempty"`
 }
 
 // BindMounts returns the spec's bind mounts in spec order: mounts of type "bind" or with a "bind"
@@ -46,13 +54,32 @@ func BindMounts(s *specs.Spec) ([]Mount, error) {
 			return nil, fmt.Errorf("bind mount source %s (for %s) does not exist on the host: %w", m.Source, m.Destination, errdefs.ErrNotFound)
 		}
 		out = append(out, Mount{
-			Source:      m.Source,
-			Destination: path.Clean(m.Destination),
-			ReadOnly:    readOnly(m.Options),
-			Recursive:   slices.Contains(m.Options, "rbind"),
+			Source:            m.Source,
+			Destination:       path.Clean(m.Destination),
+			ReadOnly:          readOnly(m.Options) || slices.Contains(m.Options, "rro"),
+			Recursive:         slices.Contains(m.Options, "rbind"),
+			RecursiveReadOnly: slices.Contains(m.Options, "rro"),
+			NoDev:             lastFlag(m.Options, "nodev", "dev"),
+			NoSuid:            lastFlag(m.Options, "nosuid", "suid"),
+			NoExec:            lastFlag(m.Options, "noexec", "exec"),
 		})
 	}
 	return out, nil
+}
+
+// lastFlag reports whether on comes after the last off in options (mount(8): the last one wins;
+// the default is off).
+func lastFlag(options []string, on, off string) bool {
+	v := false
+	for _, o := range options {
+		switch o {
+		case on:
+			v = true
+		case off:
+			v = false
+		}
+	}
+	return v
 }
 
 // readOnly reports whether the last of "ro"/"rw" in options is "ro" (mount(8) semantics: the last

@@ -75,7 +75,17 @@ func TestBindMounts(t *testing.T) {
 		{
 			name:   "rw then ro: last wins",
 			mounts: []specs.Mount{{Type: "bind", Source: src, Destination: "/data", Options: []string{"rw", "nosuid", "ro"}}},
-			want:   []Mount{{Source: src, Destination: "/data", ReadOnly: true}},
+			want:   []Mount{{Source: src, Destination: "/data", ReadOnly: true, NoSuid: true}},
+		},
+		{
+			name:   "nodev, nosuid, noexec; dev after nodev wins",
+			mounts: []specs.Mount{{Type: "bind", Source: src, Destination: "/data", Options: []string{"rbind", "nodev", "nosuid", "noexec", "exec"}}},
+			want:   []Mount{{Source: src, Destination: "/data", Recursive: true, NoDev: true, NoSuid: true}},
+		},
+		{
+			name:   "rro is recursive read-only",
+			mounts: []specs.Mount{{Type: "bind", Source: src, Destination: "/data", Options: []string{"rbind", "rro"}}},
+			want:   []Mount{{Source: src, Destination: "/data", ReadOnly: true, Recursive: true, RecursiveReadOnly: true}},
 		},
 		{
 			name:   "destination cleaned",

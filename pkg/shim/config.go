@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -36,8 +37,12 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 			hold()
 		}
 	}()
+	sec, err := oci.ReadSecurity(spec)
+	if err != nil {
+		return nil, nil, err
+	}
 	if oci.IsSandbox(spec) {
-		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec)}, hold, nil
+		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec), Security: sec}, hold, nil
 	}
 	proc := spec.Process
 	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
@@ -117,7 +122,8 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		Listen:         listen,
 		WAGI:           wagi,
 		ColdStart:      coldStart.Resolve(len(listen) > 0 || wagi != nil),
-		BindPrivileged: oci.HasCapability(spec, "CAP_NET_BIND_SERVICE"),
+		BindPrivileged: oci.Has(sec.FinalCaps().Effective, unix.CAP_NET_BIND_SERVICE),
+		Security:       sec,
 	}, hold, nil
 }
 

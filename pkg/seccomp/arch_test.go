@@ -1,5 +1,0 @@
-package seccomp
-
-import "runtime"
-
-func currentArch() string { return runtime.GOARCH }
