@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -190,6 +193,90 @@ func TestCgroupV1Fake(t *testing.T) {
 	}
 }
 
+// On v1, cgroup1.New writes every one of the spec's device rules, in order, to devices.deny or
+// devices.allow (the kernel keeps the list). The two files are FIFOs here, so each write is seen,
+// not only the last one a plain file would keep. (Writes that follow each other quickly can
+// arrive in one read: the rules are split out of it again.)
+func TestCgroupV1DeviceRules(t *testing.T) {
+	h, root := fakeCgroup1(t)
+	dir := filepath.Join(root, "devices", "k8s.io", "abc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	type fifo struct {
+		mu     sync.Mutex
+		writes []string
+		done   chan struct{}
+	}
+	rule := regexp.MustCompile(`[abc] [0-9*]+:[0-9*]+ [rwm]*`)
+	var stop atomic.Bool
+	fifos := map[string]*fifo{}
+	for _, name := range []string{"devices.allow", "devices.deny"} {
+		path := filepath.Join(dir, name)
+		if err := syscall.Mkfifo(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f := &fifo{done: make(chan struct{})}
+		fifos[name] = f
+		go func() { // one open-read-close per write (os.WriteFile opens the file for each rule)
+			defer close(f.done)
+			for !stop.Load() {
+				b, err := os.ReadFile(path) // blocks until a writer opens the FIFO
+				if err != nil {
+					return
+				}
+				f.mu.Lock()
+				f.writes = append(f.writes, rule.FindAllString(string(b), -1)...)
+				f.mu.Unlock()
+			}
+		}()
+		t.Cleanup(func() { // wake a reader still waiting for a writer
+			stop.Store(true)
+			for {
+				select {
+				case <-f.done:
+					return
+				default:
+				}
+				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"}, // the CRI's deny-all: no type, no numbers
+		{Allow: true, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](3), Access: "rwm"},
+		{Allow: true, Type: "c", Major: ptr[int64](136), Access: "rwm"},
+		{Allow: true, Type: "c", Access: "m"},
+		{Allow: false, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](11), Access: "w"},
+	}}
+	if _, err := h.create("/k8s.io/abc", res); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	// The writes are all done; let the readers record the last one before stopping them.
+	writes := func(name string) []string {
+		f := fifos[name]
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return append([]string(nil), f.writes...)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(writes("devices.allow"))+len(writes("devices.deny")) < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	for name, want := range map[string][]string{
+		"devices.deny":  {"a *:* rwm", "c 1:11 w"},
+		"devices.allow": {"c 1:3 rwm", "c 136:* rwm", "c *:* m"},
+	} {
+		if got := writes(name); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s written %q, want %q", name, got, want)
+		}
+	}
+}
+
 // TestCgroupHelperProcess is the child of TestCgroupV1Real, not a test: it allocates memory when
 // told to on stdin.
 func TestCgroupHelperProcess(t *testing.T) {
@@ -262,6 +349,10 @@ func TestCgroupV1Real(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join("/sys/fs/cgroup/pids", path, "pids.max")); got != "100" {
 		t.Errorf("pids.max = %s, want 100", got)
+	}
+	// The kernel's list after the spec's rules (deny all, allow c 1:3 rwm).
+	if got := readFile(t, filepath.Join("/sys/fs/cgroup/devices", path, "devices.list")); got != "c 1:3 rwm" {
+		t.Errorf("devices.list = %q, want %q", got, "c 1:3 rwm")
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCgroupHelperProcess$")
