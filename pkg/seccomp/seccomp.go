@@ -346,6 +346,9 @@ func (c *compiler) program(entries []entry) {
 	a.mark(ok)
 	a.ld(offNr)
 	if c.arch.x32Bit != 0 {
+		// x32 numbers never equal a table number, so the search below
+		// would give them the default action too; the explicit test
+		// keeps that true whatever a table contains.
 		x32, native := a.newLabel(), a.newLabel()
 		a.jump(jset, c.arch.x32Bit, x32, native)
 		a.mark(x32)
