@@ -118,6 +118,7 @@ type FillOptions struct {
 	// Limits bound the filler: FillCache refuses a module bigger than Limits.MaxModuleBytes (by
 	// its size: ErrFillTooBig), and the filler checks again as it reads it; the filler's
 	// Go runtime keeps its heap under Limits.MemoryBytes (its cgroup's limit) less a margin.
+	// With Limits.MemoryAuto, FillCache resolves the limit for the module (FillLimits.ForModule).
 	Limits FillLimits
 }
 
@@ -144,11 +145,14 @@ const fillStageEnv = "WAZERO_FILL_STAGE=running"
 // Config (its module, cache and per-request settings decide the cache entry). Result waits for
 // its report.
 func FillCache(self string, cfg *Config, module *os.File, opts FillOptions) (*Filler, error) {
-	if max := opts.Limits.MaxModuleBytes; max > 0 {
-		if fi, err := module.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > max {
-			return nil, fmt.Errorf("%w: %s is %d bytes, the cap is %d (%s)", ErrFillTooBig, cfg.Module.GuestPath, fi.Size(), max, FillMaxModuleBytesEnv)
-		}
+	size := int64(-1)
+	if fi, err := module.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
 	}
+	if max := opts.Limits.MaxModuleBytes; max > 0 && size > max {
+		return nil, fmt.Errorf("%w: %s is %d bytes, the cap is %d (%s)", ErrFillTooBig, cfg.Module.GuestPath, size, max, FillMaxModuleBytesEnv)
+	}
+	opts.Limits = opts.Limits.ForModule(size)
 	fc := *cfg
 	fc.ColdStart, fc.Listen, fc.Mounts, fc.NetNS, fc.Sandbox = oci.ColdStartCompile, nil, nil, "", false
 	data, err := json.Marshal(&fillRequest{Config: fc, Limits: opts.Limits})

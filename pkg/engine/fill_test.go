@@ -376,12 +376,12 @@ func TestFillLimitsFromEnv(t *testing.T) {
 		want           FillLimits
 		bad            bool
 	}{
-		{want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}},
+		{want: FillLimits{MemoryAuto: true, CPUs: 1, MaxModuleBytes: 64 << 20}},
 		{mem: "536870912", cpus: "2.5", max: "0", want: FillLimits{MemoryBytes: 512 << 20, CPUs: 2.5}},
 		{mem: "0", cpus: "0", max: " 1024 ", want: FillLimits{MaxModuleBytes: 1024}},
-		{mem: "1G", cpus: "one", max: "-1", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
-		{cpus: "0.001", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 0.01, MaxModuleBytes: 64 << 20}, bad: true},
-		{cpus: "NaN", want: FillLimits{MemoryBytes: 1 << 30, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
+		{mem: "1G", cpus: "one", max: "-1", want: FillLimits{MemoryAuto: true, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
+		{cpus: "0.001", want: FillLimits{MemoryAuto: true, CPUs: 0.01, MaxModuleBytes: 64 << 20}, bad: true},
+		{cpus: "NaN", want: FillLimits{MemoryAuto: true, CPUs: 1, MaxModuleBytes: 64 << 20}, bad: true},
 	} {
 		t.Setenv(FillMemoryBytesEnv, tc.mem)
 		t.Setenv(FillCPUsEnv, tc.cpus)
@@ -390,6 +390,20 @@ func TestFillLimitsFromEnv(t *testing.T) {
 		if got != tc.want || (err != nil) != tc.bad {
 			t.Errorf("%q %q %q: %+v, %v; want %+v, error %v", tc.mem, tc.cpus, tc.max, got, err, tc.want, tc.bad)
 		}
+	}
+	for size, want := range map[int64]int64{
+		-1:        2 << 30,
+		0:         256 << 20,
+		2_624_311: 256<<20 + 32*2_624_311,
+		56 << 20:  2 << 30,
+		64 << 20:  2 << 30,
+	} {
+		if got := (FillLimits{MemoryAuto: true}).ForModule(size); got.MemoryBytes != want || got.MemoryAuto {
+			t.Errorf("ForModule(%d) = %+v, want MemoryBytes %d", size, got, want)
+		}
+	}
+	if got := (FillLimits{MemoryBytes: 5}).ForModule(1 << 30); got.MemoryBytes != 5 {
+		t.Errorf("ForModule changed a set limit: %+v", got)
 	}
 	if q := (FillLimits{CPUs: 1}).CPUQuota(); q != 100000 {
 		t.Errorf("CPUQuota of 1 CPU = %d, want 100000", q)

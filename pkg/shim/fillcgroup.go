@@ -67,17 +67,11 @@ func (fc fillCgroups) resources(l engine.FillLimits) *specs.LinuxResources {
 	return res
 }
 
-// swapAccounted tells whether swap can be limited: memory.memsw.* on v1, memory.swap.max on v2
-// (looked for in the parent, which exists once a filler has run; before, in the root's
-// memory.swap.* files of the kernel's cgroup v2 interface where it has them).
+// swapAccounted tells whether swap can be limited: memory.memsw.* on v1. On v2 create tries
+// memory.swap.max and does without when the kernel has none.
 func (fc fillCgroups) swapAccounted() bool {
 	if fc.h.unified {
-		for _, f := range []string{filepath.Join(fc.h.mountpoint, fc.parent, "memory.swap.max"), filepath.Join(fc.h.mountpoint, "memory.swap.current")} {
-			if _, err := os.Stat(f); err == nil {
-				return true
-			}
-		}
-		return false
+		return true
 	}
 	for _, root := range fc.roots("memory") {
 		if _, err := os.Stat(filepath.Join(root, "memory.memsw.limit_in_bytes")); err == nil {
@@ -132,7 +126,12 @@ func (fc fillCgroups) create(id string, l engine.FillLimits) (*fillCgroup, error
 		name = name[:64]
 	}
 	path := fc.parent + "/" + name + "-" + hex.EncodeToString(rnd)
-	cg, err := fc.h.create(path, fc.resources(l))
+	res := fc.resources(l)
+	cg, err := fc.h.create(path, res)
+	if err != nil && res.Memory != nil && res.Memory.Swap != nil && fc.h.unified {
+		res.Memory.Swap = nil // no swap accounting (memory.swap.max)
+		cg, err = fc.h.create(path, res)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +177,7 @@ func (fc fillCgroups) sweep(age time.Duration) int {
 type fillerRun struct {
 	filler *engine.Filler
 	cg     *fillCgroup
+	limits engine.FillLimits
 	done   chan struct{}
 	res    engine.FillResult
 	err    error
@@ -202,18 +202,22 @@ func cmdWait(cmd *exec.Cmd) (int, error) {
 }
 
 // startFiller starts a filler (the shim binary self with engine.FillArg) that compiles the module
-// of cfg, open as module, into the cache, in a cgroup of its own with limits l. start and wait
+// of cfg, open as module, into the cache, in a cgroup of its own with limits l (for the module's
+// size: FillLimits.ForModule, in fillerRun.limits). start and wait
 // start and wait for the command (the reaper's in the shim; nil: exec.Cmd's). A module bigger
 // than l.MaxModuleBytes gives an error wrapping engine.ErrFillTooBig; a cgroup that cannot be
 // created gives an error and no filler: an unbounded background compile is what the cgroup is
 // there to prevent, and the container runs in the interpreter anyway.
 func (fc fillCgroups) startFiller(_ context.Context, self string, cfg *engine.Config, module *os.File, l engine.FillLimits,
 	start func(*exec.Cmd) error, wait func(*exec.Cmd) (int, error)) (*fillerRun, error) {
-	if l.MaxModuleBytes > 0 {
-		if fi, err := module.Stat(); err == nil && fi.Size() > l.MaxModuleBytes {
-			return nil, fmt.Errorf("%w: %s is %d bytes, more than %s=%d", engine.ErrFillTooBig, cfg.Module.GuestPath, fi.Size(), engine.FillMaxModuleBytesEnv, l.MaxModuleBytes)
-		}
+	size := int64(-1)
+	if fi, err := module.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
 	}
+	if l.MaxModuleBytes > 0 && size > l.MaxModuleBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than %s=%d", engine.ErrFillTooBig, cfg.Module.GuestPath, size, engine.FillMaxModuleBytesEnv, l.MaxModuleBytes)
+	}
+	l = l.ForModule(size)
 	fcg, err := fc.create(cfg.ID, l)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup for the background compile: %w", err)
@@ -240,7 +244,7 @@ func (fc fillCgroups) startFiller(_ context.Context, self string, cfg *engine.Co
 		}
 		return nil, err
 	}
-	run := &fillerRun{filler: filler, cg: fcg, done: make(chan struct{})}
+	run := &fillerRun{filler: filler, cg: fcg, limits: l, done: make(chan struct{})}
 	go func() {
 		defer close(run.done)
 		run.res, run.err = filler.Result()

@@ -341,7 +341,7 @@ func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 		return
 	}
 	lg = lg.WithFields(log.Fields{"fillerPid": run.filler.Cmd.Process.Pid, "cgroup": run.cg.path})
-	lg.WithFields(log.Fields{"memoryLimit": limits.MemoryBytes, "cpus": limits.CPUs}).
+	lg.WithFields(log.Fields{"memoryLimit": run.limits.MemoryBytes, "cpus": run.limits.CPUs}).
 		Info("compilation cache: compiling in the background (the container runs in the interpreter)")
 	go func() {
 		<-run.done
@@ -353,7 +353,7 @@ func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 		case errors.Is(err, engine.ErrFillTooBig):
 			lg.WithError(err).Warn("compilation cache: module too big to compile in the background")
 		case err != nil && run.killedBySIGKILL():
-			lg.WithError(err).WithField("memoryLimit", limits.MemoryBytes).
+			lg.WithError(err).WithField("memoryLimit", run.limits.MemoryBytes).
 				Warn("compilation cache: background compile killed (SIGKILL), most likely by the OOM killer at its cgroup's memory limit (" + engine.FillMemoryBytesEnv + ")")
 		case err != nil:
 			lg.WithError(err).Warn("compilation cache: background compile failed")
