@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,7 +14,7 @@ extern char **environ;
 
 static void usage(void) {
 	fputs("usage: testprog hello | args ... | env | exit N | cat | stderr MSG |\n"
-	      "  write PATH TEXT | read PATH | ls PATH | sleep SECS | grow MB |\n"
+	      "  write PATH TEXT | read PATH | ls PATH | mkdir PATH | sleep SECS | grow MB |\n"
 	      "  trap | clock | random | spin SECS\n", stderr);
 	exit(2);
 }
@@ -174,6 +175,11 @@ int main(int argc, char **argv) {
 	} else if (!strcmp(cmd, "ls")) {
 		need(argc, 1);
 		return cmd_ls(argv[2]);
+	} else if (!strcmp(cmd, "mkdir")) {
+		need(argc, 1);
+		if (mkdir(argv[2], 0755) < 0)
+			fail("mkdir", argv[2]);
+		printf("made %s\n", argv[2]);
 	} else if (!strcmp(cmd, "sleep")) {
 		need(argc, 1);
 		return cmd_sleep(argv[2]);
