@@ -17,8 +17,8 @@ const (
 	// follows the module's size (FillLimits.ForModule).
 	FillMemoryBytesEnv = "CONTAINERD_SHIM_WAZERO_FILL_MEMORY_BYTES"
 	// Without FillMemoryBytesEnv a filler's memory limit is FillMemoryBaseBytes plus
-	// FillMemoryPerModuleByte times the module's size, at most FillMemoryMaxBytes: 339 MiB for a
-	// 2.6 MB Go module (measured: 86 MB peak RSS to compile it), 550 MiB for a 9.2 MB one (193
+	// FillMemoryPerModuleByte times the module's size, at most FillMemoryMaxBytes: 336 MiB for a
+	// 2.6 MB Go module (measured: 86 MB peak RSS to compile it), 538 MiB for a 9.2 MB one (193
 	// MB), 2 GiB from 56 MiB up (the module size cap is 64 MiB by default).
 	FillMemoryBaseBytes     int64 = 256 << 20
 	FillMemoryPerModuleByte int64 = 32
