@@ -66,6 +66,10 @@ type config struct {
 	wrk, b7Variants                                                        string
 	b7Rounds, b7Threads, b7Conns                                           int
 	b7Duration, b7Warmup                                                   time.Duration
+	// beforeShimExe is a second, earlier build of the wazero shim (its runner binary beside it),
+	// measured in B1-B3 beside the current one under its absolute path as the runtime name
+	// (baseline.go); "" measures the current build only.
+	beforeShimExe, beforeLabel string
 }
 
 func main() {
@@ -113,9 +117,14 @@ func main() {
 	flag.DurationVar(&c.b7Warmup, "b7-warmup", time.Second, "B7 unmeasured wrk run before each measured one (0 = none)")
 	flag.IntVar(&c.b7Threads, "b7-threads", 1, "B7 wrk -t")
 	flag.IntVar(&c.b7Conns, "b7-connections", 16, "B7 wrk -c")
+	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B3 beside the current one (BENCH_BASELINE_SHIM/_REF)")
+	flag.StringVar(&c.beforeLabel, "before-label", "", "what the -before-shim-exe build is (e.g. the commit it was built from)")
 	flag.Parse()
 	if c.address == "" {
 		log.Fatal("-address is required")
+	}
+	if c.beforeShimExe != "" && !filepath.IsAbs(c.beforeShimExe) {
+		log.Fatal("-before-shim-exe must be an absolute path (containerd runs it as the runtime name)")
 	}
 	for _, s := range strings.Split(sizes, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(s))
@@ -136,6 +145,7 @@ type row struct {
 	id, what, unit string
 	samples        []float64
 	baseline       *row // nil for a baseline row
+	before         *row // the same measurement through the earlier shim build (-before-shim-exe), or nil
 	higherBetter   bool
 	solo           bool // no baseline was measured
 }
@@ -351,44 +361,60 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 		{"B1c", "Go hello, first-ever run, default cold-start policy (interpreted; compiled in the background)", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil},
 		{"B1d", "Go hello, first-ever run, `WAZERO_COLD_START=compile` (waits for the compiler)", imgHelloGo, "hello", nil, b.c.coldRounds, true, []string{"WAZERO_COLD_START=compile"}},
 	}
+	rts := b.wasmRuntimes()
 	for _, s := range all {
 		// One untimed run of each fills the cache and the page cache.
-		if _, _, err := b.ctrRunEnv(wasmRuntime, s.image, s.want, s.env, s.args...); err != nil {
-			return err
+		for _, rt := range rts {
+			if _, _, err := b.ctrRunEnv(rt, s.image, s.want, s.env, s.args...); err != nil {
+				return err
+			}
+			waitFillers()
 		}
-		waitFillers()
 		if _, _, err := b.ctrRun("", imgNative, "hello from native"); err != nil {
 			return err
 		}
-		var w, r, fill []float64
-		var wasmIDs []string
+		var r []float64
+		w, fill := map[string][]float64{}, map[string][]float64{}
+		wasmIDs := map[string][]string{}
 		for i := 0; i < s.rounds; i++ {
-			if s.cold {
-				if err := b.emptyCache(); err != nil {
+			for _, rt := range rotate(rts, i) {
+				if s.cold {
+					if err := b.emptyCache(); err != nil {
+						return err
+					}
+				}
+				d, id, err := b.ctrRunEnv(rt, s.image, s.want, s.env, s.args...)
+				if err != nil {
 					return err
 				}
+				w[rt] = append(w[rt], ms(d))
+				wasmIDs[rt] = append(wasmIDs[rt], id)
+				// A first run's background compile must not share the CPU with the next run.
+				if wait := waitFillers(); wait > 0 && s.cold {
+					fill[rt] = append(fill[rt], ms(wait))
+				}
 			}
-			d, id, err := b.ctrRunEnv(wasmRuntime, s.image, s.want, s.env, s.args...)
-			if err != nil {
-				return err
-			}
-			w = append(w, ms(d))
-			wasmIDs = append(wasmIDs, id)
-			// A first run's background compile must not share the CPU with the baseline's run.
-			if wait := waitFillers(); wait > 0 && s.cold {
-				fill = append(fill, ms(wait))
-			}
-			d, _, err = b.ctrRun("", imgNative, "hello from native")
+			d, _, err := b.ctrRun("", imgNative, "hello from native")
 			if err != nil {
 				return err
 			}
 			r = append(r, ms(d))
 		}
 		base := rep.add(s.id, "runc: `ctr run --rm` native hello (baseline)", "ms", r, nil, false)
-		rep.add(s.id, "wazero: `ctr run --rm` "+s.what, "ms", w, base, false)
-		b.runnerReady(rep, s.id, wasmIDs)
-		if len(fill) > 0 {
-			rep.note("%s: the background compile was still running for a median %.0f ms after `ctr run --rm` returned (the baseline's run waited for it)", s.id, median(fill))
+		b.addWasmRows(rep, s.id, func(rt string) string { return rtName(rt) + b.beforeTag(rt) + ": `ctr run --rm` " + s.what }, "ms", w, base, false)
+		for _, rt := range rts {
+			bid := s.id
+			if rt != wasmRuntime {
+				bid += " " + rtName(rt)
+			}
+			b.runnerReady(rep, bid, wasmIDs[rt])
+			if len(fill[rt]) > 0 {
+				next := "the baseline's run"
+				if len(rts) > 1 {
+					next = "the next run"
+				}
+				rep.note("%s: the background compile was still running for a median %.0f ms after `ctr run --rm` returned (%s waited for it)", bid, median(fill[rt]), next)
+			}
 		}
 	}
 	return nil
@@ -610,8 +636,11 @@ func (b *bencher) batch(ctx context.Context, img containerd.Image, rt string, n,
 }
 
 func rtName(rt string) string {
-	if rt == wasmRuntime {
+	switch {
+	case rt == wasmRuntime:
 		return "wazero"
+	case filepath.IsAbs(rt): // -before-shim-exe
+		return "wazero-before"
 	}
 	return "runc"
 }
@@ -626,39 +655,51 @@ func (b *bencher) b2(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
+	rts := b.wasmRuntimes()
 	// Sequential phases first (one task at a time, interleaved): where does a task's time go?
 	const seqN = 10
-	var wp, np []phases
+	wp := map[string][]phases{}
+	var np []phases
 	for i := 0; i < seqN+1; i++ {
-		p, err := b.retryTask(ctx, wimg, wasmRuntime)
-		if err != nil {
-			return fmt.Errorf("wasm task: %w", err)
+		for _, rt := range rotate(rts, i) {
+			p, err := b.retryTask(ctx, wimg, rt)
+			if err != nil {
+				return fmt.Errorf("%s task: %w", rtName(rt), err)
+			}
+			if i > 0 { // the first round is a warm-up
+				wp[rt] = append(wp[rt], p)
+			}
 		}
 		q, err := b.retryTask(ctx, nimg, runcRuntime)
 		if err != nil {
 			return fmt.Errorf("runc task: %w", err)
 		}
-		if i > 0 { // the first pair is a warm-up
-			wp, np = append(wp, p), append(np, q)
+		if i > 0 {
+			np = append(np, q)
 		}
 	}
-	rep.note("B2 phases (Go client, one task at a time, %d each, median ms) — wazero C hello vs runc native hello: %s", seqN, phaseTable(wp, np))
+	names, sets := b.phaseSets(wp, np)
+	rep.note("B2 phases (Go client, one task at a time, %d each, median ms) — %s: %s", seqN, names("C hello", "native hello"), phaseTable(sets...))
 
 	rounds := b.c.b2Rounds
 	if rounds > b.c.n {
 		rounds = b.c.n
 	}
 	per := b.c.n / rounds
-	var w, r []float64
-	var wall, rall []phases
+	var r []float64
+	w := map[string][]float64{}
+	wall := map[string][]phases{}
+	var rall []phases
 	for i := 0; i < rounds; i++ {
-		d, ps, err := b.batch(ctx, wimg, wasmRuntime, per, b.c.conc)
-		if err != nil {
-			return fmt.Errorf("wasm batch: %w", err)
+		for _, rt := range rotate(rts, i) {
+			d, ps, err := b.batch(ctx, wimg, rt, per, b.c.conc)
+			if err != nil {
+				return fmt.Errorf("%s batch: %w", rtName(rt), err)
+			}
+			w[rt], wall[rt] = append(w[rt], float64(len(ps))/d.Seconds()), append(wall[rt], ps...)
+			log.Printf("B2 round %d: %s %.1f tasks/s", i+1, wasmLogName(rt), w[rt][len(w[rt])-1])
 		}
-		w, wall = append(w, float64(len(ps))/d.Seconds()), append(wall, ps...)
-		log.Printf("B2 round %d: wasm %.1f tasks/s", i+1, w[len(w)-1])
-		d, ps, err = b.batch(ctx, nimg, runcRuntime, per, b.c.conc)
+		d, ps, err := b.batch(ctx, nimg, runcRuntime, per, b.c.conc)
 		if err != nil {
 			return fmt.Errorf("runc batch: %w", err)
 		}
@@ -667,12 +708,14 @@ func (b *bencher) b2(ctx context.Context, rep *report) error {
 	}
 	what := fmt.Sprintf("tasks/s, %d rounds of %d tasks, %d at a time", rounds, per, b.c.conc)
 	base := rep.add("B2", "runc: native hello, "+what+" (baseline)", "tasks/s", r, nil, true)
-	rep.add("B2", "wazero: C hello, "+what, "tasks/s", w, base, true)
-	rep.note("B2 phases under load (%d at a time, all %d tasks each, median ms) — wazero vs runc: %s", b.c.conc, per*rounds, phaseTable(wall, rall))
+	b.addWasmRows(rep, "B2", func(rt string) string { return rtName(rt) + b.beforeTag(rt) + ": C hello, " + what }, "tasks/s", w, base, true)
+	names, sets = b.phaseSets(wall, rall)
+	rep.note("B2 phases under load (%d at a time, all %d tasks each, median ms) — %s: %s", b.c.conc, per*rounds, names("", ""), phaseTable(sets...))
 	return nil
 }
 
-func phaseTable(w, r []phases) string {
+// phaseTable: for each phase, the medians of every set, "a vs b [vs c]".
+func phaseTable(sets ...[]phases) string {
 	get := func(ps []phases, f func(phases) time.Duration) float64 {
 		var s []float64
 		for _, p := range ps {
@@ -693,7 +736,11 @@ func phaseTable(w, r []phases) string {
 	}
 	var out []string
 	for _, x := range parts {
-		out = append(out, fmt.Sprintf("%s %.1f vs %.1f", x.name, get(w, x.f), get(r, x.f)))
+		var v []string
+		for _, s := range sets {
+			v = append(v, fmt.Sprintf("%.1f", get(s, x.f)))
+		}
+		out = append(out, x.name+" "+strings.Join(v, " vs "))
 	}
 	return strings.Join(out, "; ")
 }
@@ -708,25 +755,34 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
+	rts := b.wasmRuntimes()
 	for _, n := range b.c.sizes {
-		var w, r []float64
-		var wProcs, rProcs int
+		var r []float64
+		w := map[string][]float64{}
+		wProcs := map[string]int{}
+		var rProcs int
 		for i := 0; i < b.c.b3Rounds; i++ {
-			mib, procs, err := b.idle(ctx, wimg, wasmRuntime, []string{"/testprog.wasm", "sleep", "3600"}, n)
-			if err != nil {
-				return fmt.Errorf("wasm idle x%d: %w", n, err)
+			var line []string
+			for _, rt := range rotate(rts, i) {
+				mib, procs, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
+				if err != nil {
+					return fmt.Errorf("%s idle x%d: %w", rtName(rt), n, err)
+				}
+				w[rt], wProcs[rt] = append(w[rt], mib/float64(n)), procs
+				line = append(line, fmt.Sprintf("%s %.2f MiB/container (%d procs)", wasmLogName(rt), w[rt][len(w[rt])-1], procs))
 			}
-			w, wProcs = append(w, mib/float64(n)), procs
-			mib, procs, err = b.idle(ctx, pimg, runcRuntime, nil, n)
+			mib, procs, err := b.idle(ctx, pimg, runcRuntime, nil, n)
 			if err != nil {
 				return fmt.Errorf("runc idle x%d: %w", n, err)
 			}
 			r, rProcs = append(r, mib/float64(n)), procs
-			log.Printf("B3 x%d round %d: wasm %.2f MiB/container (%d procs), runc %.2f MiB/container (%d procs)", n, i+1, w[len(w)-1], wProcs, r[len(r)-1], rProcs)
+			log.Printf("B3 x%d round %d: %s, runc %.2f MiB/container (%d procs)", n, i+1, strings.Join(line, ", "), r[len(r)-1], rProcs)
 		}
 		id := fmt.Sprintf("B3 x%d", n)
 		base := rep.add(id, fmt.Sprintf("runc: %d idle `/pause` containers, PSS of shims + containers per container (baseline, %d processes)", n, rProcs), "MiB", r, nil, false)
-		rep.add(id, fmt.Sprintf("wazero: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", n, wProcs), "MiB", w, base, false)
+		b.addWasmRows(rep, id, func(rt string) string {
+			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, wProcs[rt])
+		}, "MiB", w, base, false)
 	}
 	return nil
 }
@@ -864,6 +920,8 @@ func (b *bencher) pss(rt string) (int64, int, error) {
 		case rt == wasmRuntime && exe == b.c.shimExe && b.isOurShim(pid):
 			roots = append(roots, pid)
 		case rt == runcRuntime && exe == b.c.runcShimExe && b.isOurShim(pid):
+			roots = append(roots, pid)
+		case rt == b.c.beforeShimExe && exe == b.c.beforeShimExe && b.isOurShim(pid):
 			roots = append(roots, pid)
 		}
 	}
@@ -1122,7 +1180,7 @@ func writeMarkdown(c *config, rep *report, took time.Duration) error {
 		if len(old) == 0 {
 			old = []byte("# Benchmarks\n\nNo full run (`make bench`) has written this file yet.\n")
 		}
-		out = mergePartial(old, strings.Join(sel, ","), partialMarkdown(c, rep, took, sel))
+		out = mergePartial(old, partialKey(c, sel), partialMarkdown(c, rep, took, sel))
 	}
 	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
 		return err
@@ -1160,7 +1218,12 @@ func mergePartial(doc []byte, key string, section string) []byte {
 
 // resultsTable writes the results rows and the notes.
 func resultsTable(w io.Writer, rep *report) {
-	fmt.Fprintf(w, "| # | what | unit | n | median | min | max | ratio to baseline (median) |\n|---|---|---|---|---|---|---|---|\n")
+	ba := rep.hasBefore()
+	if ba {
+		fmt.Fprintf(w, "| # | what | unit | n | median | min | max | ratio to baseline (median) | before → after (median) |\n|---|---|---|---|---|---|---|---|---|\n")
+	} else {
+		fmt.Fprintf(w, "| # | what | unit | n | median | min | max | ratio to baseline (median) |\n|---|---|---|---|---|---|---|---|\n")
+	}
 	for _, r := range rep.rows {
 		lo, hi := minmax(r.samples)
 		ratio := "1 (baseline)"
@@ -1177,8 +1240,12 @@ func resultsTable(w io.Writer, rep *report) {
 				ratio += " (higher is better)"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %d | %s | %s | %s | %s |\n", r.id, r.what, r.unit, len(r.samples),
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %s | %s | %s | %s |", r.id, r.what, r.unit, len(r.samples),
 			fmtNum(median(r.samples)), fmtNum(lo), fmtNum(hi), ratio)
+		if ba {
+			fmt.Fprintf(w, " %s |", beforeAfter(r))
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 	if len(rep.notes) > 0 {
@@ -1208,6 +1275,9 @@ func machineAndVersions(w io.Writer, c *config) {
 		fmt.Fprintf(w, "- wrk: `%s`\n", wrkVersion(c.wrk))
 	}
 	fmt.Fprintf(w, "- shim `-v`:\n\n```\n%s\n```\n\n", cmdOut(c.shimExe, "-v"))
+	if c.beforeShimExe != "" {
+		fmt.Fprintf(w, "- the earlier shim build%s, `-v`:\n\n```\n%s\n```\n\n", tagOf(c), cmdOut(c.beforeShimExe, "-v"))
+	}
 }
 
 // wrkVersion is the first line of `wrk --version` (which exits 1).
@@ -1343,6 +1413,7 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 	fmt.Fprintf(&w, "## What is measured\n\n")
 	for _, name := range allBenchmarks {
 		describe(&w, c, name)
+		describeBefore(&w, c, name)
 	}
 	fmt.Fprintln(&w)
 	fmt.Fprintf(&w, "## Machine and versions\n\n")
@@ -1356,16 +1427,21 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 func partialMarkdown(c *config, rep *report, took time.Duration, sel []string) string {
 	var w bytes.Buffer
 	only := strings.Join(sel, ",")
-	fmt.Fprintf(&w, "## Partial run: %s\n\n", strings.Join(sel, ", "))
+	title := strings.Join(sel, ", ")
+	if c.beforeShimExe != "" {
+		title += ", before" + tagOf(c) + " and after"
+	}
+	fmt.Fprintf(&w, "## Partial run: %s\n\n", title)
 	fmt.Fprintf(&w, "Generated by `BENCH_ONLY=%s %s` on %s; the run took %s.\n"+
 		"A section of its own: not part of the full run above (another time, another load on the shared\n"+
-		"machine), so compare its rows with each other only. Another partial run of `BENCH_ONLY=%s`\n"+
+		"machine), so compare its rows with each other only. Another partial run of `BENCH_ONLY=%s`%s\n"+
 		"replaces it; the next full `make bench` drops it.\n\n",
-		only, c.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Round(time.Second), only)
+		only, c.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Round(time.Second), only, againstBefore(c))
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "What is measured:\n\n")
 	for _, name := range sel {
 		describe(&w, c, name)
+		describeBefore(&w, c, name)
 	}
 	fmt.Fprintf(&w, "\nMachine and versions:\n\n")
 	machineAndVersions(&w, c)

@@ -17,6 +17,15 @@
 # B5 and B6 drive the daemon's CRI plugin with crictl ($TOOLS/bin/crictl, from scripts/install-deps.sh);
 # their pods live in containerd namespace k8s.io (host network, no CNI). B7 loads HTTP servers with wrk
 # (apt, scripts/install-deps.sh) on loopback ports of the host network (about 80 s with the defaults).
+#
+# Before and after (bench/baseline.go): BENCH_BASELINE_SHIM=/path/to/containerd-shim-wazero-v1 (an earlier
+# build, its runner binary beside it) or BENCH_BASELINE_REF=COMMIT (built here, as `make build` does, in a
+# git worktree of COMMIT under the temp dir) adds that build to B1, B2 and B3: each round runs both shim
+# builds and runc, and the tables get a before → after column. Unset (the default), nothing changes.
+#   BENCH_ONLY=B1,B2,B3 BENCH_BASELINE_REF=812ff23 scripts/bench.sh    # the cost of confinement (issue 10)
+# The earlier build is registered under its absolute path as the runtime name, from a directory of its
+# own, so each build finds its own runner beside it (pkg/shim/runnerexe.go pairs them by build stamp).
+# A partial before/after run writes a section of its own (BENCH_TIMEOUT defaults to 1500 s then).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,9 +51,13 @@ B7_IMAGES=("$IMAGES"/{httpserver,native-httpserver,wagi}.tar)
 for f in "$IMAGES"/{hello,hello-go,native-hello,wasmtest,pause}.tar "${B7_IMAGES[@]}" "$CPUBENCH" "$WASMIMG"; do
 	[ -e "$f" ] || { log "$f missing (make testdata)"; exit 1; }
 done
-[ -x "$CRICTL" ] || { log "$CRICTL missing (scripts/install-deps.sh)"; exit 1; }
+# crictl and wrk are needed only by the benchmarks that use them (B5/B6, B7).
+ONLY=,${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7},
+ONLY=${ONLY// /}
+case $ONLY in *,B5,* | *,B6,*) [ -x "$CRICTL" ] || { log "$CRICTL missing (scripts/install-deps.sh)"; exit 1; } ;; esac
 WRK=$(command -v wrk || true)
-[ -n "$WRK" ] || { log "wrk missing (scripts/install-deps.sh)"; exit 1; }
+case $ONLY in *,B7,*) [ -n "$WRK" ] || { log "wrk missing (scripts/install-deps.sh)"; exit 1; } ;; esac
+WRK=${WRK:-wrk}
 
 WAZERO=$TOOLS/bin/wazero
 if ! "$WAZERO" version 2>/dev/null | grep -qx "$WAZERO_VERSION"; then
@@ -53,10 +66,22 @@ if ! "$WAZERO" version 2>/dev/null | grep -qx "$WAZERO_VERSION"; then
 fi
 
 if [ -n "${MAKELEVEL:-}" ]; then COMMAND="make bench"; else COMMAND="scripts/bench.sh"; fi
+BASE_SHIM=${BENCH_BASELINE_SHIM:-}
+BASE_REF=${BENCH_BASELINE_REF:-}
+BASE_COMMIT=
+if [ -n "$BASE_SHIM" ]; then
+	[ -z "$BASE_REF" ] || { log "set BENCH_BASELINE_SHIM or BENCH_BASELINE_REF, not both"; exit 1; }
+	[ -x "$BASE_SHIM" ] || { log "BENCH_BASELINE_SHIM=$BASE_SHIM: not an executable"; exit 1; }
+	COMMAND="BENCH_BASELINE_SHIM=$BASE_SHIM $COMMAND"
+elif [ -n "$BASE_REF" ]; then
+	BASE_COMMIT=$(git rev-parse --verify --quiet "$BASE_REF^{commit}") || { log "BENCH_BASELINE_REF=$BASE_REF: no such commit"; exit 1; }
+	COMMAND="BENCH_BASELINE_REF=$BASE_REF $COMMAND"
+fi
 NS=wzbench-$$
 TMP=$(mktemp -d /tmp/wzbench.XXXXXX)
 E=$TMP/containerd
 BENCH_PID=
+BASE_TREE=
 
 # rm_ns_cgroups: remove the (empty) cgroups containerd's default spec put at /<NS>/<ID>.
 rm_ns_cgroups() {
@@ -97,6 +122,9 @@ cleanup() {
 	wz_cleanup "$E" # stops the daemon, kills its shims (and their runners / containers), unmounts
 	rm_ns_cgroups
 	rm_cri_cgroups
+	if [ -n "$BASE_TREE" ]; then
+		git worktree remove --force "$BASE_TREE" 2>/dev/null || { rm -rf "$BASE_TREE"; git worktree prune; }
+	fi
 	rm -rf "$TMP"
 	if [ "$rc" -eq 0 ]; then log "OK: results in $OUT"; else log "FAILED (exit $rc)"; fi
 	exit "$rc"
@@ -111,6 +139,31 @@ mkdir -p "$TMP/shimbin" "$TMP/fifo" "$TMP/wazero-cache"
 cp "$SHIM" "$TMP/shimbin/containerd-shim-wazero-v1"
 if [ -x bin/containerd-shim-wazero-v1-runner ]; then
 	cp bin/containerd-shim-wazero-v1-runner "$TMP/shimbin/containerd-shim-wazero-v1-runner"
+fi
+# The earlier build (BENCH_BASELINE_SHIM/_REF) gets a directory of its own: its runner binary, which
+# carries its build stamp, must be beside it under the same name as the current build's.
+BASE_ARGS=()
+if [ -n "$BASE_COMMIT" ]; then
+	BASE_TREE=$TMP/baseline-src
+	log "building the baseline shim from $BASE_REF ($(git log -1 --format='%h %s' "$BASE_COMMIT" | cut -c1-80)) in a worktree"
+	git worktree add --detach "$BASE_TREE" "$BASE_COMMIT" >/dev/null 2>&1 || { log "git worktree add $BASE_COMMIT failed"; exit 1; }
+	# The same build as `make build` there (its Makefile: -trimpath, CGO_ENABLED=0, the build stamp of
+	# its own sources in LDFLAGS).
+	make -s -C "$BASE_TREE" build GO="$GO" >&2
+	BASE_SHIM=$BASE_TREE/bin/containerd-shim-wazero-v1
+	BASE_LABEL="commit $(git rev-parse --short "$BASE_COMMIT")"
+elif [ -n "$BASE_SHIM" ]; then
+	BASE_LABEL="BENCH_BASELINE_SHIM"
+fi
+if [ -n "$BASE_SHIM" ]; then
+	mkdir -p "$TMP/shimbin-before"
+	cp "$BASE_SHIM" "$TMP/shimbin-before/containerd-shim-wazero-v1"
+	if [ -x "$(dirname "$BASE_SHIM")/containerd-shim-wazero-v1-runner" ]; then
+		cp "$(dirname "$BASE_SHIM")/containerd-shim-wazero-v1-runner" "$TMP/shimbin-before/"
+	else
+		log "warning: no runner binary beside $BASE_SHIM: its runners run from the shim binary itself"
+	fi
+	BASE_ARGS=(-before-shim-exe "$TMP/shimbin-before/containerd-shim-wazero-v1" -before-label "$BASE_LABEL")
 fi
 # The daemon's environment is the shim's: a bench-private compilation cache that B1c can empty.
 export CONTAINERD_SHIM_WAZERO_CACHE_DIR=$TMP/cache
@@ -132,7 +185,8 @@ wz_ctr "$E" -n k8s.io images import --platform wasip1/wasm --local "$IMAGES/wasm
 log "containerd $VERSION ready, images imported; running benchmarks (namespace $NS)"
 
 # The bench runs in the background so that the trap can stop it; `timeout` bounds the whole run.
-timeout "${BENCH_TIMEOUT:-840}" "$TMP/bench" \
+if [ -n "$BASE_SHIM" ]; then DEFAULT_TIMEOUT=1500; else DEFAULT_TIMEOUT=840; fi
+timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" \
 	-address "$E/containerd.sock" -namespace "$NS" -ctr "$BIN/ctr" -fifo-dir "$TMP/fifo" \
 	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" \
 	-shim-exe "$TMP/shimbin/containerd-shim-wazero-v1" -runc-shim-exe "$(readlink -f "$BIN/containerd-shim-runc-v2")" \

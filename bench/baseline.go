@@ -1,0 +1,154 @@
+package main
+
+// Before and after: with -before-shim-exe (scripts/bench.sh's BENCH_BASELINE_SHIM, or
+// BENCH_BASELINE_REF, which builds one from a commit), B1, B2 and B3 run a second, earlier build of
+// the wazero shim beside the current one and runc, in the same rounds: each round runs the two
+// wazero builds (their order alternating from round to round) and then the runc baseline. The
+// earlier build is registered under its absolute path as the runtime name (containerd runs an
+// absolute runtime name as the shim binary), from a directory of its own, so that each build finds
+// its own runner binary beside it (pkg/shim/runnerexe.go: by name, paired by the build stamp).
+// Its rows come before the current build's, whose row gets the after/before ratio.
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// wasmRuntimes are the wazero runtimes each round of B1-B3 runs: the current build, then the
+// earlier one when there is one.
+func (b *bencher) wasmRuntimes() []string {
+	if b.c.beforeShimExe == "" {
+		return []string{wasmRuntime}
+	}
+	return []string{wasmRuntime, b.c.beforeShimExe}
+}
+
+// rotate returns rts in the order round i runs them: shifted by one each round, so that neither
+// build always runs first (right after the runc baseline's run) or last.
+func rotate(rts []string, i int) []string {
+	if len(rts) < 2 {
+		return rts
+	}
+	k := i % len(rts)
+	return append(append([]string(nil), rts[k:]...), rts[:k]...)
+}
+
+// beforeTag is what follows the runtime's name in a row: the earlier build's label.
+func (b *bencher) beforeTag(rt string) string {
+	if rt == b.c.beforeShimExe && b.c.beforeLabel != "" {
+		return " (" + b.c.beforeLabel + ")"
+	}
+	return ""
+}
+
+// wasmLogName names a wazero runtime in progress lines ("wasm", as before, for the current build).
+func wasmLogName(rt string) string {
+	if rt == wasmRuntime {
+		return "wasm"
+	}
+	return "wasm-before"
+}
+
+// addWasmRows adds the rows of the wazero runtimes' samples (w, by runtime) against base: the
+// earlier build's first, then the current build's, which carries the before/after ratio.
+func (b *bencher) addWasmRows(rep *report, id string, what func(rt string) string, unit string, w map[string][]float64, base *row, higher bool) {
+	var before *row
+	if b.c.beforeShimExe != "" {
+		before = rep.add(id, what(b.c.beforeShimExe), unit, w[b.c.beforeShimExe], base, higher)
+	}
+	rep.add(id, what(wasmRuntime), unit, w[wasmRuntime], base, higher).before = before
+}
+
+// phaseSets orders the phases of the wazero runtimes (w, by runtime) and of runc for phaseTable
+// (earlier build, current build, runc) and names them: names("C hello", "native hello") is
+// "wazero C hello vs runc native hello" without an earlier build.
+func (b *bencher) phaseSets(w map[string][]phases, r []phases) (func(wasmWhat, runcWhat string) string, [][]phases) {
+	rts := []string{wasmRuntime}
+	if b.c.beforeShimExe != "" {
+		rts = []string{b.c.beforeShimExe, wasmRuntime}
+	}
+	var sets [][]phases
+	for _, rt := range rts {
+		sets = append(sets, w[rt])
+	}
+	sets = append(sets, r)
+	names := func(wasmWhat, runcWhat string) string {
+		with := func(name, what string) string {
+			if what == "" {
+				return name
+			}
+			return name + " " + what
+		}
+		var n []string
+		for _, rt := range rts {
+			n = append(n, with(rtName(rt)+b.beforeTag(rt), wasmWhat))
+		}
+		return strings.Join(append(n, with("runc", runcWhat)), " vs ")
+	}
+	return names, sets
+}
+
+// hasBefore reports whether any row has an earlier build's measurement (the table then has a
+// before → after column).
+func (r *report) hasBefore() bool {
+	for _, x := range r.rows {
+		if x.before != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// beforeAfter is a row's before → after cell: the current build's median over the earlier
+// build's, with the change in percent.
+func beforeAfter(r *row) string {
+	if r.before == nil {
+		return ""
+	}
+	x := median(r.samples) / median(r.before.samples)
+	s := fmt.Sprintf("%s → %s: %.2f× (%+.1f%%)", fmtNum(median(r.before.samples)), fmtNum(median(r.samples)), x, 100*(x-1))
+	if r.higherBetter {
+		s += " (higher is better)"
+	}
+	return s
+}
+
+// describeBefore adds to a benchmark's description what the earlier build's rows are.
+func describeBefore(w io.Writer, c *config, name string) {
+	if c.beforeShimExe == "" {
+		return
+	}
+	switch name {
+	case "B1", "B2", "B3":
+		fmt.Fprintf(w, "  **Before and after**: the rows `wazero-before%s` are the same runs through an earlier build\n"+
+			"  of the shim (its own runner binary beside it), registered with the daemon under its absolute path as\n"+
+			"  the runtime name; every round runs both builds (their order alternating) and then runc, so they share\n"+
+			"  the same load. The last column is the current build's median over the earlier build's.\n", tagOf(c))
+	}
+}
+
+func tagOf(c *config) string {
+	if c.beforeLabel == "" {
+		return ""
+	}
+	return " (" + c.beforeLabel + ")"
+}
+
+// partialKey names a partial run's section (mergePartial): a before/after run has a section of
+// its own, apart from a plain run of the same selection.
+func partialKey(c *config, sel []string) string {
+	k := strings.Join(sel, ",")
+	if c.beforeShimExe != "" {
+		k += " before/after"
+	}
+	return k
+}
+
+// againstBefore qualifies "another partial run of BENCH_ONLY=..." for a before/after section.
+func againstBefore(c *config) string {
+	if c.beforeShimExe == "" {
+		return ""
+	}
+	return " with an earlier shim build"
+}
