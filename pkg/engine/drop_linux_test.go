@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -285,3 +286,56 @@ func unmountUnder(dir string) {
 // runtimeLockForever locks the calling goroutine to its thread and never unlocks it: the thread
 // is then ended with the goroutine, taking its unshared namespace with it.
 func runtimeLockForever() { runtime.LockOSThread() }
+
+// confine makes cfg run isolated, as uid and gid 1000 without capabilities, with no_new_privs and
+// containerd's default seccomp profile: what a restricted Kubernetes pod's container gets.
+func confine(t *testing.T, cfg *Config) {
+	t.Helper()
+	cfg.NoIsolation = false
+	if err := os.Chmod(cfg.Rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cfg.Mounts {
+		os.Chmod(m.Source, 0o755)
+	}
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
+	cfg.Security = &oci.Security{
+		UID: 1000, GID: 1000, Caps: &oci.Capabilities{}, NoNewPrivileges: true,
+		Seccomp: ctrdseccomp.DefaultProfile(spec),
+	}
+}
+
+// TestRunnerConfinedModes runs guests compiled and interpreted, growing memory, as a confined
+// runner (see confine): the drop leaves the engine everything it needs.
+func TestRunnerConfinedModes(t *testing.T) {
+	for _, tc := range []struct {
+		cold oci.ColdStart
+		args []string
+		want string
+	}{
+		{oci.ColdStartCompile, []string{"hello"}, "hello from wasm\n"},
+		{oci.ColdStartInterpret, []string{"hello"}, "hello from wasm\n"},
+		{oci.ColdStartCompile, []string{"grow", "64"}, ""},
+		{oci.ColdStartInterpret, []string{"grow", "64"}, ""},
+	} {
+		t.Run(string(tc.cold)+"-"+tc.args[0], func(t *testing.T) {
+			r, stdout, stderr := spawn(t)
+			cfg := testConfig(t, "testprog.wasm", tc.args...)
+			cfg.ColdStart = tc.cold
+			cfg.CacheDir = t.TempDir()
+			confine(t, cfg)
+			if _, err := r.Configure(cfg); err != nil {
+				t.Fatalf("Configure: %v", err)
+			}
+			if err := r.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if code := wait(t, r); code != 0 {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout(), stderr())
+			}
+			if tc.want != "" && stdout() != tc.want {
+				t.Errorf("stdout %q, want %q", stdout(), tc.want)
+			}
+		})
+	}
+}

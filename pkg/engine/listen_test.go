@@ -194,12 +194,21 @@ func httpGet(t *testing.T, url string, timeout time.Duration) (int, string) {
 // A runner listens at Create (the ports are taken before Start), and the guest serves on both
 // listeners at the fds of WAZERO_LISTEN_FDS, which follow the preopened directories.
 func TestRunnerListeners(t *testing.T) {
+	t.Run("root", func(t *testing.T) { testRunnerListenersCase(t, false) })
+	// As the non-root, capability-less, seccomp-confined process a restricted pod gets.
+	t.Run("confined", func(t *testing.T) { testRunnerListenersCase(t, true) })
+}
+
+func testRunnerListenersCase(t *testing.T, confined bool) {
 	r, stdout, stderr := spawn(t)
 	p1, p2 := freePort(t), freePort(t)
 	cfg := testConfig(t, "httpserver.wasm")
 	cfg.Mounts = []oci.Mount{{Source: t.TempDir(), Destination: "/data"}} // one more preopen: fds 5 and 6
 	cfg.Listen = []oci.ListenAddr{loopback(p1), loopback(p2)}
 	cfg.Env = []string{fmt.Sprintf("WAZERO_LISTEN=127.0.0.1:%d,127.0.0.1:%d", p1, p2)}
+	if confined {
+		confine(t, cfg)
+	}
 	if _, err := r.Configure(cfg); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}

@@ -298,10 +298,19 @@ func TestWAGIMemory(t *testing.T) {
 // A runner in the per-request mode listens at Create, serves after Start, and on SIGTERM stops
 // accepting, finishes the request in flight and exits 0, freeing the port.
 func TestRunnerWAGI(t *testing.T) {
+	t.Run("root", func(t *testing.T) { testRunnerWAGICase(t, false) })
+	// As the non-root, capability-less, seccomp-confined process a restricted pod gets.
+	t.Run("confined", func(t *testing.T) { testRunnerWAGICase(t, true) })
+}
+
+func testRunnerWAGICase(t *testing.T, confined bool) {
 	r, _, stderr := spawn(t)
 	port := freePort(t)
 	cfg := testConfig(t, "wagi.wasm")
 	cfg.WAGI = &oci.WAGI{Listen: []oci.ListenAddr{loopback(port)}, Concurrency: 2, Timeout: 10 * time.Second, MaxBody: 1 << 10}
+	if confined {
+		confine(t, cfg)
+	}
 	if _, err := r.Configure(cfg); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
