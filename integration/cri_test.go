@@ -232,6 +232,7 @@ type ctrSpec struct {
 	args    []string // replaces the image cmd
 	envs    map[string]string
 	mounts  map[string]string // container path -> host path
+	linux   map[string]any    // the LinuxContainerConfig (security_context, resources); nil: empty
 }
 
 // create creates a container in the pod and returns its id and log file.
@@ -247,6 +248,9 @@ func (p *pod) create(s ctrSpec) (id, logPath string) {
 		"image":    map[string]any{"image": s.image},
 		"log_path": logName,
 		"linux":    map[string]any{},
+	}
+	if s.linux != nil {
+		cfg["linux"] = s.linux
 	}
 	if s.command != nil {
 		cfg["command"] = s.command
