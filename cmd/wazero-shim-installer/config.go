@@ -63,11 +63,45 @@ func runtimeBlock(version int, handler, nl string) string {
 		fmt.Sprintf("  runtime_type = %q", runtimeType) + nl
 }
 
-// newConfig is the config written when the node has none: containerd 2.x reads version 3.
-func newConfig(handler string) []byte {
-	return []byte("# Created by wazero-shim-installer: there was no config.toml. version = 3 is read by containerd 2.x;\n" +
-		"# containerd 1.7 needs version = 2 (see docs/kubernetes.md). containerd's defaults apply to everything else.\n" +
-		"version = 3\n\n" + runtimeBlock(3, handler, "\n"))
+// newConfig is the config written when the node has none, in the form its containerd reads:
+// version 2 for containerd 1.x, version 3 for 2.x. containerd's defaults apply to the rest.
+func newConfig(handler string, version int) []byte {
+	return []byte(fmt.Sprintf("# Created by wazero-shim-installer: there was no config file. version = %d is the form the node's\n", version) +
+		"# containerd reads (2 for containerd 1.x, 3 for 2.x); containerd's defaults apply to everything else.\n" +
+		fmt.Sprintf("version = %d\n\n", version) + runtimeBlock(version, handler, "\n"))
+}
+
+// newTemplate is the k3s/RKE2 template written when there is none: their generated config
+// ("base"), then the runtime.
+func newTemplate(handler string, version int) []byte {
+	return []byte("{{ template \"base\" . }}\n\n" + runtimeBlock(version, handler, "\n"))
+}
+
+// templateAction matches a line that is only a Go template action, such as {{ template "base" . }}.
+var templateAction = regexp.MustCompile(`(?m)^[ \t]*\{\{.*\}\}[ \t]*\r?$`)
+
+// baseAction matches the line of a k3s/RKE2 template that stands for their generated config.
+var baseAction = regexp.MustCompile(`(?m)^[ \t]*\{\{-?\s*template\s+"base"\s+\.\s*-?\}\}[ \t]*\r?$`)
+
+// maskTemplate replaces the bytes of every template action line by spaces, so that the rest of
+// the template scans as TOML with the same offsets.
+func maskTemplate(src []byte) []byte {
+	out := slices.Clone(src)
+	for _, m := range templateAction.FindAllIndex(out, -1) {
+		for i := m[0]; i < m[1]; i++ {
+			if out[i] != '\r' {
+				out[i] = ' '
+			}
+		}
+	}
+	return out
+}
+
+// renderTemplate puts rendered (the distribution's generated config) in place of the "base"
+// action. ok is false when other template actions remain, which only the distribution can render.
+func renderTemplate(tmpl, rendered []byte) (out []byte, ok bool) {
+	out = baseAction.ReplaceAllLiteral(tmpl, rendered)
+	return out, !bytes.Contains(out, []byte("{{"))
 }
 
 // configVersion returns the value of the top-level "version" key, 1 when there is none.
@@ -97,30 +131,59 @@ func hasPrefix(p, prefix []string) bool {
 // returns the new content (the input itself when nothing changes). With force, a section that
 // exists with another runtime_type is corrected; without, that is an errConflict.
 func editConfig(src []byte, handler string, force bool) ([]byte, editResult, error) {
+	return editConfigWith(src, handler, force, editOpts{})
+}
+
+// editOpts are what editConfigWith needs to know beyond the file.
+type editOpts struct {
+	// defaultVersion is the config version when the file has no version line (a k3s/RKE2
+	// template, whose "base" carries it); 0: such a file is a version 1 config.
+	defaultVersion int
+	// template: lines that are only a {{ ... }} action are not TOML and are skipped.
+	template bool
+}
+
+func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte, editResult, error) {
 	var res editResult
 	if err := validHandler(handler); err != nil {
 		return nil, res, err
 	}
-	doc, err := scan(src)
-	if err != nil {
-		return nil, res, fmt.Errorf("cannot follow config.toml (not changed): %w", err)
+	scanned := src
+	if eo.template {
+		scanned = maskTemplate(src)
 	}
-	v, err := configVersion(src, doc)
+	doc, err := scan(scanned)
+	if err != nil {
+		return nil, res, fmt.Errorf("cannot follow the file (not changed): %w", err)
+	}
+	v, err := configVersion(scanned, doc)
 	if err != nil {
 		return nil, res, err
 	}
+	if v == 1 && eo.defaultVersion != 0 && !hasVersionLine(doc) {
+		v = eo.defaultVersion
+	}
 	res.version = v
+	var disabled string
+	for _, k := range doc.keys {
+		if k.root && len(k.path) == 1 && k.path[0] == "disabled_plugins" {
+			if m := disabledCRI.FindSubmatch(src[k.valStart:k.valEnd]); m != nil {
+				disabled = fmt.Sprintf("line %d: disabled_plugins = %s turns off containerd's CRI plugin (%q), which Kubernetes and this runtime need: remove %q from disabled_plugins (Docker's containerd.io package ships it that way)", k.line, src[k.valStart:k.valEnd], m[1], m[1])
+			}
+		}
+	}
 	switch {
 	case v <= 1:
-		return nil, res, errors.New("config.toml has no \"version = 2\" (or 3, 4) line: it is a version 1 config (containerd 1.x's original format, whose plugin section names differ), which this installer does not edit. " +
-			"Regenerate it with `containerd config default` (and carry your settings over), or on containerd 2.x convert it with `containerd config migrate`, then run the installer again")
-	case v > 4:
-		return nil, res, fmt.Errorf("config.toml has version = %d, which this installer does not know (it knows 2, 3 and 4)", v)
-	}
-	for _, k := range doc.keys {
-		if k.root && len(k.path) == 1 && k.path[0] == "disabled_plugins" && disabledCRI.Match(src[k.valStart:k.valEnd]) {
-			res.warn = append(res.warn, fmt.Sprintf("line %d: disabled_plugins disables the CRI plugin, so Kubernetes cannot use containerd (nor this runtime) until it is removed", k.line))
+		msg := "the file has no \"version = 2\" (or 3, 4) line: it is a version 1 config (containerd 1.x's original format, whose plugin section names differ), which this installer does not edit. " +
+			"Regenerate it with `containerd config default` (and carry your settings over), or on containerd 2.x convert it with `containerd config migrate`, then run the installer again"
+		if disabled != "" {
+			msg += "; also, " + disabled
 		}
+		return nil, res, errors.New(msg)
+	case v > 4:
+		return nil, res, fmt.Errorf("the file has version = %d, which this installer does not know (it knows 2, 3 and 4)", v)
+	case disabled != "":
+		return nil, res, fmt.Errorf("%s; not changed", disabled)
 	}
 
 	target := runtimePath(v, handler)
@@ -211,8 +274,20 @@ func editConfig(src []byte, handler string, force bool) ([]byte, editResult, err
 	return out, res, nil
 }
 
+func hasVersionLine(doc *document) bool {
+	for _, k := range doc.keys {
+		if k.root && len(k.path) == 1 && k.path[0] == "version" {
+			return true
+		}
+	}
+	return false
+}
+
 // checkEdited re-scans an edited config: it must still parse and define the runtime exactly once.
-func checkEdited(out []byte, version int, handler string) error {
+func checkEdited(out []byte, version int, handler string, template bool) error {
+	if template {
+		out = maskTemplate(out)
+	}
 	doc, err := scan(out)
 	if err != nil {
 		return fmt.Errorf("internal error: the edited config does not scan: %w", err)

@@ -89,7 +89,7 @@ func TestEditConfig(t *testing.T) {
 			if !tc.force && !bytes.HasPrefix(out, bytes.TrimRight(in, "\r\n")) {
 				t.Errorf("output does not start with the input")
 			}
-			if err := checkEdited(out, res.version, "wazero"); err != nil {
+			if err := checkEdited(out, res.version, "wazero", false); err != nil {
 				t.Error(err)
 			}
 			// Idempotent: a second run changes nothing, even with -force.
@@ -125,14 +125,46 @@ func TestEditConfigSummary(t *testing.T) {
 	}
 }
 
-func TestDisabledCRIWarning(t *testing.T) {
-	in := []byte("version = 2\ndisabled_plugins = [\"cri\"]\n")
-	_, res, err := editConfig(in, "wazero", false)
-	if err != nil {
-		t.Fatal(err)
+// A config that disables the CRI plugin is refused, naming the plugin it disables (Docker's
+// containerd.io package ships disabled_plugins = ["cri"] in a version 1 file).
+func TestDisabledCRIRefused(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"version = 2\ndisabled_plugins = [\"cri\"]\n", `line 2: disabled_plugins = ["cri"] turns off containerd's CRI plugin ("cri")`},
+		{"version = 3\ndisabled_plugins = ['io.containerd.cri.v1.runtime']\n", `remove "io.containerd.cri.v1.runtime" from disabled_plugins`},
+		{"disabled_plugins = [\"cri\"]\n", `version 1 config`},
+		{"disabled_plugins = [\"cri\"]\n", `also, line 1: disabled_plugins = ["cri"] turns off containerd's CRI plugin ("cri")`},
+	} {
+		if _, _, err := editConfig([]byte(tc.in), "wazero", false); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want it to say %s", tc.in, err, tc.want)
+		}
 	}
-	if len(res.warn) != 1 || !strings.Contains(res.warn[0], "disables the CRI plugin") {
-		t.Errorf("warnings = %q", res.warn)
+	if _, res, err := editConfig([]byte("version = 2\ndisabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\"]\n"), "wazero", false); err != nil || !res.changed {
+		t.Errorf("another disabled plugin: %v", err)
+	}
+}
+
+// Templates (k3s, RKE2): action lines are skipped, the version comes from their generated config.
+func TestEditTemplate(t *testing.T) {
+	in := []byte("{{ template \"base\" . }}\n\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]\n  runtime_type = \"io.containerd.runc.v2\"\n")
+	out, res, err := editConfigWith(in, "wazero", false, editOpts{defaultVersion: 3, template: true})
+	if err != nil || !res.changed || res.version != 3 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if !bytes.HasPrefix(out, in) || !bytes.HasSuffix(out, []byte("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]\n  runtime_type = \"io.containerd.wazero.v1\"\n")) {
+		t.Errorf("output:\n%s", out)
+	}
+	if again, res, err := editConfigWith(out, "wazero", false, editOpts{defaultVersion: 3, template: true}); err != nil || res.changed || !bytes.Equal(again, out) {
+		t.Errorf("second run: %v %+v", err, res)
+	}
+	if _, _, err := editConfig(in, "wazero", false); err == nil {
+		t.Error("a template was read as a plain config")
+	}
+	rendered, ok := renderTemplate(out, []byte("version = 3\n[plugins]\n"))
+	if !ok || !bytes.HasPrefix(rendered, []byte("version = 3\n[plugins]\n\n\n[plugins.")) {
+		t.Errorf("render: %v\n%s", ok, rendered)
+	}
+	if _, ok := renderTemplate([]byte("{{ template \"base\" . }}\n{{ if .X }}a = 1{{ end }}\n"), nil); ok {
+		t.Error("a template with other actions rendered")
 	}
 }
 

@@ -24,8 +24,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // shimName is the binary containerd looks for on its PATH for runtime io.containerd.wazero.v1.
@@ -41,7 +43,8 @@ const backupSuffix = ".bak-wazero"
 
 type options struct {
 	hostRoot string // prefix of every host path
-	config   string // host path of containerd's config.toml
+	distro   string // auto or a layout name
+	config   string // host path of the file to edit; "" = the layout's
 	shimSrc  string // the shim binary to install (a path in the installer's own filesystem)
 	// runnerSrc is the runner binary to install beside the shim; "" or a missing file: none.
 	runnerSrc string
@@ -50,23 +53,43 @@ type options struct {
 	restart   string // auto, none, systemctl
 	force     bool
 	dryRun    bool
+	// containerd is the host path of the node's containerd binary; "" = the layout's.
+	containerd string
+	// containerdVersionFlag overrides what `containerd --version` says.
+	containerdVersionFlag string
+	restartUnit           string        // "" = the layout's
+	criSocket             string        // host path; "" = the layout's
+	wait                  time.Duration // how long the CRI has to list the handler after a restart
+	retry                 bool          // try again a config an earlier run rolled back
 
 	stdout, stderr io.Writer
-	// restartFn restarts containerd (-restart systemctl); tests replace it.
-	restartFn func(hostRoot string, out io.Writer) error
+	// restartFn restarts containerd's systemd unit (-restart systemctl); tests replace it.
+	restartFn func(hostRoot, unit string, out io.Writer) error
+	// criCheck waits until the CRI socket (a path in the installer's filesystem) answers and lists
+	// handler ("" = answers at all); tests replace it.
+	criCheck func(socket, handler string, timeout time.Duration) error
+	// execHook, when set, makes the commands run on the host (tests: a fake containerd).
+	execHook func(bin string, args ...string) *exec.Cmd
 }
 
 func main() {
-	o := options{stdout: os.Stdout, stderr: os.Stderr, restartFn: systemctlRestart}
-	flag.StringVar(&o.hostRoot, "host-root", "/", "where the host's / is mounted (e.g. /host in a node-installer pod)")
-	flag.StringVar(&o.config, "config", "/etc/containerd/config.toml", "containerd config file, as a host path")
+	o := options{stdout: os.Stdout, stderr: os.Stderr, restartFn: systemctlRestart, criCheck: waitCRI}
+	flag.StringVar(&o.hostRoot, "host-root", "/", "where the host's / is mounted (e.g. /host in a node-installer pod); host paths, symlinks included, are resolved inside it")
+	flag.StringVar(&o.distro, "distro", "auto", "which containerd setup the node has: auto (detect), "+layoutNames())
+	flag.StringVar(&o.config, "config", "", "host path of the containerd config file to edit (default: the distribution's: /etc/containerd/config.toml for plain containerd)")
+	flag.StringVar(&o.containerd, "containerd", "", "host path of the node's containerd binary, run to learn its version and to check the edited config (default: the distribution's)")
+	flag.StringVar(&o.containerdVersionFlag, "containerd-version", "", "the node's containerd version (e.g. 1.6.20 or 2.4.2) instead of asking `containerd --version`")
 	flag.StringVar(&o.shimSrc, "shim-src", "/opt/wazero/"+shimName, "shim binary to install (in the installer's filesystem)")
 	flag.StringVar(&o.runnerSrc, "runner-src", "/opt/wazero/"+runnerName, "runner binary to install beside the shim, if it exists (in the installer's filesystem; \"\" for none)")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "host directory on containerd's PATH to install the shim into")
 	flag.StringVar(&o.handler, "handler", "wazero", "runtime name in config.toml, which is the RuntimeClass handler")
-	flag.StringVar(&o.restart, "restart", "auto", "after a config change: auto (print the restart command), none, or systemctl (run it through nsenter into PID 1)")
+	flag.StringVar(&o.restart, "restart", "auto", "after a config change: auto (print the restart command), none, or systemctl (restart the unit through nsenter into PID 1, wait for the CRI to list the handler, roll back if it does not)")
+	flag.StringVar(&o.restartUnit, "restart-unit", "", "systemd unit that runs containerd (default: the distribution's: containerd, k3s or k3s-agent, rke2-server or rke2-agent, k0scontroller or k0sworker, snap.microk8s.daemon-containerd)")
+	flag.StringVar(&o.criSocket, "cri-socket", "", "host path of containerd's socket, asked after a restart (default: the distribution's: /run/containerd/containerd.sock for plain containerd)")
+	flag.DurationVar(&o.wait, "wait", 2*time.Minute, "how long containerd has, after a restart, to answer on the CRI socket with the handler listed before the config is rolled back")
+	flag.BoolVar(&o.retry, "retry", false, "try a config again that an earlier run restarted containerd with and rolled back")
 	flag.BoolVar(&o.force, "force", false, "set runtime_type when the runtime section exists with another value")
-	flag.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print the resulting config.toml to stdout")
+	flag.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print the resulting config file to stdout (containerd still checks it, from a temporary file)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		flag.Usage()
@@ -82,14 +105,19 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(o.stderr, "wazero-shim-installer: "+err.Error())
-		if errors.Is(err, errConflict) {
+		switch {
+		case errors.Is(err, errConflict):
 			os.Exit(3)
+		case errors.Is(err, errRolledBack):
+			os.Exit(4)
 		}
 		os.Exit(1)
 	}
 }
 
 // run does the work and returns the one-line summary of what it did (also when it fails half way).
+// Everything that can make it refuse (flags, the node's layout and containerd, the config edit and
+// containerd's check of it) happens before anything is written: a refusal installs nothing.
 func run(o options) (string, error) {
 	var parts []string
 	summary := func() string { return strings.Join(parts, "; ") }
@@ -98,7 +126,7 @@ func run(o options) (string, error) {
 	default:
 		return "", fmt.Errorf("-restart %q: want auto, none or systemctl", o.restart)
 	}
-	if !filepath.IsAbs(o.config) || !filepath.IsAbs(o.binDir) {
+	if (o.config != "" && !filepath.IsAbs(o.config)) || !filepath.IsAbs(o.binDir) {
 		return "", errors.New("-config and -bin-dir must be absolute host paths")
 	}
 	if err := validHandler(o.handler); err != nil {
@@ -107,43 +135,83 @@ func run(o options) (string, error) {
 	if fi, err := os.Stat(o.hostRoot); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("-host-root %s is not a directory", o.hostRoot)
 	}
-	host := func(p string) string { return filepath.Join(o.hostRoot, p) }
+	if o.wait <= 0 {
+		o.wait = 2 * time.Minute
+	}
+	l, err := o.detectLayout()
+	if err != nil {
+		return "", err
+	}
+	bin, err := o.findContainerd(l)
+	if err != nil {
+		return "", err
+	}
+	ver, err := o.containerdVersion(bin)
+	if err != nil {
+		return "", err
+	}
+	binDir, err := o.resolve(o.binDir)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(binDir.path); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("-bin-dir: %s is not a directory on the host (it must exist and be on containerd's PATH)", o.binDir)
+	}
+
+	p, err := o.planConfig(l, ver, bin)
+	if err != nil {
+		return "", err
+	}
+	if o.dryRun {
+		if _, err := o.stdout.Write(p.out); err != nil {
+			return "", err
+		}
+	}
 
 	if o.runnerSrc != "" {
 		if _, err := os.Stat(o.runnerSrc); err == nil {
-			r, err := installBinary(o.runnerSrc, host(o.binDir), runnerName, filepath.Join(o.binDir, runnerName), o.dryRun)
+			r, err := installBinary(o.runnerSrc, binDir.path, runnerName, filepath.Join(binDir.host, runnerName), o.dryRun)
 			if err != nil {
 				return summary(), err
 			}
 			parts = append(parts, "runner: "+r)
 		}
 	}
-	b, err := installBinary(o.shimSrc, host(o.binDir), shimName, filepath.Join(o.binDir, shimName), o.dryRun)
+	b, err := installBinary(o.shimSrc, binDir.path, shimName, filepath.Join(binDir.host, shimName), o.dryRun)
 	if err != nil {
 		return summary(), err
 	}
 	parts = append(parts, "binary: "+b)
 
-	c, changed, err := installConfig(o, host(o.config))
+	c, err := o.writeConfig(p)
 	if err != nil {
 		return summary(), err
 	}
 	parts = append(parts, "config: "+c)
 
+	unit := o.unit(l)
+	shown := append(restartCommand[:len(restartCommand)-1:len(restartCommand)-1], unit)
 	switch {
-	case !changed:
-		parts = append(parts, "restart: not needed")
-	case o.dryRun:
-		parts = append(parts, "restart: containerd would need a restart")
-	case o.restart == "none":
-		parts = append(parts, "restart: skipped (-restart none); restart containerd to apply")
-	case o.restart == "auto":
-		parts = append(parts, "restart: run `systemctl restart containerd` on the node to apply (or "+strings.Join(restartCommand, " ")+" from a hostPID pod)")
-	case o.restart == "systemctl":
-		if err := o.restartFn(o.hostRoot, o.stderr); err != nil {
+	case !p.changed && o.restart == "systemctl" && !o.dryRun:
+		r, err := o.checkUnchanged(l, unit)
+		parts = append(parts, "restart: "+r)
+		if err != nil {
 			return summary(), err
 		}
-		parts = append(parts, "restart: containerd restarted")
+	case !p.changed:
+		parts = append(parts, "restart: not needed")
+	case o.dryRun:
+		parts = append(parts, "restart: containerd would need a restart ("+unit+")")
+	case o.restart == "none":
+		parts = append(parts, "restart: skipped (-restart none); restart containerd ("+unit+") to apply")
+	case o.restart == "auto":
+		parts = append(parts, "restart: run `systemctl restart "+unit+"` on the node to apply (or "+strings.Join(shown, " ")+" from a hostPID pod)")
+	case o.restart == "systemctl":
+		r, err := o.restartAndCheck(l, unit, p)
+		parts = append(parts, "restart: "+r)
+		if err != nil {
+			return summary(), err
+		}
 	}
 	return summary(), nil
 }
@@ -154,9 +222,6 @@ func installBinary(src, dir, name, shown string, dryRun bool) (string, error) {
 	want, err := os.ReadFile(src)
 	if err != nil {
 		return "", fmt.Errorf("reading the binary to install: %w", err)
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("-bin-dir: %s is not a directory on the host (it must exist and be on containerd's PATH)", dir)
 	}
 	dst := filepath.Join(dir, name)
 	have, err := os.ReadFile(dst)
@@ -189,70 +254,6 @@ func installBinary(src, dir, name, shown string, dryRun bool) (string, error) {
 		return "", err
 	}
 	return verb + " " + shown, nil
-}
-
-// installConfig edits (or creates) the config file at path, a host path under the host root.
-func installConfig(o options, path string) (summary string, changed bool, err error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		out := newConfig(o.handler)
-		msg := fmt.Sprintf("created %s with runtime %s (version 3, for containerd 2.x; there was none)", o.config, o.handler)
-		if o.dryRun {
-			_, err := o.stdout.Write(out)
-			return "would be " + msg, true, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return "", false, err
-		}
-		fmt.Fprintf(o.stderr, "wazero-shim-installer: %s did not exist: wrote a minimal version = 3 config (containerd 2.x). containerd 1.7 refuses version 3: give it a version = 2 config instead.\n", o.config)
-		return msg, true, writeAtomic(path, out, 0o644, nil)
-	}
-	if err != nil {
-		return "", false, err
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return "", false, fmt.Errorf("%s is a symbolic link; pass the file it points to as -config", o.config)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", false, fmt.Errorf("%s is not a regular file", o.config)
-	}
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return "", false, err
-	}
-	out, res, err := editConfig(src, o.handler, o.force)
-	for _, w := range res.warn {
-		fmt.Fprintf(o.stderr, "wazero-shim-installer: warning: %s: %s\n", o.config, w)
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("%s: %w", o.config, err)
-	}
-	if res.changed {
-		if err := checkEdited(out, res.version, o.handler); err != nil {
-			return "", false, err
-		}
-	}
-	if o.dryRun {
-		_, err := o.stdout.Write(out)
-		if res.changed {
-			return "would be " + res.summary, true, err
-		}
-		return res.summary, false, err
-	}
-	if !res.changed {
-		return res.summary, false, nil
-	}
-	backup := path + backupSuffix
-	if _, err := os.Lstat(backup); errors.Is(err, fs.ErrNotExist) {
-		if err := writeAtomic(backup, src, fi.Mode().Perm(), fi); err != nil {
-			return "", false, fmt.Errorf("writing the backup: %w", err)
-		}
-		res.summary += ", backup " + o.config + backupSuffix
-	}
-	if err := writeAtomic(path, out, fi.Mode().Perm(), fi); err != nil {
-		return "", false, err
-	}
-	return res.summary, true, nil
 }
 
 // writeAtomic writes data to a temporary file in path's directory and renames it over path, so a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,14 +13,38 @@ import (
 	"time"
 )
 
-// node makes a fake host root with /usr/local/bin and, when config is not nil, a config.toml, and
-// a shim binary to install. It returns options that point at them and count restarts.
+// fakeContainerd is a containerd for the fake host roots: --version prints version; `--config F
+// config dump` prints F (a host path, read under $WZ_FAKE_ROOT) as a containerd 2.x would dump it,
+// or, for a 1.x version, drops a version 3 file's sections as containerd 1.6 does; $WZ_FAKE_REFUSE
+// makes the dump fail with that message.
+func fakeContainerd(version string) string {
+	return `#!/bin/sh
+case "$1" in
+--version) echo "containerd github.com/containerd/containerd/v2 ` + version + ` 0123abcd" ;;
+--config)
+	[ "$3 $4" = "config dump" ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+	if [ -n "$WZ_FAKE_REFUSE" ]; then echo "containerd: $WZ_FAKE_REFUSE" >&2; exit 1; fi
+	case "` + version + `" in
+	1.*) if grep -q '^version = 3' "$WZ_FAKE_ROOT$2"; then echo "version = 2"; exit 0; fi ;;
+	esac
+	cat "$WZ_FAKE_ROOT$2" ;;
+*) echo "unexpected arguments: $*" >&2; exit 2 ;;
+esac
+`
+}
+
+// node makes a fake host root with /usr/local/bin, a fake containerd 2.4.2 in /usr/bin and, when
+// config is not nil, /etc/containerd/config.toml, and a shim binary to install. It returns
+// options that point at them and count restarts; the CRI check passes.
 func node(t *testing.T, config []byte, restarts *int) (options, *bytes.Buffer) {
 	t.Helper()
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"usr/local/bin", "usr/bin", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	setContainerd(t, root, "/usr/bin/containerd", "2.4.2")
 	if config != nil {
 		if err := os.MkdirAll(filepath.Join(root, "etc/containerd"), 0o755); err != nil {
 			t.Fatal(err)
@@ -34,10 +59,27 @@ func node(t *testing.T, config []byte, restarts *int) (options, *bytes.Buffer) {
 	}
 	stdout := &bytes.Buffer{}
 	return options{
-		hostRoot: root, config: "/etc/containerd/config.toml", shimSrc: src, binDir: "/usr/local/bin",
-		handler: "wazero", restart: "systemctl", stdout: stdout, stderr: io.Discard,
-		restartFn: func(string, io.Writer) error { *restarts++; return nil },
+		hostRoot: root, distro: "auto", shimSrc: src, binDir: "/usr/local/bin",
+		handler: "wazero", restart: "systemctl", stdout: stdout, stderr: io.Discard, wait: time.Second,
+		restartFn: func(string, string, io.Writer) error { *restarts++; return nil },
+		criCheck:  func(string, string, time.Duration) error { return nil },
+		execHook: func(bin string, args ...string) *exec.Cmd {
+			cmd := exec.Command(filepath.Join(root, bin), args...)
+			cmd.Env = append(os.Environ(), "WZ_FAKE_ROOT="+root)
+			return cmd
+		},
 	}, stdout
+}
+
+// setContainerd puts a fake containerd of version at the host path p under root.
+func setContainerd(t *testing.T, root, p, version string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, p), []byte(fakeContainerd(version)), 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRunInstallsAndIsIdempotent(t *testing.T) {
@@ -52,7 +94,7 @@ func TestRunInstallsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "binary: installed /usr/local/bin/containerd-shim-wazero-v1; config: added runtime wazero (version 3), backup /etc/containerd/config.toml.bak-wazero; restart: containerd restarted"
+	want := "binary: installed /usr/local/bin/containerd-shim-wazero-v1; config: added runtime wazero (version 3), checked by containerd 2.4.2, backup /etc/containerd/config.toml.bak-wazero; restart: restarted containerd; the CRI (/run/containerd/containerd.sock) lists runtime handler wazero"
 	if sum != want {
 		t.Errorf("summary:\n got %s\nwant %s", sum, want)
 	}
@@ -79,7 +121,7 @@ func TestRunInstallsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "binary: unchanged; config: unchanged (runtime wazero (version 3) already set up); restart: not needed"; sum != want {
+	if want := "binary: unchanged; config: unchanged (runtime wazero (version 3) already set up); restart: not needed (the CRI at /run/containerd/containerd.sock lists runtime handler wazero)"; sum != want {
 		t.Errorf("second run summary:\n got %s\nwant %s", sum, want)
 	}
 	if restarts != 1 {
@@ -186,7 +228,7 @@ func TestRunDryRunWritesNothing(t *testing.T) {
 	if _, err := run(o2); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(stdout2.Bytes(), newConfig("wazero")) {
+	if !bytes.Equal(stdout2.Bytes(), newConfig("wazero", 3)) {
 		t.Errorf("dry-run output for a missing config:\n%s", stdout2)
 	}
 	if _, err := os.Lstat(filepath.Join(o2.hostRoot, "etc/containerd")); !errors.Is(err, os.ErrNotExist) {
@@ -257,8 +299,14 @@ func TestRunErrors(t *testing.T) {
 	os.MkdirAll(filepath.Dir(cfg), 0o755)
 	os.WriteFile(cfg+".real", []byte("version = 3\n"), 0o644)
 	os.Symlink("config.toml.real", cfg)
-	if _, err := run(o); err == nil || !strings.Contains(err.Error(), "symbolic link") {
-		t.Errorf("symlinked config: %v", err)
+	if sum, err := run(o); err != nil || !strings.Contains(sum, "config: added runtime wazero (version 3)") {
+		t.Errorf("symlinked config: %s, %v", sum, err)
+	}
+	if b, _ := os.ReadFile(cfg + ".real"); !bytes.Contains(b, []byte("runtimes.wazero]")) {
+		t.Errorf("the link's target was not edited:\n%s", b)
+	}
+	if fi, err := os.Lstat(cfg); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v", err)
 	}
 }
 
