@@ -280,4 +280,3 @@ func (o *options) checkUnchanged(l layout, unit string) (string, error) {
 	}
 	return fmt.Sprintf("restarted %s (the config had runtime %s, the running containerd did not list it); the CRI lists it now", unit, o.handler), nil
 }
-

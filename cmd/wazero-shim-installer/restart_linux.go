@@ -43,7 +43,6 @@ func systemctlRestart(hostRoot, unit string, out io.Writer) error {
 	return nil
 }
 
-
 // chrootAttr runs a command with root as its root directory.
 func chrootAttr(root string) *syscall.SysProcAttr { return &syscall.SysProcAttr{Chroot: root} }
 
