@@ -68,7 +68,18 @@ func runtimeBlock(version int, handler, nl string) string {
 func newConfig(handler string, version int) []byte {
 	return []byte(fmt.Sprintf("# Created by wazero-shim-installer: there was no config file. version = %d is the form the node's\n", version) +
 		"# containerd reads (2 for containerd 1.x, 3 for 2.x); containerd's defaults apply to everything else.\n" +
-		fmt.Sprintf("version = %d\n\n", version) + runtimeBlock(version, handler, "\n"))
+		fmt.Sprintf("version = %d\n\n", version) + runcBlock(version) + runtimeBlock(version, handler, "\n"))
+}
+
+// runcBlock is, for a version 2 config, containerd's default runc runtime: containerd 1.x replaces
+// its built-in runtimes by a file's, and its CRI plugin does not start without its default one.
+func runcBlock(version int) string {
+	if version != 2 {
+		return ""
+	}
+	return "# containerd 1.x's default runtime: a version 2 file's runtimes replace the built-in ones.\n" +
+		fmt.Sprintf("[plugins.%q.containerd.runtimes.runc]\n", criPluginV2) +
+		"  runtime_type = \"io.containerd.runc.v2\"\n\n"
 }
 
 // newTemplate is the k3s/RKE2 template written when there is none: their generated config

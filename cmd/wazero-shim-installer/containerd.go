@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,8 +163,27 @@ func (o *options) validate(bin string, dir hostFile, content []byte) error {
 		return err
 	}
 	want := append(runtimePath(v, o.handler), "runtime_type")
+	// The CRI plugin refuses to start when its default runtime is not among the runtimes; a
+	// version 2 file's runtimes replace containerd 1.x's default ones (runc) instead of adding to
+	// them, which `config dump` shows but does not refuse.
+	crictrd := runtimePath(v, "")[:3]
+	def := "runc"
+	for _, k := range doc.keys {
+		if pathEqual(k.path, append(slices.Clone(crictrd), "default_runtime_name")) && k.str != nil && *k.str != "" {
+			def = *k.str
+		}
+	}
+	hasDefault := false
+	for _, k := range doc.keys {
+		if hasPrefix(k.path, runtimePath(v, def)) {
+			hasDefault = true
+		}
+	}
 	for _, k := range doc.keys {
 		if pathEqual(k.path, want) && k.str != nil && *k.str == runtimeType {
+			if !hasDefault {
+				return fmt.Errorf("%s would load the edited config without its default runtime %q (default_runtime_name): the CRI plugin would not start. A version 2 file's runtimes replace containerd 1.x's built-in ones: add [%s] with runtime_type = \"io.containerd.runc.v2\" (as `containerd config default` has it), then run the installer again", bin, def, strings.Join(runtimePath(v, def), "."))
+			}
 			return nil
 		}
 	}

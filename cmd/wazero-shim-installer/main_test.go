@@ -27,7 +27,12 @@ case "$1" in
 	case "` + version + `" in
 	1.*) if grep -q '^version = 3' "$WZ_FAKE_ROOT$2"; then echo "version = 2"; exit 0; fi ;;
 	esac
-	cat "$WZ_FAKE_ROOT$2" ;;
+	cat "$WZ_FAKE_ROOT$2"
+	# containerd 2.x adds its built-in runc runtime to a file's runtimes; 1.x does not.
+	case "` + version + `" in
+	1.*) ;;
+	*) printf '\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n[plugins.'"'"'io.containerd.cri.v1.runtime'"'"'.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n' ;;
+	esac ;;
 *) echo "unexpected arguments: $*" >&2; exit 2 ;;
 esac
 `

@@ -72,7 +72,7 @@ func TestLayouts(t *testing.T) {
 			setup: func(t *testing.T, root string) {
 				setContainerd(t, root, "/usr/bin/containerd", "1.6.20~ds1")
 			},
-			file: "/etc/containerd/config.toml", want: "version = 2\n\n# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler \"wazero\".\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\n",
+			file: "/etc/containerd/config.toml", want: "version = 2\n\n# containerd 1.x's default runtime: a version 2 file's runtimes replace the built-in ones.\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler \"wazero\".\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\n",
 			unit: "containerd", socket: "/run/containerd/containerd.sock",
 			summary: "config: created /etc/containerd/config.toml with runtime wazero (version 2, for containerd 1.6.20~ds1; there was none), checked by containerd 1.6.20~ds1",
 		},
@@ -132,7 +132,7 @@ func TestLayouts(t *testing.T) {
 				write(t, root, "/etc/systemd/system/k0sworker.service", "")
 			},
 			file: "/etc/k0s/containerd.d/wazero.toml",
-			want: "version = 2\n\n# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler \"wazero\".\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\n",
+			want: "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler \"wazero\".\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\n",
 			unit: "k0sworker", socket: "/run/k0s/containerd.sock",
 		},
 		{
@@ -141,7 +141,7 @@ func TestLayouts(t *testing.T) {
 				os.Remove(filepath.Join(root, "usr/bin/containerd"))
 				setContainerd(t, root, "/snap/microk8s/current/bin/containerd", "1.6.28")
 				write(t, root, "/var/snap/microk8s/current/args/containerd-template.toml",
-					"version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.7\"\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"${SNAP_DATA}/opt/cni/bin\"\n")
+					"version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.7\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"${SNAP_DATA}/opt/cni/bin\"\n")
 			},
 			file: "/var/snap/microk8s/current/args/containerd-template.toml",
 			want: "  bin_dir = \"${SNAP_DATA}/opt/cni/bin\"\n\n# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler \"wazero\".\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\n",
@@ -226,6 +226,9 @@ func TestRefusalInstallsNothing(t *testing.T) {
 			"the node's containerd is 1.6.20~ds1, which reads only version 2 configs"},
 		{"containerd-refuses", v3, func(t *testing.T, o *options) { os.Setenv("WZ_FAKE_REFUSE", "failed to load TOML: bad things") },
 			"containerd refuses the edited config (`containerd --config FILE config dump`): exit status 1: containerd: failed to load TOML: bad things"},
+		{"v2-without-default-runtime-for-1.6", []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  enable_selinux = false\n"),
+			func(t *testing.T, o *options) { setContainerd(t, o.hostRoot, "/usr/bin/containerd", "1.6.20~ds1") },
+			`without its default runtime "runc" (default_runtime_name): the CRI plugin would not start`},
 		{"no-containerd", v3, func(t *testing.T, o *options) { os.Remove(filepath.Join(o.hostRoot, "usr/bin/containerd")) }, "no containerd binary for containerd at /usr/bin/containerd"},
 		{"conflict", []byte("version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]\n  runtime_type = \"io.containerd.runc.v2\"\n"), nil, "conflict"},
 	} {
