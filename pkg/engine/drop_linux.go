@@ -22,6 +22,8 @@ import (
 // process (AllThreadsSyscall: capabilities and prctl bits are per thread) and sets the capability
 // sets execve would have left (oci.Security.FinalCaps). The order is runc's (libcontainer/init_linux.go):
 //
+//  0. the runner's own seccomp allowlist (seccomp.RunnerProfile; defence in depth, see
+//     RATIONALE.md), loaded while the runner may still install filters without no_new_privs;
 //  1. rlimits (raising a hard limit needs CAP_SYS_RESOURCE, so before the capabilities go);
 //  2. the spec's seccomp filter, when the spec does not set noNewPrivileges (installing a filter
 //     without no_new_privs needs CAP_SYS_ADMIN; the profile then has to allow steps 3-6, as under
@@ -53,6 +55,12 @@ func setOOMScoreAdj(sec *oci.Security) error {
 func drop(sec *oci.Security) error {
 	if sec == nil {
 		return nil
+	}
+	// The runner's own allowlist first, whatever the spec says: what Go's runtime, wazero and the
+	// drop itself need from here on, and nothing else (no mount, exec, ptrace, fork, PROT_EXEC
+	// mappings...). A spec's profile is stacked on it below; the kernel applies the stricter.
+	if err := seccomp.Load(seccomp.RunnerProfile()); err != nil {
+		return fmt.Errorf("the runner's own seccomp allowlist: %w", err)
 	}
 	for _, r := range sec.Rlimits {
 		lim := unix.Rlimit{Cur: r.Soft, Max: r.Hard}

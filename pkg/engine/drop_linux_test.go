@@ -99,7 +99,9 @@ func TestRunnerDrop(t *testing.T) {
 		"CapAmb":     nab,
 		"NoNewPrivs": "1",
 		"Seccomp":    "2",
-		"Umask":      "0027",
+		// The runner's own allowlist and the spec's profile, stacked.
+		"Seccomp_filters": "2",
+		"Umask":           "0027",
 	}
 	threads := procStatus(t, pid)
 	if len(threads) < 2 {
