@@ -175,6 +175,12 @@ func (b blob) desc(mediaType string) Descriptor {
 	return Descriptor{MediaType: mediaType, Digest: b.digest, Size: int64(len(b.data))}
 }
 
+// isComponent reports whether data is a WebAssembly component: the \0asm magic number, then a
+// 16-bit version and a 16-bit layer field that is 1 for components (0 for core modules).
+func isComponent(data []byte) bool {
+	return len(data) >= 8 && string(data[:4]) == "\x00asm" && data[6] == 1 && data[7] == 0
+}
+
 // Build writes a deterministic OCI image-layout tarball for opts to w.
 func Build(w io.Writer, opts Options) error {
 	if opts.Name == "" {
@@ -212,6 +218,9 @@ func Build(w io.Writer, opts Options) error {
 		data, err := os.ReadFile(f.Src)
 		if err != nil {
 			return fmt.Errorf("file %q: %w", f.Src, err)
+		}
+		if isComponent(data) {
+			return fmt.Errorf("file %q is a WebAssembly component (WASI preview 2): containerd-shim-wazero-v1 runs WASI preview 1 core modules only, so it would refuse this image; build the module for wasip1 (GOOS=wasip1, clang --target=wasm32-wasi, cargo --target wasm32-wasip1)", f.Src)
 		}
 		files[dest] = data
 		order = append(order, dest)

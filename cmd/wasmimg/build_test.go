@@ -369,3 +369,33 @@ func TestLayerTarCharDevices(t *testing.T) {
 		t.Error("a device and a file at one path: no error")
 	}
 }
+
+// wasmimg refuses to package a WebAssembly component, in every layout, and writes no image.
+func TestBuildRefusesComponent(t *testing.T) {
+	dir := t.TempDir()
+	comp := filepath.Join(dir, "comp.wasm")
+	if err := os.WriteFile(comp, []byte("\x00asm\x0d\x00\x01\x00rest"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	core := filepath.Join(dir, "core.wasm")
+	if err := os.WriteFile(core, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, layout := range []string{LayoutRootfs, LayoutWasmLayers, LayoutArtifact} {
+		out := filepath.Join(dir, layout+".tar")
+		err := run(out, Options{Name: "docker.io/library/c:1", Layout: layout, Files: []File{{Src: comp}}})
+		if err == nil || !strings.Contains(err.Error(), `comp.wasm" is a WebAssembly component (WASI preview 2)`) || !strings.Contains(err.Error(), "wasip1") {
+			t.Errorf("%s: err = %v", layout, err)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: an image was written", layout)
+		}
+	}
+	// A component among other rootfs files too; core modules still build.
+	if err := run(filepath.Join(dir, "mixed.tar"), Options{Name: "docker.io/library/m:1", Files: []File{{Src: core}, {Src: comp, Dest: "/lib/comp.wasm"}}}); err == nil {
+		t.Error("a component in a rootfs layer was packaged")
+	}
+	if err := run(filepath.Join(dir, "core.tar"), Options{Name: "docker.io/library/m:1", Files: []File{{Src: core}}}); err != nil {
+		t.Errorf("core module: %v", err)
+	}
+}

@@ -107,9 +107,12 @@ func checkModule(root *os.Root, rootfs, guest string) (Module, error) {
 	if !st.Mode().IsRegular() {
 		return Module{}, fmt.Errorf("module %s is not a regular file (%s): %w", guest, st.Mode().Type(), errdefs.ErrInvalidArgument)
 	}
-	head := make([]byte, len(wasmMagic))
-	if _, err := io.ReadFull(f, head); err != nil || string(head) != string(wasmMagic) {
-		return Module{}, fmt.Errorf("module %s is not a WebAssembly module (no \\0asm magic number at its start): %w", guest, errdefs.ErrInvalidArgument)
+	// The whole 8-byte header: a component (WASI preview 2) placed as a file in the image gets
+	// the component error here, as from an image layer, not wazero's "invalid version header".
+	head := make([]byte, 8)
+	n, _ := io.ReadFull(f, head)
+	if err := CheckHeader("module "+guest, head[:n]); err != nil {
+		return Module{}, err
 	}
 	return Module{GuestPath: guest, HostPath: rootfs + resolved}, nil
 }

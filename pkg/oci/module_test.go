@@ -331,3 +331,33 @@ func TestResolveModuleErrorKindsAreExclusive(t *testing.T) {
 		t.Fatalf("err = %v: want only not found", err)
 	}
 }
+
+// A component placed as a file in the rootfs (the docker buildx style) gets the component error,
+// as from a layer or an artifact, not wazero's "invalid version header"; other binary versions and
+// layers are named too.
+func TestResolveModuleComponent(t *testing.T) {
+	rootfs := t.TempDir()
+	for name, head := range map[string]string{
+		"comp.wasm":  "\x00asm\x0d\x00\x01\x00",
+		"v2.wasm":    "\x00asm\x02\x00\x00\x00",
+		"core.wasm":  "\x00asm\x01\x00\x00\x00",
+		"short.wasm": "\x00asm\x01",
+	} {
+		if err := os.WriteFile(filepath.Join(rootfs, name), []byte(head), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := ResolveModule(rootfs, "/comp.wasm", "/", nil)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "module /comp.wasm is a WebAssembly component (WASI preview 2); this shim runs WASI preview 1 core modules") {
+		t.Errorf("component: %v", err)
+	}
+	if _, err := ResolveModule(rootfs, "/v2.wasm", "/", nil); err == nil || !strings.Contains(err.Error(), "module /v2.wasm has WebAssembly binary version 2, layer 0") {
+		t.Errorf("version 2: %v", err)
+	}
+	if _, err := ResolveModule(rootfs, "/short.wasm", "/", nil); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("truncated header: %v", err)
+	}
+	if m, err := ResolveModule(rootfs, "/core.wasm", "/", nil); err != nil || m.GuestPath != "/core.wasm" {
+		t.Errorf("core module: %+v %v", m, err)
+	}
+}
