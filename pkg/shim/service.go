@@ -49,11 +49,10 @@ type container struct {
 	stderr string
 
 	inst       instance
-	status     tasktypes.Status
+	phase      phase // lifecycle.go: every RPC asks it first
 	exitStatus uint32
 	exitedAt   time.Time
 	exited     chan struct{} // closed when the runner has exited
-	discarded  bool          // Create failed: the exit is nobody's business
 }
 
 // newService returns the task service. Events go to publisher in order, from one goroutine,
@@ -123,16 +122,17 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		s.mu.Unlock()
 	}()
 	c := &container{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
-		status: tasktypes.Status_CREATED, exited: make(chan struct{})}
+		phase: phaseCreating, exited: make(chan struct{})}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
 	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) }, func() { s.oom(c) })
 	if err != nil {
-		c.discarded = true
-		return nil, errgrpc.ToGRPC(err)
+		c.phase = phaseDeleted // the runner's exit, if it comes, is nobody's business
+		return nil, toGRPCOnce(err)
 	}
 	c.inst = inst
+	c.phase = phaseCreated
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
@@ -151,10 +151,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 func (s *service) exit(c *container, status int, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.discarded {
+	if c.phase == phaseDeleted {
 		return
 	}
-	c.status = tasktypes.Status_STOPPED
+	if c.phase != phaseDeleting {
+		c.phase = phaseStopped
+	}
 	c.exitStatus = uint32(status)
 	c.exitedAt = at
 	close(c.exited)
@@ -172,7 +174,7 @@ func (s *service) exit(c *container, status int, at time.Time) {
 func (s *service) oom(c *container) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.discarded {
+	if c.phase == phaseDeleted {
 		return
 	}
 	s.events <- &eventstypes.TaskOOM{ContainerID: c.id}
@@ -186,13 +188,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status != tasktypes.Status_CREATED {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is %s, not created: %w", r.ID, c.status, errdefs.ErrFailedPrecondition))
+	if err := c.phase.allow(r.ID, callStart); err != nil {
+		return nil, errgrpc.ToGRPC(err)
 	}
 	if err := c.inst.Start(); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	c.status = tasktypes.Status_RUNNING
+	c.phase = phaseRunning
 	pid := uint32(c.inst.Pid())
 	s.events <- &eventstypes.TaskStart{ContainerID: r.ID, Pid: pid}
 	return &taskAPI.StartResponse{Pid: pid}, nil
@@ -206,13 +208,16 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, errgrpc.ToGRPC(err)
 	}
 	c.mu.Lock()
-	switch c.status {
-	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED:
+	if err := c.phase.allow(r.ID, callDelete); err != nil {
 		c.mu.Unlock()
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is still running: kill it before deleting it: %w", r.ID, errdefs.ErrFailedPrecondition))
-	case tasktypes.Status_CREATED:
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if c.phase == phaseCreated {
 		_ = c.inst.Kill(syscall.SIGKILL, true)
 	}
+	// From here on every other call sees a container being deleted: a second Delete is refused
+	// (ErrNotFound) instead of publishing a second TaskDelete.
+	c.phase = phaseDeleting
 	c.mu.Unlock()
 	<-c.exited
 
@@ -221,6 +226,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if err := c.inst.Cleanup(ctx); err != nil {
 		log.G(ctx).WithError(err).WithField("id", r.ID).Warn("cleanup after delete")
 	}
+	c.phase = phaseDeleted
 	s.mu.Lock()
 	delete(s.containers, r.ID)
 	s.mu.Unlock()
@@ -243,11 +249,14 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.phase.allow(r.ID, callState); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
 	return &taskAPI.StateResponse{
 		ID:         c.id,
 		Bundle:     c.bundle,
 		Pid:        uint32(c.inst.Pid()),
-		Status:     c.status,
+		Status:     c.phase.status(),
 		Stdin:      c.stdin,
 		Stdout:     c.stdout,
 		Stderr:     c.stderr,
@@ -280,14 +289,14 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb, e
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status == tasktypes.Status_STOPPED {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: process already finished: %w", r.ID, errdefs.ErrNotFound))
+	if err := c.phase.allow(r.ID, callKill); err != nil {
+		return nil, errgrpc.ToGRPC(err)
 	}
 	sig := syscall.Signal(r.Signal)
 	if err := c.inst.Kill(sig, r.All); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	if c.status == tasktypes.Status_PAUSED && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
+	if c.phase == phasePaused && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
 		_ = c.inst.Resume() // a frozen process cannot act on a signal
 	}
 	return empty, nil
@@ -301,7 +310,10 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status == tasktypes.Status_STOPPED {
+	if err := c.phase.allow(r.ID, callPids); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if c.phase.status() == tasktypes.Status_STOPPED {
 		return &taskAPI.PidsResponse{}, nil
 	}
 	return &taskAPI.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(c.inst.Pid())}}}, nil
@@ -324,12 +336,12 @@ func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	want, next := tasktypes.Status_RUNNING, tasktypes.Status_PAUSED
+	cl, next := callPause, phasePaused
 	if !pause {
-		want, next = tasktypes.Status_PAUSED, tasktypes.Status_RUNNING
+		cl, next = callResume, phaseRunning
 	}
-	if c.status != want {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s is %s, not %s: %w", id, c.status, want, errdefs.ErrFailedPrecondition))
+	if err := c.phase.allow(id, cl); err != nil {
+		return nil, errgrpc.ToGRPC(err)
 	}
 	op, event := c.inst.Pause, any(&eventstypes.TaskPaused{ContainerID: id})
 	if !pause {
@@ -338,7 +350,7 @@ func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, 
 	if err := op(); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	c.status = next
+	c.phase = next
 	s.events <- event
 	return empty, nil
 }
@@ -346,6 +358,12 @@ func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, 
 // CloseIO closes the task's stdin.
 func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb, error) {
 	c, err := s.task(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	err = c.phase.allow(r.ID, callCloseIO)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -358,6 +376,12 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 // Stats returns the task's cgroup metrics.
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
 	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	err = c.phase.allow(r.ID, callStats)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}

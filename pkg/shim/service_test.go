@@ -38,6 +38,8 @@ type fakeInstance struct {
 	exited  bool
 	// exitOnStart makes the guest exit (with this status) as soon as Start lets it run.
 	exitOnStart *int
+	// noExitOnKill keeps the runner alive after SIGKILL and SIGTERM (a runner slow to die).
+	noExitOnKill bool
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (instance, error) {
@@ -76,7 +78,7 @@ func (i *fakeInstance) Start() error {
 }
 func (i *fakeInstance) Kill(sig syscall.Signal, all bool) error {
 	i.killed = append(i.killed, sig)
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+	if (sig == syscall.SIGKILL || sig == syscall.SIGTERM) && !i.noExitOnKill {
 		go i.exit(128 + int(sig))
 	}
 	return nil
