@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -382,4 +383,57 @@ func scalar(s string, no int) (string, error) {
 		return "", fmt.Errorf("line %d: %q: flow collections, block scalars, anchors and tags are not read here", no, s)
 	}
 	return s, nil
+}
+
+// TestInstallerDaemonSet: every argument the DaemonSet gives the installer is one of its flags, every
+// installer flag has a description, and the manifest keeps the rollout one node at a time (labelled
+// nodes only, maxUnavailable 1) with the restart asked for explicitly.
+func TestInstallerDaemonSet(t *testing.T) {
+	b, err := os.ReadFile("installer-daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := string(b)
+	bin := filepath.Join(t.TempDir(), "wazero-shim-installer")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/wazero-shim-installer").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	usage, _ := exec.Command(bin, "-h").CombinedOutput()
+	// flag's usage: "  -name type\n    \tdescription"; a flag without a description has no second line.
+	described := map[string]bool{}
+	lines := strings.Split(string(usage), "\n")
+	for i, l := range lines {
+		if m := regexp.MustCompile(`^  -([a-z-]+)`).FindStringSubmatch(l); m != nil {
+			described[m[1]] = i+1 < len(lines) && strings.HasPrefix(lines[i+1], "    \t") && strings.TrimSpace(lines[i+1]) != ""
+		}
+	}
+	if len(described) < 10 {
+		t.Fatalf("installer usage:\n%s", usage)
+	}
+	for f, ok := range described {
+		if !ok {
+			t.Errorf("installer flag -%s has no description in -h", f)
+		}
+	}
+	var args []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+- (-[a-z-]+)=?(\S*)$`).FindAllStringSubmatch(ds, -1) {
+		args = append(args, m[1]+"="+m[2])
+		if _, ok := described[strings.TrimPrefix(m[1], "-")]; !ok {
+			t.Errorf("DaemonSet passes %s, which the installer does not have", m[1])
+		}
+	}
+	for _, want := range []string{"-host-root=/host", "-restart=systemctl", "-distro=auto"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("DaemonSet args %v lack %s", args, want)
+		}
+	}
+	for _, want := range []string{"maxUnavailable: 1", "nodeSelector:\n        wazero.io/enabled: \"true\"", "hostPID: true", "mountPath: /host", "path: /"} {
+		if !strings.Contains(ds, want) {
+			t.Errorf("DaemonSet lacks %q", want)
+		}
+	}
+	rc, _ := os.ReadFile("runtimeclass.yaml")
+	if !strings.Contains(string(rc), "scheduling:\n  nodeSelector:\n    wazero.io/enabled: \"true\"") {
+		t.Errorf("the RuntimeClass does not schedule onto the labelled nodes:\n%s", rc)
+	}
 }
