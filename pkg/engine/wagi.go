@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +42,16 @@ import (
 // 500), so this bounds the runner's memory per request outside the guest's linear memory.
 const MaxWAGIResponse = 16 << 20
 
+// wagiMaxHeaderBytes bounds a request's line and header block: 32 KiB (Go's default is 1 MiB),
+// nginx's default total (4 buffers of 8 KiB). A larger one gets 431 without running the module.
+// Headers are read before a slot is taken, on every open connection at once, so this and the
+// connection cap bound the runner's memory for headers (see RATIONALE.md).
+const wagiMaxHeaderBytes = 32 << 10
+
+// wagiReadHeaderTimeout bounds the time to receive a request's line and headers (a client
+// sending them slowly is disconnected). A variable for tests.
+var wagiReadHeaderTimeout = 10 * time.Second
+
 // wagiServerSoftware is SERVER_SOFTWARE in a handler's environment.
 const wagiServerSoftware = "containerd-shim-wazero-v1"
 
@@ -55,6 +66,8 @@ type wagiHandler struct {
 	// after its request got a 504), so all tokens free means no instance runs.
 	slots  chan struct{}
 	stderr io.Writer
+	// writeTimeout bounds writing a response (WAGIWriteTimeoutEnv).
+	writeTimeout time.Duration
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -82,12 +95,19 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 	h := newWAGIHandler(cfg, p, stderr)
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: wagiReadHeaderTimeout,
 		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    wagiMaxHeaderBytes,
 	}
+	maxConns := w.MaxConnections
+	if maxConns <= 0 {
+		maxConns = oci.DefaultWAGIMaxConnections
+	}
+	conns := make(chan struct{}, maxConns) // one token per open connection, over all listeners
 	errs := make(chan error, len(p.Listeners))
 	for _, l := range p.Listeners {
-		go func() { errs <- fmt.Errorf("%s: %w", l.Addr(), srv.Serve(l)) }()
+		ll := &limitListener{Listener: l, conns: conns, closed: make(chan struct{})}
+		go func() { errs <- fmt.Errorf("%s: %w", l.Addr(), srv.Serve(ll)) }()
 	}
 	names := make([]string, len(p.Listeners))
 	for i, l := range p.Listeners {
@@ -124,14 +144,65 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 			base = base.WithEnv(k, v)
 		}
 	}
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr}
+	wt := cfg.WAGI.WriteTimeout
+	if wt <= 0 {
+		wt = oci.DefaultWAGIWriteTimeout
+	}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt}
+}
+
+// limitListener accepts a connection only while fewer than cap(conns) are open (over every
+// listener sharing conns); further clients wait in the kernel's listen queue, costing the runner
+// nothing. Closing it ends an Accept waiting for a token.
+type limitListener struct {
+	net.Listener
+	conns     chan struct{}
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.conns <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.conns
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.conns }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its token back once, at its first Close.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // ServeHTTP runs one request: it waits for a free instance slot (503 after the timeout), reads
 // the body (413 beyond the bound), runs a fresh instance with the request in its environment and
-// stdin, and writes its CGI response. A trap, a non-zero exit or a malformed response is a 500,
+// stdin, and writes its CGI response (within the write timeout), all while holding the slot. A trap, a non-zero exit or a malformed response is a 500,
 // an instance still running at the timeout a 504; the instance's stderr says why.
 func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(rw)
+	// A write deadline stays on the connection: clear the previous response's, and bound the
+	// flush of this one's last bytes (after the handler returns, the slot given back).
+	_ = rc.SetWriteDeadline(time.Time{})
+	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)) }()
 	deadline := time.NewTimer(h.w.Timeout)
 	defer deadline.Stop()
 	select {
@@ -158,7 +229,6 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	// The body is read while holding a slot (so bodies in memory are bounded by the concurrency),
 	// within the request timeout: a client trickling its body cannot hold a slot for longer.
-	rc := http.NewResponseController(rw)
 	_ = rc.SetReadDeadline(time.Now().Add(h.w.Timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, h.w.MaxBody))
 	if err != nil {
@@ -221,7 +291,10 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "handler response too large", http.StatusInternalServerError)
 		return
 	}
-	release()
+	// The slot is held until the response has been written (or its write timed out): a client
+	// that does not read its response holds one slot and one buffered response, never more, so
+	// such clients cannot make the runner buffer responses beyond the concurrency bound.
+	_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
 	if err := writeCGIResponse(rw, out.Bytes()); err != nil {
 		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
 		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
@@ -287,6 +360,11 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 			continue // CONTENT_TYPE and CONTENT_LENGTH
 		case "Proxy":
 			continue // HTTP_PROXY would tell the handler's HTTP clients to use a client-chosen proxy ("httpoxy")
+		}
+		if strings.Contains(k, "_") {
+			// X_Forwarded_For would become HTTP_X_FORWARDED_FOR as X-Forwarded-For does, and
+			// replace the proxy's value with the client's: dropped, as Apache does for CGI.
+			continue
 		}
 		keys = append(keys, k)
 	}

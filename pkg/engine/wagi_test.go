@@ -402,6 +402,10 @@ func TestCGIEnv(t *testing.T) {
 	req.RemoteAddr = "10.0.0.7:51000"
 	req.Header.Set("Content-Type", "text/plain")
 	req.Header.Set("X-Forwarded-For", "1.2.3.4")
+	// The same variable name through underscores: dropped, never shadowing the proxy's header.
+	req.Header["X_Forwarded_For"] = []string{"6.6.6.6"}
+	req.Header["X_forwarded-for"] = []string{"6.6.6.7"}
+	req.Header["Only_Underscore"] = []string{"x"}
 	req.Header.Add("Accept", "a")
 	req.Header.Add("Accept", "b")
 	req.Header.Set("Proxy", "http://evil:3128")
@@ -434,10 +438,13 @@ func TestCGIEnv(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
-	for _, k := range []string{"HTTP_PROXY", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"} {
+	for _, k := range []string{"HTTP_PROXY", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_ONLY_UNDERSCORE"} {
 		if _, ok := got[k]; ok {
 			t.Errorf("%s is set: %q", k, got[k])
 		}
+	}
+	if n := strings.Count(strings.Join(keys, " "), "HTTP_X_FORWARDED_FOR"); n != 1 {
+		t.Errorf("HTTP_X_FORWARDED_FOR set %d times, want once (from X-Forwarded-For)", n)
 	}
 	if again := cgiEnv(req, 4); !reflect.DeepEqual(again, cgiEnv(req, 4)) || len(keys) != len(again) {
 		t.Error("cgiEnv is not deterministic")

@@ -28,6 +28,15 @@ const (
 	// WAGIMaxBodyEnv bounds a request's body, in bytes (default DefaultWAGIMaxBody); a larger one
 	// gets 413 Request Entity Too Large without running the module.
 	WAGIMaxBodyEnv = "WAZERO_WAGI_MAX_BODY"
+	// WAGIWriteTimeoutEnv bounds how long writing one response to the client may take, as a Go
+	// duration (default DefaultWAGIWriteTimeout). The request's instance slot is held until the
+	// response is written, so a client that does not read its response holds a slot (and the
+	// buffered response) at most this long; then its connection is closed.
+	WAGIWriteTimeoutEnv = "WAZERO_WAGI_WRITE_TIMEOUT"
+	// WAGIMaxConnectionsEnv bounds the client connections open at once, over all the listeners
+	// (default DefaultWAGIMaxConnections, 1-MaxWAGIConnections). Connections beyond it wait in
+	// the kernel's listen queue until one closes.
+	WAGIMaxConnectionsEnv = "WAZERO_WAGI_MAX_CONNECTIONS"
 )
 
 // Defaults of the per-request mode.
@@ -36,6 +45,13 @@ const (
 	MaxWAGIConcurrency     = 1024
 	DefaultWAGITimeout     = 30 * time.Second
 	DefaultWAGIMaxBody     = 10 << 20
+	// DefaultWAGIWriteTimeout lets a 16 MiB response (the most an instance may write) reach a
+	// client reading at 1 MB/s; see RATIONALE.md.
+	DefaultWAGIWriteTimeout = 30 * time.Second
+	// DefaultWAGIMaxConnections keeps idle connections (about 10 KiB each in the runner) and
+	// headers being read (at most the header limit each) within a few tens of MiB; see RATIONALE.md.
+	DefaultWAGIMaxConnections = 1024
+	MaxWAGIConnections        = 65536
 )
 
 // WAGI is the per-request mode's configuration, from the WAGI* variables.
@@ -49,6 +65,11 @@ type WAGI struct {
 	Timeout time.Duration `json:"timeout"`
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64 `json:"maxBody"`
+	// WriteTimeout bounds writing one response; 0 means DefaultWAGIWriteTimeout.
+	WriteTimeout time.Duration `json:"writeTimeout,omitempty"`
+	// MaxConnections bounds the client connections open at once; 0 means
+	// DefaultWAGIMaxConnections.
+	MaxConnections int `json:"maxConnections,omitempty"`
 }
 
 // ParseWAGI returns the per-request mode's configuration from env, or nil when WAGIEnv is unset
@@ -68,7 +89,8 @@ func ParseWAGI(env []string) (*WAGI, error) {
 		return nil, fmt.Errorf("%s and %s are both set: %s serves each request with a fresh instance of the module, %s hands listeners to one long-lived instance; set only one: %w",
 			WAGIEnv, ListenEnv, WAGIEnv, ListenEnv, errdefs.ErrInvalidArgument)
 	}
-	w := &WAGI{Listen: addrs, Concurrency: DefaultWAGIConcurrency, Timeout: DefaultWAGITimeout, MaxBody: DefaultWAGIMaxBody}
+	w := &WAGI{Listen: addrs, Concurrency: DefaultWAGIConcurrency, Timeout: DefaultWAGITimeout, MaxBody: DefaultWAGIMaxBody,
+		WriteTimeout: DefaultWAGIWriteTimeout, MaxConnections: DefaultWAGIMaxConnections}
 	if s, ok := Env(env, WAGIConcurrencyEnv); ok && strings.TrimSpace(s) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > MaxWAGIConcurrency {
@@ -92,6 +114,22 @@ func ParseWAGI(env []string) (*WAGI, error) {
 				WAGIMaxBodyEnv, s, DefaultWAGIMaxBody, errdefs.ErrInvalidArgument)
 		}
 		w.MaxBody = n
+	}
+	if s, ok := Env(env, WAGIWriteTimeoutEnv); ok && strings.TrimSpace(s) != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s=%q: want a positive duration such as 30s or 500ms (default %v): %w",
+				WAGIWriteTimeoutEnv, s, DefaultWAGIWriteTimeout, errdefs.ErrInvalidArgument)
+		}
+		w.WriteTimeout = d
+	}
+	if s, ok := Env(env, WAGIMaxConnectionsEnv); ok && strings.TrimSpace(s) != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > MaxWAGIConnections {
+			return nil, fmt.Errorf("%s=%q: want a number of connections from 1 to %d (default %d): %w",
+				WAGIMaxConnectionsEnv, s, MaxWAGIConnections, DefaultWAGIMaxConnections, errdefs.ErrInvalidArgument)
+		}
+		w.MaxConnections = n
 	}
 	return w, nil
 }

@@ -11,7 +11,8 @@ import (
 
 func TestParseWAGI(t *testing.T) {
 	def := func(addrs ...ListenAddr) *WAGI {
-		return &WAGI{Listen: addrs, Concurrency: DefaultWAGIConcurrency, Timeout: DefaultWAGITimeout, MaxBody: DefaultWAGIMaxBody}
+		return &WAGI{Listen: addrs, Concurrency: DefaultWAGIConcurrency, Timeout: DefaultWAGITimeout, MaxBody: DefaultWAGIMaxBody,
+			WriteTimeout: DefaultWAGIWriteTimeout, MaxConnections: DefaultWAGIMaxConnections}
 	}
 	cases := []struct {
 		name   string
@@ -25,8 +26,9 @@ func TestParseWAGI(t *testing.T) {
 		{name: "two addresses", env: []string{"WAZERO_WAGI=127.0.0.1:80,[::1]:80"}, want: def(ListenAddr{Host: "127.0.0.1", Port: 80}, ListenAddr{Host: "::1", Port: 80})},
 		{
 			name: "all set",
-			env:  []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_CONCURRENCY= 3", "WAZERO_WAGI_TIMEOUT=1500ms", "WAZERO_WAGI_MAX_BODY=0"},
-			want: &WAGI{Listen: []ListenAddr{{Port: 8080}}, Concurrency: 3, Timeout: 1500 * time.Millisecond, MaxBody: 0},
+			env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_CONCURRENCY= 3", "WAZERO_WAGI_TIMEOUT=1500ms", "WAZERO_WAGI_MAX_BODY=0",
+				"WAZERO_WAGI_WRITE_TIMEOUT=5s", "WAZERO_WAGI_MAX_CONNECTIONS=10"},
+			want: &WAGI{Listen: []ListenAddr{{Port: 8080}}, Concurrency: 3, Timeout: 1500 * time.Millisecond, MaxBody: 0, WriteTimeout: 5 * time.Second, MaxConnections: 10},
 		},
 		{name: "last wins", env: []string{"WAZERO_WAGI=:1", "WAZERO_WAGI=:8080"}, want: def(ListenAddr{Port: 8080})},
 		{name: "bad address", env: []string{"WAZERO_WAGI=8080"}, errHas: []string{`WAZERO_WAGI="8080"`, "missing port"}},
@@ -36,6 +38,10 @@ func TestParseWAGI(t *testing.T) {
 		{name: "concurrency word", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_CONCURRENCY=many"}, errHas: []string{`"many"`}},
 		{name: "timeout unitless", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_TIMEOUT=30"}, errHas: []string{`WAZERO_WAGI_TIMEOUT="30"`, "positive duration"}},
 		{name: "timeout negative", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_TIMEOUT=-1s"}, errHas: []string{"positive duration"}},
+		{name: "write timeout unitless", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_WRITE_TIMEOUT=30"}, errHas: []string{`WAZERO_WAGI_WRITE_TIMEOUT="30"`, "positive duration"}},
+		{name: "write timeout zero", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_WRITE_TIMEOUT=0s"}, errHas: []string{"positive duration"}},
+		{name: "connections 0", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_MAX_CONNECTIONS=0"}, errHas: []string{`WAZERO_WAGI_MAX_CONNECTIONS="0"`, "from 1 to 65536"}},
+		{name: "connections big", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_MAX_CONNECTIONS=65537"}, errHas: []string{"from 1 to 65536"}},
 		{name: "body", env: []string{"WAZERO_WAGI=:8080", "WAZERO_WAGI_MAX_BODY=1MB"}, errHas: []string{`WAZERO_WAGI_MAX_BODY="1MB"`, "number of bytes"}},
 	}
 	for _, tc := range cases {
