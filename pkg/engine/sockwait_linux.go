@@ -78,8 +78,16 @@ func (w *socketWait) Before(_ context.Context, mod api.Module, _ api.FunctionDef
 		return
 	}
 	n := uint32(params[2])
-	subs, ok := mod.Memory().Read(uint32(params[0]), n*subSize)
-	if !ok || n == 0 {
+	mem := mod.Memory()
+	// n*subSize in 64 bits: in 32 it wraps (n = 0x05555556 is 32 bytes) and the loop below would
+	// index past what was read. Calls asking for more than the memory holds are left to wazero,
+	// which fails them with EFAULT.
+	size := uint64(n) * subSize
+	if n == 0 || mem == nil || size > uint64(mem.Size()) {
+		return
+	}
+	subs, ok := mem.Read(uint32(params[0]), uint32(size))
+	if !ok {
 		return
 	}
 	timeout, read := time.Duration(-1), false
