@@ -45,6 +45,9 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		return &engine.Config{ID: id, Sandbox: true, NetNS: oci.NetNSPath(spec), Security: sec}, hold, nil
 	}
 	proc := spec.Process
+	if err := noNUL(proc); err != nil {
+		return nil, nil, err
+	}
 	mod, err := oci.ResolveModule(rootfs, proc.Args[0], proc.Cwd, proc.Env)
 	if errdefs.IsNotFound(err) && images != nil {
 		m, rel, ierr := images.module(ctx, id, proc.Args[0])
@@ -125,6 +128,23 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		BindPrivileged: oci.Has(sec.FinalCaps().Effective, unix.CAP_NET_BIND_SERVICE),
 		Security:       sec,
 	}, hold, nil
+}
+
+// noNUL refuses args and env entries with a NUL byte: WASI passes them as C strings, so the guest
+// would see them cut (and wazero traps on env ones). The value is not quoted: it may be a secret.
+func noNUL(proc *specs.Process) error {
+	for i, a := range proc.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("process.args[%d] contains a NUL byte, which a WASI argument cannot hold: %w", i, errdefs.ErrInvalidArgument)
+		}
+	}
+	for i, kv := range proc.Env {
+		if strings.IndexByte(kv, 0) >= 0 {
+			name, _, _ := strings.Cut(kv, "=")
+			return fmt.Errorf("process.env[%d] (%q) contains a NUL byte, which a WASI environment variable cannot hold: %w", i, name, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 // cloneflags are the namespaces the runner is created in besides its mount namespace.
