@@ -1407,7 +1407,8 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 		"slow periods hit both. **The machine is shared with other engineers' test runs: expect noise**; compare\n"+
 		"ratios from one run rather than absolute numbers across runs, and look at min as well as median.\n"+
 		"`BENCH_ONLY=B7 scripts/bench.sh` (any subset) leaves this part alone and writes its results in a section\n"+
-		"of its own at the end of the file; the next full run drops such sections.\n\n")
+		"of its own at the end of the file; the next full run drops such sections. `BENCH_BASELINE_REF=COMMIT`\n"+
+		"adds a build of the shim from that commit to B1-B3, measured beside this one (before and after).\n\n")
 	fmt.Fprintf(&w, "## Results\n\n")
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "## What is measured\n\n")
