@@ -2,7 +2,10 @@ package engine
 
 import (
 	"os"
+	"os/signal"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +41,33 @@ func init() {
 	// The main thread's name is the process's (a write to /proc/self/comm names it).
 	_ = os.WriteFile("/proc/self/comm", []byte(runnerComm), 0)
 	closeOwnExe(runnerExeFD)
+	quietQuit()
+}
+
+// quietQuit makes SIGQUIT kill the runner as it kills a native process, instead of Go's answer
+// (every goroutine's stack on stderr, which is the container's log, then exit 2): the shim then
+// reports 128+SIGQUIT, as runc's would. See RATIONALE.md.
+func quietQuit() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGQUIT)
+	go func() {
+		<-c
+		dieOf(syscall.SIGQUIT)
+	}()
+}
+
+// dieOf ends the process by sig's default action (without a core file: the runner's core is
+// wazero's and the whole guest memory, not the container's program), so that its parent sees it
+// killed by sig; should that not happen, it exits 128+sig.
+func dieOf(sig syscall.Signal) {
+	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	// The kernel's struct sigaction on amd64 and arm64: handler, flags, restorer, mask. All zero
+	// is SIG_DFL. The Go runtime has no way to give a signal back to its default action.
+	var sa [4]uint64
+	_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&sa)), 0, 8, 0, 0)
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
+	time.Sleep(time.Second)
+	os.Exit(128 + int(sig))
 }
 
 // closeOwnExe closes fd when it is open on this process's own executable (Spawn passed it to exec

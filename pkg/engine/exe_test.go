@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The build recipes must set the variable the shim checks runner binaries against.
@@ -81,5 +83,42 @@ func TestCloseOwnExeKeepsOthers(t *testing.T) {
 	closeOwnExe(int(f.Fd()))
 	if _, err := f.Stat(); err != nil {
 		t.Errorf("closeOwnExe closed an unrelated descriptor: %v", err)
+	}
+}
+
+// SIGQUIT kills a runner as it kills a native process: killed by the signal (the shim reports
+// 128+3), with no Go stack dump in the container's log. Before Start (while it waits) and while
+// the guest runs, also as the confined (non-root, seccomp) process a restricted pod gets.
+func TestRunnerSIGQUIT(t *testing.T) {
+	for _, c := range []struct{ started, confined bool }{{false, false}, {true, false}, {true, true}} {
+		started := c.started
+		r, stdout, stderr := spawn(t)
+		cfg := testConfig(t, "testprog.wasm", "sleep", "30")
+		if c.confined {
+			confine(t, cfg)
+		}
+		if _, err := r.Configure(cfg); err != nil {
+			t.Fatalf("Configure: %v", err)
+		}
+		if started {
+			if err := r.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for end := time.Now().Add(10 * time.Second); stdout() == "" && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		r.Cmd.Process.Signal(syscall.SIGQUIT)
+		wait(t, r)
+		ws, _ := r.Cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !ws.Signaled() || ws.Signal() != syscall.SIGQUIT {
+			t.Errorf("started=%v: runner ended with %v, want killed by SIGQUIT", started, r.Cmd.ProcessState)
+		}
+		if ws.CoreDump() {
+			t.Errorf("started=%v: the runner dumped core", started)
+		}
+		if strings.Contains(stderr(), "goroutine ") || strings.Contains(stderr(), "SIGQUIT") {
+			t.Errorf("started=%v: stderr has Go's stack dump: %.300q", started, stderr())
+		}
 	}
 }
