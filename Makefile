@@ -14,7 +14,7 @@ export TOOLS
 # are all built without it.
 export CGO_ENABLED := 0
 
-.PHONY: all build testdata deps unit integration test demo bench install vet fmt clean
+.PHONY: all build testdata deps unit integration k8s test demo bench install vet fmt clean
 
 all: build testdata
 
@@ -35,8 +35,13 @@ vet:
 unit:
 	$(GO) test -count=1 ./pkg/... ./cmd/... ./deploy/...
 
+# -p 1: the packages' daemons, clusters and leak checks must not overlap (integration/k8s included).
 integration: build testdata
-	$(GO) test -count=1 -v -timeout 45m ./integration/...
+	$(GO) test -p 1 -count=1 -v -timeout 45m ./integration/...
+
+# k8s: only the Kubernetes suite (a real node per containerd version, driven by kubectl; root).
+k8s: deps build testdata
+	$(GO) test -count=1 -v -timeout 30m ./integration/k8s/
 
 # test: everything CI runs. Needs root (real containerd, mounts, cgroups).
 test: deps vet unit integration

@@ -6,6 +6,8 @@
 #   - containerd, ctr and containerd-shim-runc-v2 for each tested containerd 2.x version,
 #     built from the Go module proxy into $TOOLS/containerd-<version>/bin
 #   - crictl (cri-tools, for the CRI integration tests), built into $TOOLS/bin/crictl
+#   - Kubernetes (kubelet, control plane, kubectl) and etcd for integration/k8s, built into
+#     $TOOLS/kubernetes-<version>/bin by scripts/build-kubernetes.sh (see its block below)
 # Fast when everything is already present. TOOLS defaults to /var/tmp/wazero-shim-tools.
 set -euo pipefail
 
@@ -120,6 +122,36 @@ else
 	rm -rf "$src"
 	log "crictl $CRICTL_VERSION: built"
 fi
+
+# --- Kubernetes (integration/k8s) ------------------------------------------------------------
+# The Kubernetes tests (integration/k8s, issue 18) run a real node: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet and kubectl, built from the Go module proxy by
+# scripts/build-kubernetes.sh into $TOOLS/kubernetes-<version>/bin (about 15 minutes and 4 GB of
+# build cache the first time; skipped when the binaries report the version). WZ_SKIP_KUBERNETES=1
+# skips this block (the Kubernetes tests then skip, or fail under CI=true).
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
+kube_bin=$TOOLS/kubernetes-$KUBERNETES_VERSION/bin
+have_kubernetes() {
+	local b
+	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+		[ -x "$kube_bin/$b" ] || return 1
+	done
+	"$kube_bin/kubelet" --version 2>/dev/null | grep -qF "$KUBERNETES_VERSION" &&
+		"$kube_bin/etcd" --version 2>/dev/null | grep -qF "${ETCD_VERSION#v}"
+}
+if [ "${WZ_SKIP_KUBERNETES:-}" = 1 ]; then
+	log "kubernetes: skipped (WZ_SKIP_KUBERNETES=1)"
+elif have_kubernetes; then
+	log "kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION: present in $kube_bin"
+else
+	log "kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION: building into $kube_bin (about 15 minutes the first time)"
+	start=$(date +%s)
+	GO=$GO "$(dirname "$0")/build-kubernetes.sh" "$KUBERNETES_VERSION" "$ETCD_VERSION" "$kube_bin"
+	have_kubernetes || { log "kubernetes: built, but $kube_bin/kubelet --version is not $KUBERNETES_VERSION" >&2; exit 1; }
+	log "kubernetes $KUBERNETES_VERSION: built in $(($(date +%s) - start))s"
+fi
+# --- end of Kubernetes -----------------------------------------------------------------------
 
 # The apt containerd must be the 1.6.20 the tests name v1.6.20 (integration/harness_test.go checks it too).
 if ! /usr/bin/containerd --version 2>/dev/null | grep -Eq '[[:space:]]1\.6\.20([~+[:space:]-]|$)'; then
