@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,6 +157,18 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 		CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem,
 		Digest: s.Digest, Evicted: s.Evicted, EvictedBytes: s.EvictedBytes, Interpreted: s.Interpreted,
 	}, nil
+}
+
+// ConfigureContext is Configure bounded by ctx: when ctx is done before the runner is ready (a
+// slow compile that containerd or the kubelet stopped waiting for), the runner is killed and the
+// error wraps ctx.Err(). No container is then left half made for nobody.
+func (r *Runner) ConfigureContext(ctx context.Context, cfg *Config) (Ready, error) {
+	stop := context.AfterFunc(ctx, func() { _ = r.Cmd.Process.Kill() })
+	ready, err := r.Configure(cfg)
+	if !stop() {
+		return Ready{}, fmt.Errorf("the runner was stopped before it was ready: %w", ctx.Err())
+	}
+	return ready, err
 }
 
 // Start lets the runner run guest code.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,5 +341,23 @@ func TestCompileProcs(t *testing.T) {
 	restore()
 	if n := runtime.GOMAXPROCS(0); n != 1 {
 		t.Errorf("GOMAXPROCS after the compile = %d, want 1 again", n)
+	}
+}
+
+// TestConfigureContextCanceled: a Create given up while the runner still compiles kills the
+// runner and says so, rather than leaving a container ready for nobody.
+func TestConfigureContextCanceled(t *testing.T) {
+	r, _, _ := spawn(t)
+	cfg := testConfig(t, "hello-go.wasm") // a 2.6 MB module: compiling it takes far longer than the deadline
+	cfg.ColdStart = oci.ColdStartCompile
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := r.ConfigureContext(ctx, cfg)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ConfigureContext = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	wait(t, r) // the runner was killed: it exits (wait fails the test if it does not)
+	if ws, ok := r.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("runner ended with %v, want killed by SIGKILL", r.Cmd.ProcessState)
 	}
 }

@@ -109,6 +109,11 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	cgroupsPath := ""
 	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		cgroupsPath = spec.Linux.CgroupsPath
+		// Recorded before the cgroup exists: a shim that dies from here on leaves the `delete`
+		// action what it needs to remove the cgroup and whatever is in it (Manager.Stop).
+		if err := writeState(r.Bundle, persisted{CgroupsPath: cgroupsPath}); err != nil {
+			return nil, fmt.Errorf("record shim state: %w", err)
+		}
 		if inst.cg, err = newCgroup(cgroupsPath, spec.Linux.Resources); err != nil {
 			return nil, err
 		}
@@ -166,7 +171,10 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		return nil, fmt.Errorf("record shim state: %w", err)
 	}
 	began := time.Now()
-	ready, err := inst.runner.Configure(cfg)
+	ready, err := inst.runner.ConfigureContext(ctx, cfg)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("container %s: Create was given up (%w) while the runner prepared module %s; the runner was stopped", r.ID, ctx.Err(), cfg.Module.GuestPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w: %w", r.ID, inst.explain(err, cfg, oci.MemoryLimit(spec)), errdefs.ErrFailedPrecondition)
 	}
@@ -213,18 +221,24 @@ func (i *wasmInstance) explain(err error, cfg *engine.Config, limit int64) error
 func (i *wasmInstance) Pid() int     { return i.runner.Pid() }
 func (i *wasmInstance) Start() error { return i.runner.Start() }
 
+// Kill signals the runner through its process handle, a pidfd (Go's os.Process on Linux): once
+// the runner has exited and been reaped, its pid may be another process's, and a signal by pid
+// could reach it. With all, the runner's process group gets the signal, once the handle shows
+// the runner (its leader, engine.Spawn) is still there.
 func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
-	pid := i.runner.Pid()
-	if all {
-		pid = -pid // the runner leads its own process group (engine.Spawn)
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		if err == syscall.ESRCH {
-			return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	p := i.runner.Cmd.Process
+	err := p.Signal(syscall.Signal(0))
+	if err == nil {
+		if all {
+			err = syscall.Kill(-p.Pid, sig)
+		} else {
+			err = p.Signal(sig)
 		}
-		return err
 	}
-	return nil
+	if errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	}
+	return err
 }
 
 func (i *wasmInstance) Pause() error {
