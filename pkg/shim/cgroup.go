@@ -28,6 +28,8 @@ type cgroup interface {
 	// WatchOOM calls onOOM, from another goroutine, each time the kernel's OOM killer acts in
 	// the cgroup, until stop is called.
 	WatchOOM(onOOM func()) (stop func(), err error)
+	// Procs lists the processes in the cgroup (in any v1 hierarchy).
+	Procs() ([]int, error)
 }
 
 // cgroupHost says how the host's cgroups are laid out. The shim uses hostCgroups(); tests use a
@@ -133,6 +135,23 @@ func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
 func (c v1cgroup) Delete() error            { return c.cg.Delete() }
 func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
 func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+func (c v1cgroup) Procs() ([]int, error) {
+	seen := map[int]bool{}
+	var out []int
+	for _, sub := range c.cg.Subsystems() {
+		ps, err := c.cg.Processes(sub.Name(), true)
+		if err != nil {
+			continue // a hierarchy the cgroup is not in
+		}
+		for _, p := range ps {
+			if !seen[p.Pid] {
+				seen[p.Pid] = true
+				out = append(out, p.Pid)
+			}
+		}
+	}
+	return out, nil
+}
 func (c v1cgroup) Metrics() (*anypb.Any, error) {
 	m, err := c.cg.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
@@ -147,6 +166,14 @@ func (c v2cgroup) AddProc(pid uint64) error { return c.m.AddProc(pid) }
 func (c v2cgroup) Delete() error            { return c.m.Delete() }
 func (c v2cgroup) Freeze() error            { return c.m.Freeze() }
 func (c v2cgroup) Thaw() error              { return c.m.Thaw() }
+func (c v2cgroup) Procs() ([]int, error) {
+	ps, err := c.m.Procs(true)
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = int(p)
+	}
+	return out, err
+}
 func (c v2cgroup) Metrics() (*anypb.Any, error) {
 	m, err := c.m.Stat()
 	if err != nil {

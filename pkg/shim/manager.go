@@ -169,7 +169,11 @@ func (m *Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error)
 	}
 	if st.CgroupsPath != "" {
 		if cg, err := loadCgroup(st.CgroupsPath); err == nil {
-			if err := cg.Delete(); err != nil {
+			// The shim may have died after the runner joined the cgroup but before it
+			// recorded the runner's pid: whatever is still in the container's cgroup is the
+			// container's, and goes.
+			killCgroup(cg)
+			if err := deleteCgroup(cg); err != nil {
 				log.G(ctx).WithError(err).Warn("failed to remove cgroup")
 			}
 		}
@@ -189,3 +193,16 @@ func (m *Manager) Info(ctx context.Context, _ io.Reader) (*types.RuntimeInfo, er
 }
 
 var _ cshim.Shim = (*Manager)(nil)
+
+// killCgroup SIGKILLs every process in cg and waits (at most 2 s) until it is empty.
+func killCgroup(cg cgroup) {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		pids, err := cg.Procs()
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
