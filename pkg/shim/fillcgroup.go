@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -135,7 +136,30 @@ func (fc fillCgroups) create(id string, l engine.FillLimits) (*fillCgroup, error
 	if err != nil {
 		return nil, err
 	}
+	fc.lowerWeight()
 	return &fillCgroup{path: path, cg: cg}, nil
+}
+
+// Fillers' CPU weight, for all of them together (their parent's): about a tenth of a container's,
+// as nice 10 was in the shim's cgroup before fillers had cgroups of their own. A cgroup's weight
+// counts against its siblings, so it is the parent's that makes the fillers yield to the
+// containers (whose cgroups default to cpu.shares 1024, cpu.weight 100); the CPU quota still
+// bounds them when the node is idle.
+const (
+	fillCPUShares = 110 // v1 cpu.shares (default 1024)
+	fillCPUWeight = 10  // v2 cpu.weight (default 100)
+)
+
+// lowerWeight sets the fillers' parent cgroup's CPU weight (fillCPUShares, fillCPUWeight). A
+// failure only costs the container's interpreted first run some CPU, so it is not an error.
+func (fc fillCgroups) lowerWeight() {
+	if fc.h.unified {
+		_ = os.WriteFile(filepath.Join(fc.h.mountpoint, fc.parent, "cpu.weight"), []byte(strconv.Itoa(fillCPUWeight)), 0)
+		return
+	}
+	for _, root := range fc.roots(cgroup1.Cpu) {
+		_ = os.WriteFile(filepath.Join(root, "cpu.shares"), []byte(strconv.Itoa(fillCPUShares)), 0)
+	}
 }
 
 // remove removes the cgroup once its filler has exited.

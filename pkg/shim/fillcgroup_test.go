@@ -126,6 +126,10 @@ func TestFillCgroupResourcesFake(t *testing.T) {
 		if got := readFile(t, filepath.Join(root, "cpu", c.path, "cpu.cfs_period_us")); got != "100000" {
 			t.Errorf("cpu.cfs_period_us = %s, want 100000", got)
 		}
+		// The fillers together weigh about a tenth of a container against other cgroups.
+		if got := readFile(t, filepath.Join(root, "cpu", "fill", "cpu.shares")); got != "110" {
+			t.Errorf("the fillers' parent cpu.shares = %s, want 110", got)
+		}
 	})
 	t.Run("v2", func(t *testing.T) {
 		h, root := fakeCgroup2(t)
@@ -144,6 +148,9 @@ func TestFillCgroupResourcesFake(t *testing.T) {
 		}
 		if got := readFile(t, filepath.Join(root, c.path, "cpu.max")); got != "150000 100000" {
 			t.Errorf("cpu.max = %s, want 150000 100000", got)
+		}
+		if got := readFile(t, filepath.Join(root, "fill", "cpu.weight")); got != "10" {
+			t.Errorf("the fillers' parent cpu.weight = %s, want 10", got)
 		}
 	})
 }
