@@ -21,7 +21,9 @@ import (
 const runcRuntime = "io.containerd.runc.v2"
 
 // securityFields are the /proc/PID/status fields that make a process's security context.
-var securityFields = []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
+// Seccomp and Seccomp_filters are compared apart (compareSecContext): a runner always carries
+// its own allowlist on top of whatever the spec asks.
+var securityFields = []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters"}
 
 // secContext is a process's security context as the kernel reports it.
 type secContext struct {
@@ -62,7 +64,19 @@ func readSecContext(t *testing.T, pid int) secContext {
 // runc process (r).
 func compareSecContext(t *testing.T, what string, w, r secContext) {
 	t.Helper()
+	// The runner's own seccomp allowlist (seccomp.RunnerProfile) is one filter more than runc's
+	// process has: filter mode always, and the spec's filter (if any) stacked on it.
+	if w.status["Seccomp"] != "2" {
+		t.Errorf("%s: Seccomp = %q under wazero, want 2 (the runner's own allowlist, at least)", what, w.status["Seccomp"])
+	}
+	rn, _ := strconv.Atoi(r.status["Seccomp_filters"])
+	if want := strconv.Itoa(rn + 1); w.status["Seccomp_filters"] != want {
+		t.Errorf("%s: Seccomp_filters = %q under wazero, want %s (runc's %d and the runner's own)", what, w.status["Seccomp_filters"], want, rn)
+	}
 	for _, f := range securityFields {
+		if f == "Seccomp" || f == "Seccomp_filters" {
+			continue
+		}
 		if w.status[f] != r.status[f] {
 			t.Errorf("%s: %s = %q under wazero, %q under runc", what, f, w.status[f], r.status[f])
 		}
