@@ -14,7 +14,7 @@ export TOOLS
 # are all built without it.
 export CGO_ENABLED := 0
 
-.PHONY: all build testdata deps unit integration k8s test demo bench install vet fmt clean
+.PHONY: all build testdata deps unit integration k8s test demo bench soak install vet fmt clean
 
 all: build testdata
 
@@ -32,8 +32,17 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-unit:
+unit: fuzz-short
 	$(GO) test -count=1 ./pkg/... ./cmd/... ./deploy/...
+
+# fuzz-short: every fuzz target (parsers of specs, WAZERO_* values, images, CGI responses, the
+# installer's TOML scanner) for a few seconds each; fuzz: a longer run (FUZZTIME per target).
+FUZZTIME ?= 60s
+fuzz-short:
+	GO=$(GO) scripts/fuzz.sh 5s
+
+fuzz:
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 # -p 1: the packages' daemons, clusters and leak checks must not overlap (integration/k8s included).
 integration: build testdata
@@ -48,6 +57,11 @@ test: deps vet unit integration
 
 demo: deps build testdata
 	scripts/demo.sh
+
+# soak: the leak accounting test (integration/leak_test.go) at 1000 sequential and 100 concurrent
+# runs per daemon, instead of CI's handful (root; about an hour).
+soak: deps build testdata
+	CI=true WZ_SOAK_SEQUENTIAL=1000 WZ_SOAK_CONCURRENT=100 $(GO) test -count=1 -v -timeout 3h -run 'TestLeaksAfterManyRuns' ./integration/...
 
 # bench: wazero shim vs runc on a private containerd, results in docs/BENCHMARKS.md (root; < 15 min).
 bench: deps build testdata
