@@ -456,7 +456,8 @@ func (d *daemon) start() error {
 	if err := os.WriteFile(cfg, []byte(d.config()), 0o600); err != nil {
 		return err
 	}
-	logf, err := os.Create(d.logPath())
+	// Appended to: a restarted daemon (the fault tests) keeps the log of its first life.
+	logf, err := os.OpenFile(d.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/defaults"
+	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/log"
@@ -73,7 +74,7 @@ func (m *Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 		}
 		if cshim.CanConnect(address) {
 			res.Address = address // the pod's shim is alive: it serves this container too
-			return res, nil
+			return res, writeAddress(address)
 		}
 		if err := cshim.RemoveSocket(address); err != nil {
 			return nil, fmt.Errorf("remove stale shim socket: %w", err)
@@ -119,7 +120,27 @@ func (m *Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_
 		log.G(ctx).WithError(err).Warn("could not adjust the shim's OOM score")
 	}
 	res.Address = address
-	return res, nil
+	return res, writeAddress(address)
+}
+
+// addressFile is the file in the bundle (the `start` action's working directory) that names the
+// shim's socket. containerd 1.6 and 1.7 read it when they restart, to reconnect to the shims of
+// running tasks; without it they take the task for dead, run the `delete` action and forget it
+// while it still runs. containerd 2.x records the address itself (bootstrap.json) and falls back
+// to this file.
+const addressFile = "address"
+
+// writeAddress writes address to addressFile in the working directory (the bundle).
+func writeAddress(address string) error {
+	f, err := atomicfile.New(addressFile, 0o644)
+	if err != nil {
+		return fmt.Errorf("record the shim address: %w", err)
+	}
+	if _, err := f.Write([]byte(address)); err != nil {
+		f.Cancel()
+		return fmt.Errorf("record the shim address: %w", err)
+	}
+	return f.Close()
 }
 
 // readAnnotations reads only the annotations of bundle/config.json.
