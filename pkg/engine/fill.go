@@ -278,9 +278,16 @@ func fillMain() FillResult {
 }
 
 // fill compiles the module that module reads (size bytes, -1 when unknown) as req says: it
-// refuses a module bigger than req.Limits.MaxModuleBytes by its size, then takes a fill slot
-// (takeSlot, nil when none came free in time), and only then reads the module, refusing it
-// again should it turn out bigger than its size said.
+// refuses a module bigger than req.Limits.MaxModuleBytes by its size, reads it (refusing it again
+// should it turn out bigger than its size said) and closes it, then takes a fill slot (takeSlot,
+// nil when none came free in time), and only then compiles.
+//
+// The module is read before the slot, not after: its descriptor is a file in the container's
+// rootfs, and while a filler holds it open the shim cannot unmount that rootfs when the container
+// is deleted (EBUSY: a leaked mount), which for a short command happens long before a slot comes
+// free in a burst. What a queued filler holds is the module's bytes (at most MaxModuleBytes, in
+// its own memory-limited cgroup); the compile's working memory, many times more, still waits for
+// the slot. See RATIONALE.md.
 func fill(ctx context.Context, req *fillRequest, module io.Reader, size int64, takeSlot func() io.Closer) FillResult {
 	cfg, max := &req.Config, req.Limits.MaxModuleBytes
 	tooBig := func(n string) FillResult {
@@ -289,22 +296,25 @@ func fill(ctx context.Context, req *fillRequest, module io.Reader, size int64, t
 	if max > 0 && size > max {
 		return tooBig(strconv.FormatInt(size, 10))
 	}
-	began := time.Now()
-	if slot := takeSlot(); slot != nil {
-		defer slot.Close()
-	}
-	slotMillis := time.Since(began).Milliseconds()
 	r := module
 	if max > 0 {
 		r = io.LimitReader(module, max+1)
 	}
 	code, err := io.ReadAll(r)
+	if c, ok := module.(io.Closer); ok {
+		_ = c.Close() // the container's rootfs is free to be unmounted from here on
+	}
 	if err != nil {
 		return FillResult{Error: fmt.Sprintf("cache filler: read module %s: %v", cfg.Module.GuestPath, err)}
 	}
 	if max > 0 && int64(len(code)) > max {
 		return tooBig("over " + strconv.FormatInt(max, 10))
 	}
+	began := time.Now()
+	if slot := takeSlot(); slot != nil {
+		defer slot.Close()
+	}
+	slotMillis := time.Since(began).Milliseconds()
 	began = time.Now()
 	p, err := prepareCode(ctx, cfg, code)
 	if err != nil {

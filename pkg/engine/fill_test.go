@@ -195,12 +195,17 @@ func (o orderReader) Read(p []byte) (int, error) {
 	return o.r.Read(p)
 }
 
+func (o orderReader) Close() error {
+	*o.events = append(*o.events, "close")
+	return nil
+}
+
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
 // The filler takes its slot before it reads the module, and holds it until the compile is done.
-func TestFillSlotBeforeRead(t *testing.T) {
+func TestFillReadsAndClosesBeforeSlot(t *testing.T) {
 	cfg := testConfig(t, "hello.wasm")
 	cfg.CacheDir = t.TempDir()
 	code, err := os.ReadFile(cfg.Module.HostPath)
@@ -216,8 +221,10 @@ func TestFillSlotBeforeRead(t *testing.T) {
 	if res.Error != "" || res.CacheHit {
 		t.Fatalf("fill: %+v, want a compile", res)
 	}
-	if len(events) < 3 || events[0] != "slot" || events[1] != "read" || events[len(events)-1] != "release" {
-		t.Errorf("events %v, want the slot, then the reads, then the release", events)
+	// The module (a file in the container's rootfs) is read and closed before the filler
+	// queues for a slot; the compile happens while the slot is held.
+	if len(events) < 4 || events[0] != "read" || events[len(events)-3] != "close" || events[len(events)-2] != "slot" || events[len(events)-1] != "release" {
+		t.Errorf("events %v, want the reads, the close, then the slot and its release", events)
 	}
 	if n := countEntries(cfg.CacheDir); n == 0 {
 		t.Error("no cache entry")
@@ -297,8 +304,9 @@ func holdSlots(t *testing.T, cacheDir string) (release func()) {
 }
 
 // The filler process, its module a pipe whose unread bytes the test sees: it reads nothing before
-// its go byte (Started returned), sets oom_score_adj 1000 first, and reads nothing while it waits
-// for a slot; once it has one it reads the module and compiles it.
+// its go byte (Started returned) and sets oom_score_adj 1000 first; while it waits for a slot it
+// has read its module and closed the descriptor (a rootfs it held would not unmount) but compiled
+// nothing; once it has a slot it compiles.
 func TestFillerOrder(t *testing.T) {
 	cfg := testConfig(t, "hello.wasm")
 	cfg.CacheDir = t.TempDir()
@@ -357,16 +365,22 @@ func TestFillerOrder(t *testing.T) {
 	if adj, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid)); err != nil || strings.TrimSpace(string(adj)) != strconv.Itoa(fillOOMScoreAdj) {
 		t.Errorf("oom_score_adj %q (%v), want %d", adj, err, fillOOMScoreAdj)
 	}
-	if n := pending(t, pr); n != len(code) {
-		t.Fatalf("the filler read %d bytes of its module before it had a slot", len(code)-n)
+	if n := pending(t, pr); n != 0 {
+		t.Errorf("%d bytes of the module unread while the filler waits for a slot", n)
+	}
+	if _, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", pid)); err == nil {
+		t.Error("the filler still holds its module's descriptor while it waits for a slot")
+	}
+	if n := countEntries(cfg.CacheDir); n != 0 {
+		t.Fatalf("%d cache entries before the filler had a slot: it compiled without one", n)
 	}
 	release()
 	res, err := filler.Result()
 	if err != nil || res.CacheHit {
 		t.Fatalf("filler: %+v %v, want a compile", res, err)
 	}
-	if n := pending(t, pr); n != 0 {
-		t.Errorf("%d bytes of the module unread after the compile", n)
+	if n := countEntries(cfg.CacheDir); n == 0 {
+		t.Error("no cache entry after the compile")
 	}
 }
 
