@@ -14,7 +14,7 @@ export TOOLS
 # are all built without it.
 export CGO_ENABLED := 0
 
-.PHONY: all build testdata deps unit integration k8s test demo bench soak install vet fmt clean
+.PHONY: all build testdata deps unit fuzz-short fuzz integration k8s test demo bench soak install vet fmt clean
 
 all: build testdata
 

@@ -361,16 +361,30 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 		case "Proxy":
 			continue // HTTP_PROXY would tell the handler's HTTP clients to use a client-chosen proxy ("httpoxy")
 		}
-		if strings.Contains(k, "_") {
+		if strings.Trim(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") != "" {
 			// X_Forwarded_For would become HTTP_X_FORWARDED_FOR as X-Forwarded-For does, and
-			// replace the proxy's value with the client's: dropped, as Apache does for CGI.
+			// replace the proxy's value with the client's: dropped, as Apache does for CGI (and
+			// so is any other name that is not letters, digits and dashes).
 			continue
 		}
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	fixed := len(env)
+	at := map[string]int{} // variable name -> index in env
+	for i, kv := range env {
+		at[kv[0]] = i
+	}
 	for _, k := range keys {
-		env = append(env, [2]string{"HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(r.Header[k], ", ")})
+		name, v := "HTTP_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(r.Header[k], ", ")
+		if i, ok := at[name]; ok {
+			if i >= fixed { // the same name in another case (not from Go's server, which canonicalizes)
+				env[i][1] += ", " + v
+			}
+			continue // HTTP_HOST is r.Host's
+		}
+		at[name] = len(env)
+		env = append(env, [2]string{name, v})
 	}
 	return env
 }
@@ -390,7 +404,11 @@ func writeCGIResponse(rw http.ResponseWriter, out []byte) error {
 	}
 	code := http.StatusOK
 	if s := hdr.Get("Status"); s != "" {
-		n, err := strconv.Atoi(strings.Fields(s)[0])
+		// The value is not empty, but may be only spaces textproto does not trim (U+2000...).
+		n, err := -1, error(nil)
+		if fs := strings.Fields(s); len(fs) > 0 {
+			n, err = strconv.Atoi(fs[0])
+		}
 		if err != nil || n < 100 || n > 999 {
 			return fmt.Errorf("its Status header %q does not start with a status code", s)
 		}

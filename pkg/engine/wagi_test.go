@@ -365,6 +365,7 @@ func TestWriteCGIResponse(t *testing.T) {
 		{out: "X-Only: 1\n\nbody", errHas: "no Content-Type, Location or Status"},
 		{out: "Status: soon\n\n", errHas: `Status header "soon"`},
 		{out: "Status: 42\n\n", errHas: `Status header "42"`},
+		{out: "Status: \u2000\n\n", errHas: `Status header "\u2000"`}, // a space textproto does not trim
 	}
 	for _, tc := range cases {
 		t.Run(tc.out, func(t *testing.T) {
