@@ -46,7 +46,7 @@ const (
 	DefaultWAGITimeout     = 30 * time.Second
 	DefaultWAGIMaxBody     = 10 << 20
 	// DefaultWAGIWriteTimeout lets a 16 MiB response (the most an instance may write) reach a
-	// client reading at 1 MB/s; see RATIONALE.md.
+	// client reading at about 0.5 MB/s; see RATIONALE.md.
 	DefaultWAGIWriteTimeout = 30 * time.Second
 	// DefaultWAGIMaxConnections keeps idle connections (about 10 KiB each in the runner) and
 	// headers being read (at most the header limit each) within a few tens of MiB; see RATIONALE.md.
