@@ -553,7 +553,7 @@ func (c *cluster) teardown() {
 			select {
 			case <-a.exited:
 			default:
-				r := c.kubectlR("delete", "deployments,jobs,pods,services", "--all", "--wait=true", "--timeout=90s")
+				r := c.kubectlR("delete", "deployments,jobs,pods", "--all", "--wait=true", "--timeout=90s")
 				if r.exit != 0 {
 					t.Logf("teardown: kubectl delete: %s", r)
 				}
