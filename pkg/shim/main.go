@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 
@@ -39,7 +40,27 @@ func Main(ctx context.Context) {
 		}
 		return
 	}
+	// containerd's pkg/shim defines its flags on the command line's flag set, leaving -v (short for
+	// -version) without a description; -h prints them through flag.Usage.
+	flag.Usage = func() { writeUsage(flag.CommandLine.Output(), flag.CommandLine) }
 	cshim.RunShim(ctx, m)
+}
+
+// writeUsage prints fs's flags as `-h` shows them, each with a description: -v, which containerd
+// leaves blank, is described as -version's short form.
+func writeUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage of %s (containerd runtime %s): [flags] start|delete\n", filepath.Base(os.Args[0]), RuntimeName)
+	fs.VisitAll(func(f *flag.Flag) {
+		usage := f.Usage
+		if usage == "" && f.Name == "v" {
+			usage = "show the shim version and exit (short for -version)"
+		}
+		name, _ := flag.UnquoteUsage(f)
+		if name != "" {
+			name = " " + name
+		}
+		fmt.Fprintf(w, "  -%s%s\n    \t%s\n", f.Name, name, usage)
+	})
 }
 
 // startCall is a `start` invocation as containerd passes it on the command line.
