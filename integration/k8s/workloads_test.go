@@ -32,7 +32,9 @@ func TestKubernetes(t *testing.T) {
 	for _, v := range testedVersions() {
 		t.Run(v, func(t *testing.T) {
 			c := startCluster(t, v)
-			// The RuntimeClass, as the user applies it.
+			// The node label deploy/runtimeclass.yaml's scheduling.nodeSelector asks for, then the
+			// RuntimeClass, as the user applies them.
+			c.kubectl(t, "label", "node", nodeName, "wazero.io/enabled=true")
 			c.kubectl(t, "apply", "-f", filepath.Join(repoRoot, "deploy", "runtimeclass.yaml"))
 			if h := c.kubectl(t, "get", "runtimeclass", "wazero", "-o", "jsonpath={.handler}"); h != "wazero" {
 				t.Fatalf("RuntimeClass wazero has handler %q", h)
