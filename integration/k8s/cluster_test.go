@@ -472,12 +472,13 @@ authentication:
 authorization:
   mode: AlwaysAllow
 # The cgroupfs driver (the shim does not support systemd's), cgroup v1 accepted, no QoS cgroups.
+# Without QoS cgroups the kubelet gives the sandboxes no cgroup parent and containerd puts every
+# container in /k8s.io/<id>: a cgroupRoot would change nothing but make the kubelet look for a
+# system container of that name (and warn FailedNodeAllocatableEnforcement), so there is none.
 cgroupDriver: cgroupfs
 failCgroupV1: false
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
-# Without QoS cgroups, the pods' cgroup parent: the containers' cgroups are /%[3]s/<id>.
-cgroupRoot: /%[3]s
 failSwapOn: false
 clusterDomain: cluster.local
 resolvConf: ""
@@ -494,14 +495,50 @@ crashLoopBackOff:
   maxContainerRestartPeriod: 2s
 featureGates:
   KubeletCrashLoopBackOffMax: true
-`, c.sock(), filepath.Join(c.dir, "pods-logs"), c.netns)
+`, c.sock(), filepath.Join(c.dir, "pods-logs"))
 	path := filepath.Join(c.dir, "kubelet.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 	c.spawnEnv("kubelet", filteredEnv("KUBECONFIG"), filepath.Join(kubeBin, "kubelet"),
 		"--config", path, "--kubeconfig", c.kubeconfig, "--root-dir", root,
-		"--cert-dir", filepath.Join(root, "pki"), "--hostname-override", nodeName, "--v", "2")
+		"--cert-dir", filepath.Join(root, "pki"), "--hostname-override", nodeName, "--v", "2",
+		// The kubelet removes a pod's dead containers beyond this many per container name as soon as
+		// one more exits (default 1): with 1, an OnFailure pod's failed first run is gone once its
+		// second run ends, and `kubectl logs --previous` has nothing to show. No flag in the
+		// KubeletConfiguration replaces this deprecated one.
+		"--maximum-dead-containers-per-container=2")
+}
+
+// kubeletR runs kubectl against the kubelet's own API (127.0.0.1:10250, anonymous and AlwaysAllow,
+// its self-signed serving certificate not verified). The API server's node proxy cannot be used:
+// it refuses to proxy to a loopback address ("address not allowed"), and the node's address is
+// 127.0.0.1.
+func (c *cluster) kubeletR(path string) result {
+	cfg := filepath.Join(c.dir, "kubelet-kubeconfig")
+	if !isFile(cfg) {
+		os.WriteFile(cfg, []byte(`apiVersion: v1
+kind: Config
+clusters:
+- name: kubelet
+  cluster:
+    server: https://127.0.0.1:10250
+    insecure-skip-tls-verify: true
+users:
+# The kubelet has no token authenticator (webhook off): any token is ignored and the request is
+# anonymous. Without one, kubectl asks for a username instead.
+- name: anonymous
+  user: {token: anonymous}
+contexts:
+- name: kubelet
+  context: {cluster: kubelet, user: anonymous}
+current-context: kubelet
+`), 0o600)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return run(ctx, filteredEnv("KUBECONFIG"), "nsenter", "--net="+c.nsPath, "--", filepath.Join(kubeBin, "kubectl"),
+		"--kubeconfig", cfg, "get", "--raw", path)
 }
 
 // --- kubectl ---------------------------------------------------------------------------------
@@ -595,6 +632,9 @@ func (c *cluster) teardown() {
 		t.Errorf("ip netns del %s: %v\n%s", c.netns, err, out)
 	}
 	removeLogLinks()
+	if p := c.proc("containerd"); p != nil {
+		recordIDs(p.log)
+	}
 	removeNewCgroups()
 	for k, v := range suite.sysctls {
 		os.WriteFile("/proc/sys/"+k, []byte(v), 0o644)

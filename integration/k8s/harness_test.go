@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,6 +98,38 @@ var suite struct {
 	cgroups                 map[string]bool
 	sysctls                 map[string]string
 	varLogContainersExisted bool
+	// ids are the sandbox and container ids the clusters' containerds logged: with cgroupsPerQOS
+	// off, their cgroups are /k8s.io/<id> (and the shim's /containerd-shim-wazero-fill/<id>-...),
+	// names another suite's containerd on the machine uses too, so only these ids count as ours.
+	idsMu sync.Mutex
+	ids   map[string]bool
+}
+
+var hexID = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
+
+// recordIDs adds the 64-hex ids in a containerd log to suite.ids.
+func recordIDs(logPath string) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return
+	}
+	suite.idsMu.Lock()
+	defer suite.idsMu.Unlock()
+	if suite.ids == nil {
+		suite.ids = map[string]bool{}
+	}
+	for _, id := range hexID.FindAll(b, -1) {
+		suite.ids[string(id)] = true
+	}
+}
+
+func knownID(name string) bool {
+	if len(name) < 64 {
+		return false
+	}
+	suite.idsMu.Lock()
+	defer suite.idsMu.Unlock()
+	return suite.ids[name[:64]]
 }
 
 func preconditions() string {
@@ -380,17 +413,17 @@ func cgroupSet() map[string]bool {
 	return set
 }
 
-// newCgroups: cgroup directories of the clusters (below their kubelets' cgroupRoot, or CRI's
-// default /k8s.io parent, or the shim's filler parent) that were not there when the suite
-// started, deepest first.
+// newCgroups: cgroup directories of the clusters (named after the suite, or below CRI's default
+// /k8s.io parent or the shim's filler parent and named after an id the clusters' containerds
+// logged) that were not there when the suite started, deepest first.
 func newCgroups() []string {
 	if suite.cgroups == nil {
 		return nil
 	}
 	var out []string
 	for d := range cgroupSet() {
-		ours := strings.Contains(d, "/"+suiteTag()) || strings.Contains(d, "/k8s.io/") ||
-			strings.Contains(d, "/containerd-shim-wazero-fill/")
+		ours := strings.Contains(d, "/"+suiteTag()) ||
+			((strings.Contains(d, "/k8s.io/") || strings.Contains(d, "/containerd-shim-wazero-fill/")) && knownID(filepath.Base(d)))
 		if ours && !suite.cgroups[d] {
 			out = append(out, d)
 		}
@@ -579,5 +612,3 @@ func decode(t *testing.T, s string) map[string]any {
 	}
 	return m
 }
-
-var _ = sync.Mutex{}

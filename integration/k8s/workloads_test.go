@@ -481,7 +481,7 @@ spec:
 	c.waitPod(t, name, "Running", podTimeout, func(p map[string]any) bool { return str(jsonPath(p, "status", "phase")) == "Running" })
 	var firstCPU float64
 	c.wait(t, "wasm-stats CPU and memory in /stats/summary", podTimeout, func() (bool, string) {
-		r := c.kubectlR("get", "--raw", "/api/v1/nodes/"+nodeName+"/proxy/stats/summary")
+		r := c.kubeletR("/stats/summary")
 		if r.exit != 0 {
 			return false, r.String()
 		}
