@@ -355,7 +355,9 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 	}
 	keys := make([]string, 0, len(r.Header))
 	for k := range r.Header {
-		switch k {
+		// In canonical form: Go's server canonicalizes names, but a header map built otherwise
+		// ("PRoXY", found by FuzzCGIEnv) must not slip past these checks.
+		switch http.CanonicalHeaderKey(k) {
 		case "Content-Type", "Content-Length":
 			continue // CONTENT_TYPE and CONTENT_LENGTH
 		case "Proxy":
