@@ -131,7 +131,7 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 	}
 	var sw *socketWait
 	if len(cfg.Listen) > 0 {
-		// Opens /proc/self/fd, which must happen before the runner chroots.
+		// Opens /proc/self/fd, which must happen before the runner pivots into the rootfs.
 		sw = newSocketWait()
 		ctx = context.WithValue(ctx, sockWaitKey{}, sw)
 	}

@@ -162,7 +162,7 @@ type Config struct {
 	// before guest code runs (drop_linux.go). nil keeps the runner as it was started (root): for
 	// unit tests only; the shim always sends one.
 	Security *oci.Security `json:"security,omitempty"`
-	// NoIsolation skips the private mount namespace and chroot: the guest's "/" is then a wazero
+	// NoIsolation skips the private mount namespace and pivot_root: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`
 }

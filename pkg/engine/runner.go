@@ -71,7 +71,7 @@ func RunnerMain() int {
 	}
 	if err == nil && !cfg.Sandbox {
 		// Listen first, on the main thread (in the container's network namespace), before the
-		// chroot: a port in use fails Create at once, without waiting for a compile.
+		// pivot_root: a port in use fails Create at once, without waiting for a compile.
 		var ls []net.Listener
 		ls, err = OpenListeners(&cfg)
 		if err == nil {
@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 // fsConfig preopens "/" and each directory bind mount at its destination, and returns how many
 // distinct preopens the guest gets (its fds 3 on; mounts on one path replace each other, as in
 // wazero). With isolation the
-// runner is already chrooted into the rootfs, so the host paths are the guest paths, and read-only
+// runner has already pivoted into the rootfs, so the host paths are the guest paths, and read-only
 // mounts are read-only in the kernel: a write fails with EROFS ("Read-only file system"), as it
 // would natively. Without isolation, wazero's read-only mounts enforce it.
 func fsConfig(cfg *Config) (wazero.FSConfig, int) {

@@ -25,7 +25,7 @@ import (
 // skipped. Calls with only clock subscriptions (sleeps) sleep exactly as before; a call that
 // waits for a file to become writable does not wait (wazero answers it at once).
 type socketWait struct {
-	// fdDir is /proc/self/fd, opened before the chroot, to list the sockets.
+	// fdDir is /proc/self/fd, opened before pivot_root (after it /proc is gone), to list the sockets.
 	fdDir *os.File
 	// waited is set by Before when it did the waiting of the current poll_oneoff call.
 	waited bool
