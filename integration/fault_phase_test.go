@@ -1,0 +1,435 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Faults at each phase of a container's and of a background compile's life: what containerd
+// sees afterwards, and that nothing is left (the suite's leak check runs after every test).
+
+// fillArg is engine.FillArg: argv[1] of a filler (a background compile).
+const fillArg = "fill-cache"
+
+// fillerProcs lists the live fillers of the suite's shim binary.
+func fillerProcs() []shimProc {
+	var out []shimProc
+	for _, p := range shimProcs() {
+		if len(p.argv) > 1 && p.argv[1] == fillArg {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// fillerFor waits for the filler of container id (argv[2]) that has started again in its cgroup
+// (its environment carries WAZERO_FILL_STAGE=running) and returns it.
+func fillerFor(t *testing.T, id string) shimProc {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range fillerProcs() {
+			if len(p.argv) > 2 && p.argv[2] == id {
+				env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.pid))
+				if strings.Contains(string(env), "WAZERO_FILL_STAGE=running") {
+					return p
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no filler for %s appeared; processes: %v", id, shimProcs())
+	return shimProc{}
+}
+
+// flockHolders returns the pids holding flock locks on the inodes of paths (from /proc/locks).
+func flockHolders(paths []string) map[int]bool {
+	inodes := map[uint64]bool{}
+	for _, p := range paths {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			inodes[st.Ino] = true
+		}
+	}
+	out := map[int]bool{}
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// "1: FLOCK  ADVISORY  WRITE 12345 fd:01:123456 0 EOF"
+		fs := strings.Fields(s.Text())
+		if len(fs) < 6 || fs[1] != "FLOCK" {
+			continue
+		}
+		dev := strings.Split(fs[5], ":")
+		ino, err := strconv.ParseUint(dev[len(dev)-1], 10, 64)
+		if err != nil || !inodes[ino] {
+			continue
+		}
+		if pid, err := strconv.Atoi(fs[4]); err == nil {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// slotFiles are the node's fill slot lock files in cacheDir (engine's locks/fill-N.lock), more
+// than any machine here has CPUs.
+func slotFiles(cacheDir string) []string {
+	var out []string
+	for i := range 64 {
+		out = append(out, filepath.Join(cacheDir, "locks", fmt.Sprintf("fill-%d.lock", i)))
+	}
+	return out
+}
+
+// holdSlots takes every fill slot of cacheDir, so that a filler queues; release gives them back.
+func holdSlots(t *testing.T, cacheDir string) (release func()) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(cacheDir, "locks"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var held []*os.File
+	for _, p := range slotFiles(cacheDir) {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatalf("hold %s: %v", p, err)
+		}
+		held = append(held, f)
+	}
+	done := false
+	release = func() {
+		if done {
+			return
+		}
+		done = true
+		for _, f := range held {
+			f.Close()
+		}
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestFillerKilled: a background compile SIGKILLed while it waits for a fill slot, while it
+// compiles, and after its shim has exited. The container it was started for is unaffected, a
+// live shim logs the kill and removes the filler's cgroup (a filler that outlived its shim leaves
+// its cgroup to the next filler's sweep), its slot is free again, no cache entry is left half
+// written (the module's next run is interpreted again), and the next background compile
+// completes and is used.
+func TestFillerKilled(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		for _, phase := range []string{"queued", "compiling"} {
+			t.Run(phase, func(t *testing.T) {
+				resetCache(t, d)
+				release := func() {}
+				if phase == "queued" {
+					release = holdSlots(t, d.cacheDir)
+				}
+				// A service run in the interpreter: its shim lives on while its filler compiles the
+				// biggest test module (seconds, at nice 10 with one CPU).
+				addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+				id := newID(t, d)
+				runDetached(t, d, id, []string{"/httpserver.wasm"}, "--net-host",
+					"--env", "WAZERO_LISTEN="+addr, "--env", "WAZERO_COLD_START=interpret")
+				if f := waitReady(t, d, id); f["interpreted"] != "true" {
+					t.Fatalf("not interpreted (%v): no filler to kill", f)
+				}
+				f := fillerFor(t, id)
+				cgs := fillerCgroups(f.pid)
+				if len(cgs) == 0 {
+					t.Fatalf("filler %d is in no cgroup under %s: %v", f.pid, fillParent, procCgroups(f.pid))
+				}
+				if phase == "compiling" {
+					waitSlotTaken(t, d, f)
+				}
+				if err := unix.Kill(f.pid, unix.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				waitLog(t, d, id, "background compile killed (SIGKILL)")
+				waitGone(t, "the killed filler's cgroups", func() []string { return existing(cgs) })
+				if code, body := getUntil(t, "http://"+addr+"/hello", 10*time.Second); code != 200 {
+					t.Errorf("the service after its filler was killed: GET /hello %d %q", code, body)
+				}
+				killRemove(t, d, id)
+				release()
+				wantRecompiled(t, d, "/httpserver.wasm")
+			})
+		}
+		t.Run("orphan", func(t *testing.T) {
+			// A command's container is deleted, and its shim gone, long before its filler ends.
+			resetCache(t, d)
+			release := holdSlots(t, d.cacheDir)
+			id := newID(t, d)
+			r := d.run(t, runOpts{id: id, args: []string{"/hello-go.wasm"}, env: []string{"A=1"}})
+			if r.exit != 0 || !strings.Contains(r.stdout, helloGoWant) {
+				t.Fatalf("hello-go: exit %d\n%s", r.exit, r)
+			}
+			f := fillerFor(t, id)
+			cgs := fillerCgroups(f.pid)
+			waitGone(t, "the shim of "+id, func() []string {
+				var out []string
+				for _, p := range shimProcs() {
+					if p.flag("id") == id {
+						out = append(out, fmt.Sprint(p.pid))
+					}
+				}
+				return out
+			})
+			if err := unix.Kill(f.pid, unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, "the killed filler", func() []string {
+				if f.alive() {
+					return []string{fmt.Sprint(f.pid)}
+				}
+				return nil
+			})
+			// Its cgroup is empty and stays until a sweep finds it stale (a minute old): age it.
+			if len(existing(cgs)) == 0 {
+				t.Fatalf("the orphan filler's cgroups %v are gone already: who removed them?", cgs)
+			}
+			old := time.Now().Add(-2 * time.Minute)
+			for _, c := range cgs {
+				if err := os.Chtimes(c, old, old); err != nil {
+					t.Fatal(err)
+				}
+			}
+			release()
+			wantRecompiled(t, d, "/hello-go.wasm") // its filler's start sweeps the stale cgroup
+			if left := existing(cgs); len(left) > 0 {
+				t.Errorf("the next filler did not sweep the orphan's empty cgroups %v", left)
+			}
+		})
+	})
+}
+
+// fillParent is the fillers' cgroup parent (pkg/shim's fillCgroupParent).
+const fillParent = "/containerd-shim-wazero-fill"
+
+// fillerCgroups returns the cgroup directories of pid under fillParent.
+func fillerCgroups(pid int) []string {
+	var out []string
+	for _, c := range procCgroups(pid) {
+		if strings.Contains(c, fillParent+"/") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// waitSlotTaken waits until filler f holds a fill slot: it compiles from then on.
+func waitSlotTaken(t *testing.T, d *daemon, f shimProc) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !flockHolders(slotFiles(d.cacheDir))[f.pid] {
+		if !f.alive() {
+			t.Fatalf("filler %d ended before it could be killed compiling", f.pid)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filler %d never took a slot", f.pid)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// wantRecompiled checks that nothing is cached for module, runs it in the interpreter, waits
+// for its background compile to write the cache marker, and runs it again from the cache.
+func wantRecompiled(t *testing.T, d *daemon, module string) {
+	t.Helper()
+	digest := strings.TrimPrefix(fileDigest(t, filepath.Join(repoRoot, "testdata", "build", strings.TrimPrefix(module, "/"))), "sha256:")
+	marker := filepath.Join(d.cacheDir, "seen", digest)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatalf("cache marker %s exists after the filler was killed", marker)
+	}
+	run := func(policy string) map[string]string {
+		id := newID(t, d)
+		env := "WAZERO_COLD_START=" + policy
+		if module == "/httpserver.wasm" {
+			addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+			runDetached(t, d, id, []string{module}, "--net-host", "--env", "WAZERO_LISTEN="+addr, "--env", env)
+			f := waitReady(t, d, id)
+			killRemove(t, d, id)
+			return f
+		}
+		if r := d.run(t, runOpts{id: id, args: []string{module}, env: []string{env}}); r.exit != 0 {
+			t.Fatalf("%s: exit %d\n%s", module, r.exit, r)
+		}
+		return waitReady(t, d, id)
+	}
+	if f := run("interpret"); f["cacheHit"] != "false" {
+		t.Errorf("%s after the killed filler: cacheHit=%q, want false (nothing cached)", module, f["cacheHit"])
+	}
+	waitFile(t, marker, 3*time.Minute)
+	if f := run("compile"); f["cacheHit"] != "true" {
+		t.Errorf("%s after a completed background compile: cacheHit=%q, want true", module, f["cacheHit"])
+	}
+}
+
+// TestKilledWhileCreating: the runner, or the shim, SIGKILLed while Create compiles the module.
+// ctr run fails with an error (it does not hang), the container can be removed, and the runner,
+// its cgroup and the rootfs mount are gone.
+func TestKilledWhileCreating(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		for _, victim := range []string{"runner", "shim"} {
+			t.Run(victim, func(t *testing.T) {
+				resetCache(t, d) // a cold compile of the biggest test module: Create takes a while
+				id := newID(t, d)
+				killed := make(chan string, 1)
+				go func() {
+					deadline := time.Now().Add(time.Minute)
+					for time.Now().Before(deadline) {
+						if p, ok := runnerOf(id); ok {
+							pid := p.pid
+							if victim == "shim" {
+								pid = p.ppid
+							}
+							killed <- fmt.Sprintf("%s %d: %v", victim, pid, unix.Kill(pid, unix.SIGKILL))
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					killed <- "no runner appeared"
+				}()
+				r := d.run(t, runOpts{id: id, args: []string{"/httpserver.wasm"}, env: []string{"WAZERO_COLD_START=compile"}, timeout: 90 * time.Second})
+				what := <-killed
+				t.Logf("killed: %s", what)
+				if !strings.HasPrefix(what, victim) || !strings.HasSuffix(what, "<nil>") {
+					t.Fatalf("kill during Create: %s", what)
+				}
+				if r.exit == 0 {
+					t.Fatalf("ctr run succeeded although its %s was killed during Create\n%s", victim, r)
+				}
+				if r.stderr == "" {
+					t.Errorf("ctr run failed without saying why")
+				}
+				if d.containerExists(t, id) {
+					t.Errorf("container %s still exists after ctr run --rm", id)
+				}
+				waitGone(t, "processes of "+id, func() []string {
+					var out []string
+					for _, p := range shimProcs() {
+						if len(p.argv) > 2 && p.argv[2] == id || p.flag("id") == id {
+							out = append(out, fmt.Sprint(p.pid, p.argv))
+						}
+					}
+					return out
+				})
+				waitGone(t, "cgroups of "+id, func() []string { return existing(nsCgroupDirsOf(d.ns, id)) })
+			})
+		}
+	})
+}
+
+// TestKillRacingExit: SIGKILL sent to a task at random moments around its own exit (the guest
+// sleeps 1 s and exits 0). Each run reports either 0 or 137, never hangs, and is removable.
+func TestKillRacingExit(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		seen := map[int]int{}
+		for i := range 8 {
+			id := newID(t, d)
+			runDetached(t, d, id, testprog("sleep", "1"))
+			time.Sleep(time.Duration(rand.IntN(900)) * time.Millisecond)
+			d.ctr(t, "task", "kill", "--signal", "SIGKILL", id) // may find the task already stopped
+			if !d.waitStatus(t, id, "STOPPED", 20*time.Second) {
+				t.Fatalf("run %d: task %s did not stop", i, id)
+			}
+			_, se, code := d.ctr(t, "task", "rm", id)
+			if code != 0 {
+				t.Fatalf("run %d: ctr task rm: exit %d: %s", i, code, se)
+			}
+			st := 0 // ctr task rm says nothing of a zero exit status
+			switch {
+			case strings.Contains(se, fmt.Sprintf(exitWantFmt, 137)):
+				st = 137
+			case strings.Contains(se, "exit code"):
+				t.Errorf("run %d: ctr task rm says %q, want exit status 0 or 137", i, se)
+			}
+			seen[st]++
+			if _, se, code := d.ctr(t, "container", "rm", id); code != 0 {
+				t.Errorf("run %d: ctr container rm: exit %d: %s", i, code, se)
+			}
+		}
+		t.Logf("exit statuses seen: %v", seen)
+	})
+}
+
+// waitLog waits until the daemon's log has a line about id containing want.
+func waitLog(t *testing.T, d *daemon, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logLinesFor(d, id), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the containerd %s log has no line about %s with %q:\n%s", d.version, id, want, logLinesFor(d, id))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within %s", path, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitGone waits up to 15 s until list returns nothing, and fails the test with what is left.
+func waitGone(t *testing.T, what string, list func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		left := list()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s left: %v", what, left)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// existing returns the paths of paths that exist.
+func existing(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// nsCgroupDirsOf lists the cgroup directories the shim would create for container id of
+// namespace ns (ctr's default cgroups path /NS/ID), in every hierarchy.
+func nsCgroupDirsOf(ns, id string) []string {
+	var out []string
+	for _, dir := range nsCgroupDirs(ns) {
+		out = append(out, filepath.Join(dir, id))
+	}
+	return out
+}
