@@ -433,3 +433,60 @@ func nsCgroupDirsOf(ns, id string) []string {
 	}
 	return out
 }
+
+// TestModulesDirRemoved: the modules directory (the copies of modules taken from image layers)
+// removed, or replaced by a file, under a running shim. The pod's shim keeps serving: the next
+// container of a wasm-layers image copies its module again from the content store; a path that
+// is not a directory fails that container's Create with an error naming the path, and the
+// container after the path is repaired runs.
+func TestModulesDirRemoved(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		if d.v1() {
+			t.Log("containerd 1.6 cannot unpack wasm-layers images (TestImageLayouts): nothing reaches the modules directory")
+			return
+		}
+		d.importImage(t, filepath.Join(imagesDir, "hello-layers.tar"))
+		ann := []string{"--annotation", "io.kubernetes.cri.sandbox-id=grp-" + randHex(4)}
+		keep := newID(t, d)
+		runDetached(t, d, keep, testprog("sleep", "120"), ann...)
+		shim := shimServerFor(t, d, keep)
+		modules := filepath.Join(filepath.Dir(d.cacheDir), "modules")
+		runLayers := func() result {
+			return d.run(t, runOpts{image: helloLayersImage, flags: ann})
+		}
+		if r := runLayers(); r.exit != 0 || !strings.Contains(r.stdout, helloWant) {
+			t.Fatalf("wasm-layers container: exit %d\n%s", r.exit, r)
+		}
+		if err := os.RemoveAll(modules); err != nil {
+			t.Fatal(err)
+		}
+		if r := runLayers(); r.exit != 0 || !strings.Contains(r.stdout, helloWant) {
+			t.Fatalf("wasm-layers container after the modules directory was removed: exit %d\n%s", r.exit, r)
+		}
+		checkModulesDir(t, d, filepath.Join(repoRoot, "testdata", "build", "hello.wasm"))
+
+		if err := os.RemoveAll(modules); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(modules, []byte("not a directory"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runLayers()
+		if r.exit == 0 {
+			t.Errorf("wasm-layers container with a file in place of the modules directory: succeeded\n%s", r)
+		} else if !strings.Contains(r.stderr, modules) {
+			t.Errorf("the error does not name %s:\n%s", modules, r.stderr)
+		}
+		os.Remove(modules)
+		if r := runLayers(); r.exit != 0 || !strings.Contains(r.stdout, helloWant) {
+			t.Fatalf("wasm-layers container after the modules directory was repaired: exit %d\n%s", r.exit, r)
+		}
+		if !shim.alive() {
+			t.Errorf("the pod's shim %d exited", shim.pid)
+		}
+		if st := d.taskStatus(t, keep); st != "RUNNING" {
+			t.Errorf("the pod's other container is %q, want RUNNING", st)
+		}
+		killRemove(t, d, keep)
+	})
+}
