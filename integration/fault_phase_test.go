@@ -490,3 +490,109 @@ func TestModulesDirRemoved(t *testing.T) {
 		killRemove(t, d, keep)
 	})
 }
+
+// TestMemoryPressure: the node runs out of memory for its pods, as a kubelet's node allocatable
+// enforces it: an ancestor cgroup of the containers (kubepods) has a memory limit, the containers
+// none of their own. The kernel's OOM killer picks the runner that holds the memory; containerd
+// sees it exit 137 with a /tasks/oom event, the other container beside it and the shims live on,
+// and both are removable.
+func TestMemoryPressure(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		parent := "/wzpressure-" + randHex(4)
+		limit := int64(192 << 20)
+		if err := setParentMemoryLimit(parent, limit); err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{newID(t, d), newID(t, d)}
+		t.Cleanup(func() {
+			for _, id := range ids {
+				d.ensureRemoved(t, id)
+			}
+			removeCgroupTree(parent)
+		})
+		events := watchEvents(t, d)
+		quiet, hog := ids[0], ids[1]
+		runDetached(t, d, quiet, testprog("sleep", "120"), "--cgroup", parent+"/"+quiet)
+		runDetached(t, d, hog, testprog("grow", "1024"), "--cgroup", parent+"/"+hog)
+		if !d.waitStatus(t, hog, "STOPPED", 60*time.Second) {
+			t.Fatalf("the container growing past its ancestor's %d MiB limit did not stop", limit>>20)
+		}
+		_, se, code := d.ctr(t, "task", "rm", hog)
+		if code != 0 {
+			t.Fatalf("ctr task rm %s: exit %d: %s", hog, code, se)
+		}
+		if !strings.Contains(se, fmt.Sprintf(exitWantFmt, 137)) {
+			t.Errorf("the OOM-killed container: ctr task rm says %q, want exit status 137", se)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(events.String(), "/tasks/oom") || !strings.Contains(events.String(), hog) {
+			if time.Now().After(deadline) {
+				t.Errorf("no /tasks/oom event for %s:\n%s", hog, events.String())
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if st := d.taskStatus(t, quiet); st != "RUNNING" {
+			t.Errorf("the container beside the OOM-killed one is %q, want RUNNING", st)
+		}
+		if _, se, code := d.ctr(t, "container", "rm", hog); code != 0 {
+			t.Errorf("ctr container rm %s: exit %d: %s", hog, code, se)
+		}
+		killRemove(t, d, quiet)
+	})
+}
+
+// setParentMemoryLimit creates cgroup parent with a memory limit of limit bytes (swap included
+// where the kernel accounts it), on cgroup v2 or in v1's memory hierarchy.
+func setParentMemoryLimit(parent string, limit int64) error {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil { // v2
+		dir := filepath.Join("/sys/fs/cgroup", parent)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +pids +cpu"), 0)
+		os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
+		return os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(limit, 10)), 0)
+	}
+	dir := filepath.Join("/sys/fs/cgroup/memory", parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(dir, "memory.memsw.limit_in_bytes"), []byte(strconv.FormatInt(limit, 10)), 0)
+	return nil
+}
+
+// removeCgroupTree removes cgroup dir and its children in every hierarchy, deepest first, killing
+// what is left in them.
+func removeCgroupTree(dir string) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, root := range roots {
+		top := filepath.Join(root, dir)
+		var dirs []string
+		filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if b, err := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						unix.Kill(pid, unix.SIGKILL)
+					}
+				}
+			}
+			for range 50 {
+				if os.Remove(dirs[i]) == nil || os.IsNotExist(os.Remove(dirs[i])) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+}
