@@ -17,6 +17,9 @@ import (
 // Faults at each phase of a container's and of a background compile's life: what containerd
 // sees afterwards, and that nothing is left (the suite's leak check runs after every test).
 
+// runnerKilledWant is the shim's error for a runner killed before it was ready.
+const runnerKilledWant = "the runner exited before it was ready: killed by signal 9"
+
 // fillArg is engine.FillArg: argv[1] of a filler (a background compile).
 const fillArg = "fill-cache"
 
@@ -315,7 +318,9 @@ func TestKilledWhileCreating(t *testing.T) {
 				if r.exit == 0 {
 					t.Fatalf("ctr run succeeded although its %s was killed during Create\n%s", victim, r)
 				}
-				if r.stderr == "" {
+				if victim == "runner" && !strings.Contains(r.stderr, runnerKilledWant) {
+					t.Errorf("ctr run's error does not say %q:\n%s", runnerKilledWant, r.stderr)
+				} else if r.stderr == "" {
 					t.Errorf("ctr run failed without saying why")
 				}
 				if d.containerExists(t, id) {

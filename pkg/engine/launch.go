@@ -139,7 +139,8 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 		return Ready{}, err
 	}
 	if _, err := r.ctl.Write(append(data, '\n')); err != nil {
-		return Ready{}, fmt.Errorf("send config to runner: %w", err)
+		// EPIPE: the runner is gone before it read its configuration (killed, say).
+		return Ready{}, fmt.Errorf("%w (it did not take its configuration: %v)", ErrRunnerDied, err)
 	}
 	line, err := bufio.NewReader(r.status).ReadBytes('\n')
 	r.status.Close()

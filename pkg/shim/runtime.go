@@ -215,6 +215,9 @@ func (i *wasmInstance) explain(err error, cfg *engine.Config, limit int64) error
 		return fmt.Errorf("the runner of module %s was killed (SIGKILL%s) while loading it: the container's memory limit of %d MiB is too small for this module; raise the limit",
 			cfg.Module.GuestPath, by, limit>>20)
 	}
+	if i.status > 128 {
+		return fmt.Errorf("%w: killed by signal %d (%v)", err, i.status-128, syscall.Signal(i.status-128))
+	}
 	return fmt.Errorf("%w (exit status %d)", err, i.status)
 }
 

@@ -1,0 +1,93 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCRIKilledWhileStarting: the runner, or the pod's shim, SIGKILLed while the CRI plugin's
+// StartContainer creates the task (the kubelet's CreateContainer makes no task: a CRI container
+// gets its runner in StartContainer), during a cold compile. StartContainer fails with an error
+// instead of hanging, the container and then the pod can be removed, and no runner or shim of
+// the pod is left (the suite's leak check covers mounts and cgroups).
+func TestCRIKilledWhileStarting(t *testing.T) {
+	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
+		for _, victim := range []string{"runner", "shim"} {
+			t.Run(victim, func(t *testing.T) {
+				c.t = t
+				resetCache(t, c.d) // a cold compile of the biggest test module: Create takes a while
+				p := c.runPod("killstart-"+victim, "wazero", true)
+				id, _ := p.create(ctrSpec{name: "c", command: []string{"/httpserver.wasm"},
+					envs: map[string]string{"WAZERO_COLD_START": "compile"}})
+				killed := make(chan string, 1)
+				go func() {
+					deadline := time.Now().Add(time.Minute)
+					for time.Now().Before(deadline) {
+						if r, ok := runnerOf(id); ok {
+							pid := r.pid
+							if victim == "shim" {
+								pid = r.ppid
+							}
+							killed <- fmt.Sprintf("%s %d: %v", victim, pid, unix.Kill(pid, unix.SIGKILL))
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					killed <- "no runner appeared"
+				}()
+				start := c.crictl("start", id)
+				what := <-killed
+				t.Logf("killed %s; crictl start:\n%s", what, start)
+				if !strings.HasPrefix(what, victim) || !strings.HasSuffix(what, "<nil>") {
+					t.Fatalf("kill during StartContainer: %s", what)
+				}
+				if start.timedOut {
+					t.Fatalf("crictl start hung after the %s was killed", victim)
+				}
+				if start.exit == 0 {
+					t.Errorf("crictl start succeeded although the %s was killed while it created the task", victim)
+				} else if victim == "runner" && !strings.Contains(start.stderr, runnerKilledWant) {
+					t.Errorf("crictl start's error does not say %q", runnerKilledWant)
+				} else if strings.TrimSpace(start.stderr) == "" {
+					t.Errorf("crictl start failed without saying why")
+				}
+				if ci := c.inspect(id); ci.Status.State == stateRunning {
+					t.Errorf("the container is reported running after its failed start")
+				}
+				if r := c.crictl("rm", "--force", id); r.exit != 0 {
+					t.Errorf("crictl rm --force %s:\n%s", id, r)
+				}
+				// The kubelet retries RemovePodSandbox; right after a shim's death containerd may still
+				// be cleaning up after it and refuse once ("failed to delete task: ttrpc: closed").
+				removed := false
+				for i, deadline := 0, time.Now().Add(30*time.Second); time.Now().Before(deadline); i++ {
+					c.crictl("stopp", p.id)
+					r := c.crictl("rmp", "--force", p.id)
+					if r.exit == 0 {
+						t.Logf("pod removed at attempt %d", i+1)
+						removed = true
+						break
+					}
+					t.Logf("crictl rmp attempt %d:\n%s", i+1, r)
+					time.Sleep(time.Second)
+				}
+				if !removed {
+					t.Errorf("the pod %s could not be removed in 30 s", p.id)
+				}
+				waitGone(t, "processes of the pod", func() []string {
+					var out []string
+					for _, s := range shimProcs() {
+						if len(s.argv) > 2 && (s.argv[2] == id || s.argv[2] == p.id) || s.flag("id") == p.id {
+							out = append(out, strings.Join(s.argv, " "))
+						}
+					}
+					return out
+				})
+			})
+		}
+	})
+}
