@@ -216,7 +216,7 @@ func (i *wasmInstance) explain(err error, cfg *engine.Config, limit int64) error
 			cfg.Module.GuestPath, by, limit>>20)
 	}
 	if i.status > 128 {
-		return fmt.Errorf("%w: killed by signal %d (%v)", err, i.status-128, syscall.Signal(i.status-128))
+		return fmt.Errorf("%w: killed by signal %d (%v)", engine.ErrRunnerDied, i.status-128, syscall.Signal(i.status-128))
 	}
 	return fmt.Errorf("%w (exit status %d)", err, i.status)
 }
