@@ -374,6 +374,41 @@ func TestKillRacingExit(t *testing.T) {
 	})
 }
 
+// TestShimKilledRacingExit: the shim SIGKILLed at random moments around its container's exit
+// (the guest sleeps 1 s and exits 0). containerd notices the dead shim and cleans up: the task
+// ends (stopped or gone), the container is removable, and the runner does not outlive its shim.
+func TestShimKilledRacingExit(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *daemon) {
+		for i := range 4 {
+			id := newID(t, d)
+			runDetached(t, d, id, testprog("sleep", "1"))
+			shim := shimServerFor(t, d, id)
+			time.Sleep(time.Duration(rand.IntN(1200)) * time.Millisecond)
+			unix.Kill(shim.pid, unix.SIGKILL)
+			deadline := time.Now().Add(20 * time.Second)
+			for st := d.taskStatus(t, id); st != "STOPPED" && st != ""; st = d.taskStatus(t, id) {
+				if time.Now().After(deadline) {
+					t.Fatalf("run %d: task %s is %q 20 s after its shim was killed", i, id, st)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			d.ctr(t, "task", "rm", id) // gone already when containerd cleaned up the dead shim
+			if _, se, code := d.ctr(t, "container", "rm", id); code != 0 {
+				t.Errorf("run %d: ctr container rm after the shim was killed: exit %d: %s", i, code, se)
+			}
+			waitGone(t, "processes of "+id, func() []string {
+				var out []string
+				for _, p := range shimProcs() {
+					if len(p.argv) > 2 && p.argv[2] == id || p.flag("id") == id {
+						out = append(out, fmt.Sprint(p.pid, p.argv))
+					}
+				}
+				return out
+			})
+		}
+	})
+}
+
 // waitLog waits until the daemon's log has a line about id containing want.
 func waitLog(t *testing.T, d *daemon, id, want string) {
 	t.Helper()
