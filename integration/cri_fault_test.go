@@ -1,12 +1,9 @@
 package integration
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestCRIKilledWhileStarting: the runner, or the pod's shim, SIGKILLed while the CRI plugin's
@@ -23,22 +20,7 @@ func TestCRIKilledWhileStarting(t *testing.T) {
 				p := c.runPod("killstart-"+victim, "wazero", true)
 				id, _ := p.create(ctrSpec{name: "c", command: []string{"/httpserver.wasm"},
 					envs: map[string]string{"WAZERO_COLD_START": "compile"}})
-				killed := make(chan string, 1)
-				go func() {
-					deadline := time.Now().Add(time.Minute)
-					for time.Now().Before(deadline) {
-						if r, ok := runnerOf(id); ok {
-							pid := r.pid
-							if victim == "shim" {
-								pid = r.ppid
-							}
-							killed <- fmt.Sprintf("%s %d: %v", victim, pid, unix.Kill(pid, unix.SIGKILL))
-							return
-						}
-						time.Sleep(5 * time.Millisecond)
-					}
-					killed <- "no runner appeared"
-				}()
+				killed := killOnceRunning(id, victim)
 				start := c.crictl("start", id)
 				what := <-killed
 				t.Logf("killed %s; crictl start:\n%s", what, start)
@@ -78,15 +60,7 @@ func TestCRIKilledWhileStarting(t *testing.T) {
 				if !removed {
 					t.Errorf("the pod %s could not be removed in 30 s", p.id)
 				}
-				waitGone(t, "processes of the pod", func() []string {
-					var out []string
-					for _, s := range shimProcs() {
-						if len(s.argv) > 2 && (s.argv[2] == id || s.argv[2] == p.id) || s.flag("id") == p.id {
-							out = append(out, strings.Join(s.argv, " "))
-						}
-					}
-					return out
-				})
+				waitGone(t, "processes of the pod", func() []string { return procsOf(id, p.id) })
 			})
 		}
 	})

@@ -293,22 +293,7 @@ func TestKilledWhileCreating(t *testing.T) {
 			t.Run(victim, func(t *testing.T) {
 				resetCache(t, d) // a cold compile of the biggest test module: Create takes a while
 				id := newID(t, d)
-				killed := make(chan string, 1)
-				go func() {
-					deadline := time.Now().Add(time.Minute)
-					for time.Now().Before(deadline) {
-						if p, ok := runnerOf(id); ok {
-							pid := p.pid
-							if victim == "shim" {
-								pid = p.ppid
-							}
-							killed <- fmt.Sprintf("%s %d: %v", victim, pid, unix.Kill(pid, unix.SIGKILL))
-							return
-						}
-						time.Sleep(5 * time.Millisecond)
-					}
-					killed <- "no runner appeared"
-				}()
+				killed := killOnceRunning(id, victim)
 				r := d.run(t, runOpts{id: id, args: []string{"/httpserver.wasm"}, env: []string{"WAZERO_COLD_START=compile"}, timeout: 90 * time.Second})
 				what := <-killed
 				t.Logf("killed: %s", what)
@@ -326,15 +311,7 @@ func TestKilledWhileCreating(t *testing.T) {
 				if d.containerExists(t, id) {
 					t.Errorf("container %s still exists after ctr run --rm", id)
 				}
-				waitGone(t, "processes of "+id, func() []string {
-					var out []string
-					for _, p := range shimProcs() {
-						if len(p.argv) > 2 && p.argv[2] == id || p.flag("id") == id {
-							out = append(out, fmt.Sprint(p.pid, p.argv))
-						}
-					}
-					return out
-				})
+				waitGone(t, "processes of "+id, func() []string { return procsOf(id) })
 				waitGone(t, "cgroups of "+id, func() []string { return existing(nsCgroupDirsOf(d.ns, id)) })
 			})
 		}
@@ -396,17 +373,47 @@ func TestShimKilledRacingExit(t *testing.T) {
 			if _, se, code := d.ctr(t, "container", "rm", id); code != 0 {
 				t.Errorf("run %d: ctr container rm after the shim was killed: exit %d: %s", i, code, se)
 			}
-			waitGone(t, "processes of "+id, func() []string {
-				var out []string
-				for _, p := range shimProcs() {
-					if len(p.argv) > 2 && p.argv[2] == id || p.flag("id") == id {
-						out = append(out, fmt.Sprint(p.pid, p.argv))
-					}
-				}
-				return out
-			})
+			waitGone(t, "processes of "+id, func() []string { return procsOf(id) })
 		}
 	})
+}
+
+// killOnceRunning SIGKILLs, as soon as container id's runner exists, the runner (victim
+// "runner") or its shim ("shim"), and then sends what it did (or that no runner appeared within
+// a minute) on the returned channel.
+func killOnceRunning(id, victim string) <-chan string {
+	killed := make(chan string, 1)
+	go func() {
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if r, ok := runnerOf(id); ok {
+				pid := r.pid
+				if victim == "shim" {
+					pid = r.ppid
+				}
+				killed <- fmt.Sprintf("%s %d: %v", victim, pid, unix.Kill(pid, unix.SIGKILL))
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		killed <- "no runner appeared"
+	}()
+	return killed
+}
+
+// procsOf lists the live processes of the suite's shim binary that belong to one of ids: their
+// runners (argv[2]) and shim servers (-id).
+func procsOf(ids ...string) []string {
+	var out []string
+	for _, p := range shimProcs() {
+		for _, id := range ids {
+			if len(p.argv) > 2 && p.argv[2] == id || p.flag("id") == id {
+				out = append(out, fmt.Sprint(p.pid, p.argv))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // waitLog waits until the daemon's log has a line about id containing want.
