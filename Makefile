@@ -30,10 +30,12 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 unit: fuzz-short
-	$(GO) test -count=1 ./pkg/... ./cmd/... ./deploy/...
+	$(GO) test -count=1 ./pkg/... ./cmd/... ./deploy/... ./integration/testenv/
+	cd bench && $(GO) test -count=1 ./...
 
 # fuzz-short: every fuzz target (parsers of specs, WAZERO_* values, images, CGI responses, the
 # installer's TOML scanner) for a few seconds each; fuzz: a longer run (FUZZTIME per target).

@@ -957,39 +957,6 @@ func TestCRIRuncAndWasm(t *testing.T) {
 	})
 }
 
-// TestCRIStartupTiming logs (does not assert) the median time from `crictl runp` to a container
-// in state CONTAINER_RUNNING, for a wazero pod (wasm `sleep`) and a runc pod (the pause program as
-// the workload), interleaved.
-func TestCRIStartupTiming(t *testing.T) {
-	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
-		const rounds = 5
-		var tr tracked
-		times := map[string][]time.Duration{}
-		for i := 0; i < rounds; i++ {
-			for _, h := range []string{"wazero", "runc"} {
-				s := ctrSpec{name: "w", args: []string{"sleep", "300"}}
-				if h == "runc" {
-					s = ctrSpec{name: "w", image: sandboxImage}
-				}
-				start := time.Now()
-				p := c.runPod(fmt.Sprintf("timing-%s-%d", h, i), h, true)
-				id, _ := p.run(s)
-				c.waitState(id, stateRunning, 20*time.Second)
-				el := time.Since(start)
-				times[h] = append(times[h], el)
-				tr.ids = append(tr.ids, p.id, id)
-				c.removePod(p.id, true)
-			}
-		}
-		for _, h := range []string{"wazero", "runc"} {
-			ds := times[h]
-			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-			t.Logf("CRI runp+create+start to RUNNING, %s pod, containerd %s: median %s (rounds %v)", h, c.d.version, ds[len(ds)/2].Round(time.Millisecond), ds)
-		}
-		c.removeAllAndCheck(&tr)
-	})
-}
-
 // cniBridge is a CNI bridge network made for one test: a unique bridge, a /24 of 10.88.100-199
 // with host-local IPAM, written as the daemon's only conflist.
 type cniBridge struct {

@@ -31,19 +31,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/integration/testenv"
 )
 
 // versions are the containerd releases every test runs against (subtests named after them).
 // WZ_VERSIONS="v2.4.2" narrows the set while developing; CI always runs the full list.
-var versions = testedVersions()
-
-func testedVersions() []string {
-	all := []string{"v2.4.2", "v2.2.9", "v1.6.20"}
-	if v := os.Getenv("WZ_VERSIONS"); v != "" && os.Getenv("CI") != "true" {
-		return strings.Fields(v)
-	}
-	return all
-}
+// env holds the tested versions (scripts/versions.sh, one list for Go and the scripts); versions
+// are the containerd releases to run on: all, or $WZ_VERSIONS outside CI.
+var (
+	env      = testenv.MustRead(repoRoot)
+	versions = env.Tested()
+)
 
 const (
 	runtimeType  = "io.containerd.wazero.v1"
@@ -77,8 +76,8 @@ func envOr(k, def string) string {
 
 // systemBins are the tested versions that come from a Debian package (apt `containerd`, installed
 // by scripts/install-deps.sh) rather than from a build under $TOOLS: version -> directory of
-// containerd, ctr and containerd-shim-runc-v2. Debian 12 ships containerd 1.6.20.
-var systemBins = map[string]string{"v1.6.20": "/usr/bin"}
+// containerd, ctr and containerd-shim-runc-v2 (WZ_CONTAINERD_SYSTEM in scripts/versions.sh).
+var systemBins = env.SystemBins()
 
 // binDir is where containerd, ctr and containerd-shim-runc-v2 of version live.
 func binDir(version string) string {

@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-VERSION=v2.4.2
+VERSION=$WZ_BENCH_CONTAINERD
 WAZERO_VERSION=v1.12.0
 GO=${GO:-go}
 OUT=${BENCH_OUT:-docs/BENCHMARKS.md}

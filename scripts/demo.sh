@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE_TAR=${IMAGE_TAR:-testdata/build/images/hello.tar}
 IMAGE=docker.io/library/wasm-hello:latest
-VERSIONS=${DEMO_VERSIONS:-"v2.4.2 v2.2.9 v1.6.20"}
+VERSIONS=${DEMO_VERSIONS:-$WZ_CONTAINERD_VERSIONS}
 SHIM_DIR=$PWD/bin
 ID=demo-$$
 

@@ -12,8 +12,15 @@
 set -euo pipefail
 
 TOOLS=${TOOLS:-/var/tmp/wazero-shim-tools}
-# containerd 2.x versions to build; v1.6.20 comes from the apt package (scripts/lib.sh wz_bin).
-CONTAINERD_VERSIONS=${CONTAINERD_VERSIONS:-"v2.4.2 v2.2.9"}
+# shellcheck source=scripts/versions.sh
+. "$(dirname "$0")/versions.sh"
+# containerd versions to build: the tested ones but the system ones, which come from the apt
+# package (scripts/lib.sh wz_bin).
+default_built=()
+for v in $WZ_CONTAINERD_VERSIONS; do
+	case " $WZ_CONTAINERD_SYSTEM " in *" $v "*) ;; *) default_built+=("$v") ;; esac
+done
+CONTAINERD_VERSIONS=${CONTAINERD_VERSIONS:-"${default_built[*]}"}
 APT_PACKAGES=(runc containerd clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt containernetworking-plugins hyperfine wrk iproute2)
 GO=${GO:-go}
 
@@ -106,7 +113,7 @@ done
 # The CRI integration tests (integration/cri_test.go) drive the daemons' CRI plugin with crictl.
 # `go install sigs.k8s.io/cri-tools/cmd/crictl@VERSION` is refused by the module proxy here (no
 # @v/list, no sumdb entry), so download the module zip, copy it out of the module cache and build it.
-CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
+CRICTL_VERSION=${CRICTL_VERSION:-$WZ_CRICTL_VERSION}
 crictl=$TOOLS/bin/crictl
 if [ -x "$crictl" ]; then
 	log "crictl: present in $crictl"
@@ -129,8 +136,8 @@ fi
 # scripts/build-kubernetes.sh into $TOOLS/kubernetes-<version>/bin (about 15 minutes and 4 GB of
 # build cache the first time; skipped when the binaries report the version). WZ_SKIP_KUBERNETES=1
 # skips this block (the Kubernetes tests then skip, or fail under CI=true).
-KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-$WZ_KUBERNETES_VERSION}
+ETCD_VERSION=${ETCD_VERSION:-$WZ_ETCD_VERSION}
 kube_bin=$TOOLS/kubernetes-$KUBERNETES_VERSION/bin
 have_kubernetes() {
 	local b

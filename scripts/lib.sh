@@ -19,6 +19,9 @@
 # containerd 1.x gets a `version = 2` config: no NRI, no socket_dir, the CRI plugin is
 # "io.containerd.grpc.v1.cri" (keys as in `containerd config default` of 1.6.20).
 
+# shellcheck source=scripts/versions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+
 : "${TOOLS:=/var/tmp/wazero-shim-tools}"
 WZ_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WZ_SANDBOX_IMAGE=${WZ_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10.2}
@@ -26,10 +29,11 @@ WZ_SANDBOX_IMAGE=${WZ_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10.2}
 wz_log() { printf '[lib] %s\n' "$*" >&2; }
 
 # wz_bin VERSION: directory with containerd, ctr and containerd-shim-runc-v2 of VERSION.
-# v1.6.20 is Debian 12's package (apt `containerd`, installed by scripts/install-deps.sh).
+# The releases in WZ_CONTAINERD_SYSTEM (scripts/versions.sh; Debian 12's apt `containerd`, installed
+# by scripts/install-deps.sh) are in /usr/bin, the others built under $TOOLS.
 wz_bin() {
-	case $1 in
-	v1.6.20) printf '/usr/bin' ;;
+	case " $WZ_CONTAINERD_SYSTEM " in
+	*" $1 "*) printf '/usr/bin' ;;
 	*) printf '%s/containerd-%s/bin' "$TOOLS" "$1" ;;
 	esac
 }

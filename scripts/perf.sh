@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-V=v2.4.2
+V=$WZ_BENCH_CONTAINERD
 NS=wzperf
 log() { printf 'perf.sh: %s\n' "$*" >&2; }
 CG=/sys/fs/cgroup/cpuacct

@@ -36,11 +36,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/integration/testenv"
 )
 
 // kubeVersion is the Kubernetes release the tests run (scripts/install-deps.sh KUBERNETES_VERSION
 // builds it); the kubelet must report it.
-const kubeVersion = "v1.37.2"
+var kubeVersion = env.Kubernetes
 
 const (
 	shimName     = "containerd-shim-wazero-v1"
@@ -53,15 +55,12 @@ const (
 	bridgeDev = "wzk8s0"
 )
 
-// versions are the containerd releases the cluster runs on (subtests named after them).
-// WZ_VERSIONS narrows the set while developing; CI always runs the full list.
-func testedVersions() []string {
-	all := []string{"v2.4.2", "v2.2.9", "v1.6.20"}
-	if v := os.Getenv("WZ_VERSIONS"); v != "" && os.Getenv("CI") != "true" {
-		return strings.Fields(v)
-	}
-	return all
-}
+// env holds the tested versions (scripts/versions.sh, shared with the other suite and the scripts).
+var env = testenv.MustRead(filepath.Join("..", ".."))
+
+// testedVersions are the containerd releases the cluster runs on (subtests named after them):
+// all of them, or $WZ_VERSIONS outside CI.
+func testedVersions() []string { return env.Tested() }
 
 var (
 	repoRoot  = filepath.Join("..", "..")
@@ -72,7 +71,7 @@ var (
 	imagesDir = envOr("WZ_IMAGES_DIR", filepath.Join(repoRoot, "testdata", "build", "images"))
 	kubeBins  = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
 	// The system containerd versions (Debian's package), as in integration/harness_test.go.
-	systemBins = map[string]string{"v1.6.20": "/usr/bin"}
+	systemBins = env.SystemBins()
 )
 
 func envOr(k, def string) string {
