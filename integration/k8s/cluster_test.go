@@ -441,6 +441,7 @@ func (c *cluster) importImages() {
 	}
 	for _, imp := range [][]string{
 		{"images", "import", filepath.Join(imagesDir, "pause.tar")},
+		{"images", "import", suite.installerImage},
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "wasmtest.tar")),
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "hello.tar")),
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "httpserver.tar")),

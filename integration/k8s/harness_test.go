@@ -94,6 +94,7 @@ var suite struct {
 	tmp                     string
 	shimDir                 string // copies of the shim and runner: their processes are found by /proc/PID/exe
 	probeImage              string // testdata/probe packaged as an image tarball
+	installerImage          string // the installer image tarball (installer_test.go)
 	cgroups                 map[string]bool
 	sysctls                 map[string]string
 	varLogContainersExisted bool
@@ -226,6 +227,9 @@ func setupSuite() error {
 	}
 	_, err = os.Stat("/var/log/containers")
 	suite.varLogContainersExisted = err == nil
+	if err := buildInstallerImage(); err != nil {
+		return err
+	}
 	return buildProbeImage()
 }
 

@@ -7,8 +7,8 @@ package k8s
 //
 // Left for the issues that bring them (issue 18, item 3): images pulled from the local registry
 // with the runtime class, kubectl exec and exec probes (refused by the shim today), in-place
-// resize, pods mixing wasm and a native sidecar, the installer DaemonSet against a scratch host
-// root. Each belongs here as one more entry of the list in TestKubernetes.
+// resize, pods mixing wasm and a native sidecar. Each belongs here as one more entry of the list
+// in TestKubernetes.
 
 import (
 	"encoding/json"
@@ -52,6 +52,7 @@ func TestKubernetes(t *testing.T) {
 					{"TCPProbes", testTCPProbes},
 					{"StatsSummary", testStatsSummary},
 					{"GracefulDeletion", testGracefulDeletion},
+					{"InstallerDaemonSet", testInstallerDaemonSet},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						t.Parallel()
@@ -165,7 +166,13 @@ func hasEvent(evs []string, substr string) bool {
 // podsOf lists the names of the pods with a label selector.
 func (c *cluster) podsOf(t *testing.T, selector string) []map[string]any {
 	t.Helper()
-	r := c.kubectlR("get", "pods", "-l", selector, "-o", "json")
+	return c.podsOfNS(t, "default", selector)
+}
+
+// podsOfNS is podsOf in namespace ns.
+func (c *cluster) podsOfNS(t *testing.T, ns, selector string) []map[string]any {
+	t.Helper()
+	r := c.kubectlR("-n", ns, "get", "pods", "-l", selector, "-o", "json")
 	if r.exit != 0 {
 		return nil
 	}
