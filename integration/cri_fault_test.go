@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,59 @@ func TestCRIKilledWhileStarting(t *testing.T) {
 				waitGone(t, "processes of the pod", func() []string { return procsOf(id, p.id) })
 			})
 		}
+	})
+}
+
+// TestCRIContainerdRestart: containerd restarted while a wasm pod runs, as a node upgrade or a
+// crash does. The pod and its container keep running (same runner), the CRI plugin reconnects to
+// the pod's shim and lists them as running, the container's later exit is reported with its
+// status, and the pod is removed with nothing left.
+func TestCRIContainerdRestart(t *testing.T) {
+	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
+		p := c.runPod("restart", "wazero", true)
+		id, _ := p.run(ctrSpec{name: "c", command: testprog("sleep", "15")})
+		before := c.waitState(id, stateRunning, 20*time.Second)
+		runner, ok := runnerOf(id)
+		if !ok {
+			t.Fatalf("no runner for %s", id)
+		}
+		c.d.stop()
+		if err := c.d.start(); err != nil {
+			t.Fatalf("restart containerd: %v", err)
+		}
+		// The CRI plugin may answer before it has recovered its containers.
+		var after ctrInspect
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r := c.crictl("inspect", "-o", "json", id)
+			if r.exit == 0 && json.Unmarshal([]byte(r.stdout), &after) == nil && after.Status.State != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("crictl inspect %s after the restart:\n%s", id, r)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if after.Status.State != stateRunning {
+			t.Errorf("after the restart the container is %s, want %s", after.Status.State, stateRunning)
+		}
+		if after.Info.Pid != 0 && after.Info.Pid != before.Info.Pid {
+			t.Errorf("after the restart the container's pid is %d, want %d", after.Info.Pid, before.Info.Pid)
+		}
+		if !runner.alive() {
+			t.Errorf("the runner %d did not survive containerd's restart", runner.pid)
+		}
+		if ps := c.crictl("pods", "--id", p.id, "-q", "--state", "ready"); strings.TrimSpace(ps.stdout) != p.id {
+			t.Errorf("after the restart the pod is not listed ready:\n%s", ps)
+		}
+		exited := c.waitState(id, stateExited, 30*time.Second)
+		if exited.Status.ExitCode != 0 {
+			t.Errorf("the container's exit after the restart: status %d, want 0", exited.Status.ExitCode)
+		}
+		if r := c.crictl("rm", id); r.exit != 0 {
+			t.Errorf("crictl rm %s:\n%s", id, r)
+		}
+		c.removePod(p.id, true)
+		waitGone(t, "processes of the pod", func() []string { return procsOf(id, p.id) })
 	})
 }
