@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,4 +57,100 @@ func TestCRIPodLoopLeaks(t *testing.T) {
 			c.removeAllAndCheck(&tr)
 		}
 	})
+}
+
+// TestCRIPodShimSteady: a pod's shim lives as long as the pod, and in a Kubernetes pod that
+// restarts its container it serves a new container again and again. After warm-up, 15 more
+// containers created, run to their exit and removed leave the shim with the file descriptors,
+// threads and child processes it had: a leak per container would grow without bound over a
+// long-lived pod's restarts.
+func TestCRIPodShimSteady(t *testing.T) {
+	n := envInt("WZ_SOAK_POD_CONTAINERS", 15)
+	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
+		p := c.runPod("steady", "wazero", true)
+		shim, ok := runnerOf(p.id)
+		if !ok {
+			t.Fatalf("no sandbox runner for pod %s", p.id)
+		}
+		shimPid := shim.ppid
+		cycle := func(i int) {
+			id, _ := p.run(ctrSpec{name: "c", attempt: i, args: []string{"exit", "0"}})
+			c.waitState(id, stateExited, 20*time.Second)
+			c.must("rm", id)
+		}
+		for i := range 3 { // warm-up: the shim's lazily made connections and goroutines
+			cycle(i)
+		}
+		settle := func() (fds, threads, children int) {
+			time.Sleep(time.Second)
+			return fdCount(t, shimPid), procThreads(shimPid), len(childrenOf(shimPid))
+		}
+		fds0, thr0, ch0 := settle()
+		targets0 := fdTargets(shimPid)
+		for i := 3; i < 3+n; i++ {
+			cycle(i)
+		}
+		fds1, thr1, ch1 := settle()
+		t.Logf("pod shim %d after %d containers: fds %d -> %d, threads %d -> %d, children %d -> %d", shimPid, n, fds0, fds1, thr0, thr1, ch0, ch1)
+		if fds1 > fds0 {
+			t.Errorf("the pod's shim holds %d file descriptors after %d more containers, %d before; new: %v", fds1, n, fds0, newTargets(targets0, fdTargets(shimPid)))
+		}
+		if ch1 > ch0 {
+			t.Errorf("the pod's shim has %d child processes after %d more containers, %d before (zombies or runners left)", ch1, n, ch0)
+		}
+		if thr1 > thr0+2 { // the Go runtime may start a thread or two on its own
+			t.Errorf("the pod's shim has %d threads after %d more containers, %d before", thr1, n, thr0)
+		}
+		c.removePod(p.id, true)
+	})
+}
+
+// procThreads is the Threads count of /proc/PID/status.
+func procThreads(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return -1
+}
+
+// childrenOf lists the child processes of pid (zombies included).
+func childrenOf(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if p, err := strconv.Atoi(e.Name()); err == nil {
+			if _, ppid, _ := procStat(p); ppid == pid {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// fdTargets maps the file descriptors of pid to what they point at.
+func fdTargets(pid int) map[string]string {
+	m := map[string]string{}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil {
+			m[e.Name()] = l
+		}
+	}
+	return m
+}
+
+// newTargets lists the descriptors of after that before did not have (or had pointing elsewhere).
+func newTargets(before, after map[string]string) []string {
+	var out []string
+	for fd, l := range after {
+		if before[fd] != l {
+			out = append(out, fd+" -> "+l)
+		}
+	}
+	return out
 }

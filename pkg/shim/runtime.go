@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -148,6 +149,9 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		status, _ := reaper.Default.Wait(inst.runner.Cmd, ec)
 		at := time.Now()
 		inst.status = status
+		// The reaper reaped it, not Cmd.Wait, so the process handle's pidfd is still open: a pod's
+		// shim would keep one per container it ever ran (TestCRIPodShimSteady).
+		_ = inst.runner.Cmd.Process.Release()
 		if st, err := readState(r.Bundle); err == nil {
 			st.Exited, st.ExitStatus, st.ExitedAt = true, uint32(status), at
 			_ = writeState(r.Bundle, st)
@@ -229,6 +233,11 @@ func (i *wasmInstance) Start() error { return i.runner.Start() }
 // could reach it. With all, the runner's process group gets the signal, once the handle shows
 // the runner (its leader, engine.Spawn) is still there.
 func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
+	select {
+	case <-i.exited: // reaped, its handle released
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	default:
+	}
 	p := i.runner.Cmd.Process
 	err := p.Signal(syscall.Signal(0))
 	if err == nil {
@@ -238,7 +247,7 @@ func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
 			err = p.Signal(sig)
 		}
 	}
-	if errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH) {
+	if errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH) || err != nil && strings.Contains(err.Error(), "process already released") {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 	}
 	return err
@@ -347,6 +356,7 @@ func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 		ec, err = reaper.Default.Start(cmd)
 		return err
 	}, func(cmd *exec.Cmd) (int, error) {
+		defer cmd.Process.Release() // reaped by the reaper: close the handle's pidfd
 		return reaper.Default.Wait(cmd, ec)
 	})
 	if errors.Is(err, engine.ErrFillTooBig) {
