@@ -119,7 +119,11 @@ func badCorpus() []badCase {
 		{group: "spec", name: "device-rule", input: `linux.resources.devices type "q"`,
 			do: specRun(func(s *specs.Spec) {
 				s.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "q", Access: "rwm"}}}
-			}), want: []string{"linux.resources.devices[0]"}},
+			}), want: []string{"linux.resources.devices[0]", `type "q" is not a, b or c`}},
+		{group: "spec", name: "cpuset-cpus", input: `linux.resources.cpu.cpus "9999" (no such CPU)`,
+			do: specRun(func(s *specs.Spec) {
+				s.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "9999"}}
+			}), want: []string{"cpuset.cpus"}},
 		{group: "spec", name: "cgroup-systemd", input: "cgroupsPath in systemd slice:prefix:name form",
 			run: func(b *badFixtures) runOpts {
 				return runOpts{image: badImage, args: []string{"/testprog.wasm", "hello"}, flags: []string{"--cgroup", "system.slice:wz:bad"}}
@@ -158,13 +162,13 @@ func badCorpus() []badCase {
 
 		// ---- images: configs, manifests, layers ---------------------------------------------
 		{group: "image", name: "wrong-digest", input: "a layer whose bytes do not match its digest",
-			do: importOnly(imgWrongDigest), want: []string{"digest"}},
+			do: importThenRun(imgWrongDigest), want: []string{"{wrong-digest}"}},
 		{group: "image", name: "truncated-layer", input: "a layer shorter than its descriptor's size",
-			do: importOnly(imgTruncated), want: []string{"size"}},
+			do: importThenRun(imgTruncated), want: []string{"{truncated}"}},
 		{group: "image", name: "wasm-as-tar", input: "a wasm module labelled as a tar layer",
-			do: importOnly(imgWasmAsTar), want: []string{"failed to extract layer"}},
+			do: importThenRun(imgWasmAsTar), want: []string{"failed to extract layer"}},
 		{group: "image", name: "manifest-not-json", input: "a manifest blob that is not JSON",
-			do: importOnly(imgManifestBroken), want: []string{"manifest"}},
+			do: importOnly(imgManifestBroken), want: []string{"{broken-manifest}", "invalid character"}},
 		{group: "image", name: "config-media-type", input: "config media type application/octet-stream",
 			do: importThenRun(imgConfigMedia), want: []string{"unknown image config media type", "application/octet-stream"}},
 		{group: "image", name: "huge-config", input: "a 5 MiB image config, module not in the rootfs",
@@ -187,7 +191,7 @@ func badCorpus() []badCase {
 		{group: "module", name: "missing", input: "args[0] not in the rootfs",
 			run: fail("/nope.wasm"), want: []string{"/nope.wasm", "not found"}},
 		{group: "module", name: "not-in-path", input: "args[0] without a slash, not on PATH",
-			run: fail("nope.wasm"), want: []string{`"nope.wasm"`, "not found in the container's PATH"}},
+			run: fail("nope.wasm"), want: []string{"/bin/nope.wasm", "not found"}},
 		{group: "module", name: "directory", input: "args[0] is a directory",
 			run: fail("/dir.wasm"), want: []string{"/dir.wasm", "is not a regular file"}},
 		{group: "module", name: "symlink-loop", input: "args[0] is a symlink to itself",
@@ -222,7 +226,7 @@ func badCorpus() []badCase {
 			run: fail("/importmemory.wasm"), want: []string{"/importmemory.wasm", "env.memory (memory)"}},
 		{group: "module", name: "start-section-traps", input: "its start section traps",
 			run: fail("/trapstart.wasm"), want: []string{"/trapstart.wasm", "unreachable"}},
-		{group: "module", name: "_start-traps", input: "_start executes unreachable",
+		{group: "module", name: "entry-traps", input: "_start executes unreachable",
 			run: fail("/testprog.wasm", "trap"), exit: 134, want: []string{"unreachable"}},
 		{group: "module", name: "deep-recursion", input: "_start recurses without end",
 			run: fail("/recurse.wasm"), exit: 134, want: []string{"stack overflow"}},
@@ -233,9 +237,9 @@ func badCorpus() []badCase {
 		{group: "mount", name: "source-relative", input: "bind source is a relative path",
 			run: mountCase(func(*badFixtures) string { return "relative/dir" }, "/data"), want: []string{`"relative/dir"`, "must be an absolute host path"}},
 		{group: "mount", name: "source-symlink-loop", input: "bind source is a symlink loop",
-			run: mountCase(hostPath("loop"), "/data"), want: []string{"{dir}/loop", "too many levels of symbolic links"}},
+			run: mountCase(hostPath("loop"), "/data"), want: []string{"{dir}/loop", "cannot be used: too many levels of symbolic links"}},
 		{group: "mount", name: "file-onto-dir", input: "a host file bound onto a directory",
-			run: mountCase(hostPath("file"), "/data"), want: []string{"{dir}/file", "/data"}},
+			run: mountCase(hostPath("file"), "/data"), want: []string{"{dir}/file", "/data is a directory in the container"}},
 		{group: "mount", name: "dir-onto-file", input: "a host directory bound onto a file",
 			run: mountCase(hostPath("srcdir"), "/plain.txt"), want: []string{"{dir}/srcdir", "/plain.txt"}},
 		{group: "mount", name: "destination-symlink-loop", input: "destination below a symlink loop in the rootfs",
@@ -575,12 +579,15 @@ func buildBadFixtures(t *testing.T) *badFixtures {
 	b.image(t, imgNoWasmLayer, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: noModule}}})
 	b.image(t, imgNotWasmArch, ociImage{arch: "amd64", os: "linux", layers: []ociBlob{{tar: true, data: noModule}}})
 	b.image(t, imgHugeConfig, ociImage{arch: "wasm", os: "wasip1", padConfig: 5 << 20, layers: []ociBlob{{tar: true, data: noModule}}})
-	b.image(t, imgWrongDigest, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: noModule, stored: rootfs[:len(noModule)]}}})
-	b.image(t, imgTruncated, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: noModule, stored: noModule[:len(noModule)/2]}}})
+	// Layers of their own: a blob already in the content store (another image's) is not read again.
+	wrongDigest := tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("the bytes under this digest are others\n")}})
+	truncated := tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("this layer is cut in half\n")}})
+	b.image(t, imgWrongDigest, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: wrongDigest, stored: noModule}}})
+	b.image(t, imgTruncated, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: truncated, stored: truncated[:len(truncated)/2]}}})
+	b.digests["wrong-digest"], b.digests["truncated"] = digestOf(wrongDigest), digestOf(truncated)
 	b.image(t, imgWasmAsTar, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: hello}}})
 	b.image(t, imgConfigMedia, ociImage{arch: "wasm", os: "wasip1", configMediaType: "application/octet-stream", layers: []ociBlob{{tar: true, data: noModule}}})
 	b.image(t, imgManifestBroken, ociImage{arch: "wasm", os: "wasip1", brokenManifest: true, layers: []ociBlob{{tar: true, data: noModule}}})
-	b.digests["wrong-digest"] = digestOf(noModule)
 	return b
 }
 
@@ -718,6 +725,7 @@ func (b *badFixtures) image(t *testing.T, name string, img ociImage) {
 	mf := mustJSON(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": layers})
 	if img.brokenManifest {
 		mf = []byte("{this is not a manifest")
+		b.digests["broken-manifest"] = digestOf(mf)
 	}
 	manifest := add("application/vnd.oci.image.manifest.v1+json", mf, nil)
 	manifest.Platform = map[string]string{"architecture": img.arch, "os": img.os}

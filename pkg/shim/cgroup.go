@@ -97,8 +97,18 @@ func (h cgroupHost) create(path string, res *specs.LinuxResources) (cgroup, erro
 		}
 		return v2cgroup{m}, nil
 	}
+	// The device rules are checked as on v2 before any directory exists: the kernel refuses a
+	// bad one with a bare EINVAL from devices.allow, which says neither which rule nor why.
+	if _, err := deviceFilterRules(res.Devices); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, h.v1Opts()...)
 	if err != nil {
+		// cgroup1.New makes every hierarchy's directory before it writes the limits, and leaves
+		// them when the kernel refuses one: remove them (empty, no process has joined).
+		if left, lerr := cgroup1.Load(cgroup1.StaticPath(path), h.v1Opts()...); lerr == nil {
+			_ = left.Delete()
+		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return v1cgroup{cg}, nil

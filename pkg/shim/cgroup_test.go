@@ -479,3 +479,23 @@ func TestCgroupV1Real(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestCgroupV1BadDeviceRule: a device rule the kernel would refuse with a bare EINVAL is refused
+// by name before any directory is made.
+func TestCgroupV1BadDeviceRule(t *testing.T) {
+	h, root := fakeCgroup1(t)
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "q", Access: "rwm"}}}
+	cg, err := h.create("/k8s.io/bad", res)
+	if err == nil {
+		_ = cg.Delete()
+		t.Fatal("create succeeded, want an error")
+	}
+	if want := `linux.resources.devices[0] (allow q *:* rwm): type "q" is not a, b or c`; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		if _, err := os.Stat(filepath.Join(root, c, "k8s.io", "bad")); err == nil {
+			t.Errorf("%s hierarchy: the cgroup directory was made", c)
+		}
+	}
+}
