@@ -191,7 +191,7 @@ func badCorpus() []badCase {
 		{group: "module", name: "missing", input: "args[0] not in the rootfs",
 			run: fail("/nope.wasm"), want: []string{"/nope.wasm", "not found"}},
 		{group: "module", name: "not-in-path", input: "args[0] without a slash, not on PATH",
-			run: fail("nope.wasm"), want: []string{"/bin/nope.wasm", "not found"}},
+			run: fail("nope.wasm"), want: []string{`"nope.wasm"`, "not found in the container's PATH (/bin/nope.wasm)"}},
 		{group: "module", name: "directory", input: "args[0] is a directory",
 			run: fail("/dir.wasm"), want: []string{"/dir.wasm", "is not a regular file"}},
 		{group: "module", name: "symlink-loop", input: "args[0] is a symlink to itself",

@@ -71,7 +71,9 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 
 	for _, guest := range candidates {
 		m, err := checkModule(root, rootfs, guest)
-		if errors.Is(err, errdefs.ErrNotFound) && len(candidates) > 1 {
+		// A bare name not found is reported as a PATH lookup even when PATH has one directory:
+		// the user typed the name, not the path it was looked for at.
+		if errors.Is(err, errdefs.ErrNotFound) && !strings.Contains(args0, "/") {
 			continue
 		}
 		return m, err

@@ -133,7 +133,7 @@ func TestResolveModule(t *testing.T) {
 			name:  "missing in one-dir PATH",
 			files: map[string]string{"a/other.wasm": "wasm"},
 			args0: "m.wasm", env: []string{"PATH=/a"},
-			wantErr: errdefs.IsNotFound, errHas: []string{"m.wasm"},
+			wantErr: errdefs.IsNotFound, errHas: []string{`"m.wasm" not found in the container's PATH (/a/m.wasm)`},
 		},
 		{
 			name:    "directory",
