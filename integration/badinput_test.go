@@ -570,24 +570,28 @@ func buildBadFixtures(t *testing.T) *badFixtures {
 	b.image(t, badImage, ociImage{arch: "wasm", os: "wasip1", env: []string{"PATH=/bin"}, layers: []ociBlob{{tar: true, data: rootfs}}})
 
 	// The image group: one thing wrong in each.
-	noModule := tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("no module here\n")}})
+	// Each image has layers of its own: images that share a layer race containerd's garbage
+	// collection of its snapshot when one is removed as the next is unpacked.
+	noModule := func(image string) []byte {
+		return tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("no module in " + image + "\n")}})
+	}
 	garbage, v2 := []byte("this layer says application/wasm but holds text\n"), []byte("\x00asm\x02\x00\x00\x00\x01\x00")
 	b.digests["garbage-layer"], b.digests["v2-layer"], b.digests["unknown-media"] = digestOf(garbage), digestOf(v2), digestOf(hello)
 	b.image(t, imgGarbageLayer, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{mediaType: "application/wasm", data: garbage}}})
 	b.image(t, imgV2Layer, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{mediaType: "application/wasm", data: v2}}})
 	b.image(t, imgUnknownMedia, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{mediaType: "application/vnd.example.wasm.v9", data: hello}}})
-	b.image(t, imgNoWasmLayer, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: noModule}}})
-	b.image(t, imgNotWasmArch, ociImage{arch: "amd64", os: "linux", layers: []ociBlob{{tar: true, data: noModule}}})
-	b.image(t, imgHugeConfig, ociImage{arch: "wasm", os: "wasip1", padConfig: 5 << 20, layers: []ociBlob{{tar: true, data: noModule}}})
+	b.image(t, imgNoWasmLayer, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: noModule(imgNoWasmLayer)}}})
+	b.image(t, imgNotWasmArch, ociImage{arch: "amd64", os: "linux", layers: []ociBlob{{tar: true, data: noModule(imgNotWasmArch)}}})
+	b.image(t, imgHugeConfig, ociImage{arch: "wasm", os: "wasip1", padConfig: 5 << 20, layers: []ociBlob{{tar: true, data: noModule(imgHugeConfig)}}})
 	// Layers of their own: a blob already in the content store (another image's) is not read again.
 	wrongDigest := tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("the bytes under this digest are others\n")}})
 	truncated := tarLayer(t, []tarEntry{{name: "readme.txt", data: []byte("this layer is cut in half\n")}})
-	b.image(t, imgWrongDigest, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: wrongDigest, stored: noModule}}})
+	b.image(t, imgWrongDigest, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: wrongDigest, stored: noModule(imgWrongDigest)}}})
 	b.image(t, imgTruncated, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: truncated, stored: truncated[:len(truncated)/2]}}})
 	b.digests["wrong-digest"], b.digests["truncated"] = digestOf(wrongDigest), digestOf(truncated)
-	b.image(t, imgWasmAsTar, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: hello}}})
-	b.image(t, imgConfigMedia, ociImage{arch: "wasm", os: "wasip1", configMediaType: "application/octet-stream", layers: []ociBlob{{tar: true, data: noModule}}})
-	b.image(t, imgManifestBroken, ociImage{arch: "wasm", os: "wasip1", brokenManifest: true, layers: []ociBlob{{tar: true, data: noModule}}})
+	b.image(t, imgWasmAsTar, ociImage{arch: "wasm", os: "wasip1", layers: []ociBlob{{tar: true, data: withCustomSection(hello, "as-tar", 16)}}})
+	b.image(t, imgConfigMedia, ociImage{arch: "wasm", os: "wasip1", configMediaType: "application/octet-stream", layers: []ociBlob{{tar: true, data: noModule(imgConfigMedia)}}})
+	b.image(t, imgManifestBroken, ociImage{arch: "wasm", os: "wasip1", brokenManifest: true, layers: []ociBlob{{tar: true, data: noModule(imgManifestBroken)}}})
 	return b
 }
 
