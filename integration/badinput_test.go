@@ -446,12 +446,15 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// messageLine is the line of stderr that holds sub (the message a user reads), or its last line.
+// messageLine is the line of stderr that holds sub (the message a user reads): ctr's own error
+// line if it does (ctr also prints containerd's log lines), or its last line.
 func messageLine(stderr, sub string) string {
 	ls := lines(stderr)
-	for _, l := range ls {
-		if strings.Contains(l, sub) {
-			return strings.TrimSpace(l)
+	for _, ctrOnly := range []bool{true, false} {
+		for _, l := range ls {
+			if strings.Contains(l, sub) && (!ctrOnly || strings.HasPrefix(l, "ctr: ")) {
+				return strings.TrimSpace(l)
+			}
 		}
 	}
 	if len(ls) == 0 {
