@@ -98,7 +98,7 @@ func badCorpus() []badCase {
 		{group: "spec", name: "no-args", input: "process.args is empty (ctr run --config)",
 			do: specRun(func(s *specs.Spec) { s.Process.Args = nil }), want: []string{"OCI spec has no process args"}},
 		{group: "spec", name: "root-missing", input: "root.path does not exist (ctr run --config)",
-			do: specRun(func(s *specs.Spec) { s.Root.Path = "/nonexistent-rootfs-xyz" }), want: []string{"/nonexistent-rootfs-xyz"}},
+			do: specRun(func(s *specs.Spec) { s.Root.Path = "/nonexistent-rootfs-xyz" }), want: []string{"container rootfs /nonexistent-rootfs-xyz does not exist"}},
 		{group: "spec", name: "oom-score-adj", input: "process.oomScoreAdj 5000",
 			do: specRun(func(s *specs.Spec) { v := 5000; s.Process.OOMScoreAdj = &v }), want: []string{"process.oomScoreAdj 5000", "[-1000, 1000]"}},
 		{group: "spec", name: "rlimit-type", input: "process.rlimits type RLIMIT_BOGUS",
