@@ -127,8 +127,10 @@ func TestBadTraffic(t *testing.T) {
 		})
 		t.Run("never-read", func(t *testing.T) {
 			// As many clients as instances ask for 12 MiB and read nothing: each holds its
-			// instance slot until the write timeout (1 s) closes its connection. Were the slots
-			// held longer than the request timeout (5 s), the next request would get 503.
+			// instance slot until the write timeout (1 s) closes its connection, which the
+			// runner's side of the socket shows (it leaves ESTABLISHED with the response unsent).
+			// Were the slots held longer than the request timeout (5 s), the next request would
+			// get 503.
 			const size = 12 << 20
 			var conns []net.Conn
 			for i := 0; i < 2; i++ {
@@ -142,7 +144,15 @@ func TestBadTraffic(t *testing.T) {
 				}
 				conns = append(conns, c)
 			}
-			time.Sleep(3 * time.Second) // unread, for three write timeouts
+			for i, c := range conns {
+				deadline := time.Now().Add(30 * time.Second)
+				for serverSideEstablished(c) && time.Now().Before(deadline) {
+					time.Sleep(100 * time.Millisecond)
+				}
+				if serverSideEstablished(c) {
+					t.Fatalf("client %d, which reads nothing, still has its connection open after 30 s (write timeout 1 s)", i)
+				}
+			}
 			serving(t, "clients that never read")
 			for i, c := range conns {
 				c.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -228,4 +238,23 @@ func vmRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// serverSideEstablished reports whether the peer's end of the loopback connection c is still
+// ESTABLISHED in /proc/net/tcp (a server that closed it with data unsent is in FIN_WAIT1).
+func serverSideEstablished(c net.Conn) bool {
+	hexAddr := func(a net.Addr) string {
+		ta := a.(*net.TCPAddr)
+		ip := ta.IP.To4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ta.Port)
+	}
+	local, remote := hexAddr(c.RemoteAddr()), hexAddr(c.LocalAddr()) // as the server sees it
+	b, _ := os.ReadFile("/proc/net/tcp")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && f[1] == local && f[2] == remote {
+			return f[3] == "01"
+		}
+	}
+	return false
 }
