@@ -502,3 +502,30 @@ func TestCgroupV1BadDeviceRule(t *testing.T) {
 		}
 	}
 }
+
+// TestCgroupV1RefusedLimitLeavesNothing: cgroup1.New makes the directories before it writes the
+// limits; when the kernel refuses one (no CPU 9999 for cpuset.cpus), create removes them.
+func TestCgroupV1RefusedLimitLeavesNothing(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unified || cgroups.Mode() == cgroups.Unavailable {
+		t.Skipf("needs root on a cgroup v1 or hybrid host (euid %d, mode %v)", os.Geteuid(), cgroups.Mode())
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cpuset/cpuset.cpus"); err != nil {
+		t.Skipf("no v1 cpuset controller: %v", err)
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	path := "/wazero-shim-test-" + hex.EncodeToString(rnd)
+	cg, err := hostCgroups().create(path, &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "9999"}})
+	if err == nil {
+		_ = deleteCgroup(cg)
+		t.Fatal("create with cpuset.cpus 9999 succeeded, want the kernel's refusal")
+	}
+	if !strings.Contains(err.Error(), "cpuset.cpus") {
+		t.Errorf("error %q does not name cpuset.cpus", err)
+	}
+	left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", path))
+	for _, d := range left {
+		t.Errorf("left behind: %s", d)
+		_ = os.Remove(d)
+	}
+}
