@@ -27,7 +27,7 @@ import (
 // are in TestBadTraffic (badtraffic_test.go). docs/RELIABILITY.md ("Bad input: the corpus") lists
 // the cases with the messages of a real run; WZ_BADINPUT_TABLE=FILE writes those rows.
 
-// badImage is the rootfs-layout image of the module cases, built by buildBadImages.
+// badImage is the rootfs-layout image of the module and mount cases, built by buildBadFixtures.
 const badImage = "docker.io/library/wz-badinput:latest"
 
 // badCase is one bad input.
@@ -35,7 +35,8 @@ type badCase struct {
 	group string // spec, env, image, module, mount, listen: the issue's grouping
 	name  string
 	input string // what is wrong, in words (the corpus table's "input")
-	// do makes the attempt and returns what ctr printed; nil means ctr run of run.
+	// do makes the attempt and returns what ctr printed; when nil, `ctr run` with the options
+	// that run returns is the attempt.
 	do  func(t *testing.T, d *daemon, b *badFixtures) result
 	run func(b *badFixtures) runOpts
 	// want are substrings of ctr's stderr: the input's name and what is wrong with it.
@@ -58,7 +59,7 @@ type badFixtures struct {
 
 func (b *badFixtures) path(name string) string { return filepath.Join(b.dir, name) }
 
-// Images of the image group (built by buildBadImages).
+// Images of the image group (built by buildBadFixtures).
 const (
 	imgGarbageLayer   = "docker.io/library/wz-bad-garbage-layer:latest"
 	imgV2Layer        = "docker.io/library/wz-bad-v2-layer:latest"
