@@ -210,6 +210,14 @@ func mountTarget(root int, dest string, dir bool) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("create mount point %s: %w", dest, err)
 	}
+	if !dir {
+		// A file cannot be bound onto a directory (move_mount says only EINVAL): say so.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			unix.Close(fd)
+			return -1, fmt.Errorf("the source is a file and %s is a directory in the container: bind a file onto a file or a missing path", dest)
+		}
+	}
 	return notRoot(root, fd, dest)
 }
 

@@ -217,6 +217,7 @@ func TestMountTarget(t *testing.T) {
 	cases := []struct {
 		name  string
 		links map[string]string // link (relative to the rootfs) -> target
+		dirs  []string          // directories made in the rootfs first
 		dest  string
 		want  string // relative to the rootfs; "" means an error
 		isDir bool
@@ -230,10 +231,16 @@ func TestMountTarget(t *testing.T) {
 		{name: "link to the root", links: map[string]string{"r": "/"}, dest: "/r", want: "", isDir: true},
 		{name: "relative link out of the rootfs", links: map[string]string{"a/l": "../../../../tmp"}, dest: "/a/l/x", want: "tmp/x", isDir: true},
 		{name: "the root", dest: "/", want: "", isDir: true},
+		{name: "file onto a directory", dirs: []string{"data"}, dest: "/data", want: ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rootfs := t.TempDir()
+			for _, d := range tc.dirs {
+				if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for l, target := range tc.links {
 				os.MkdirAll(filepath.Dir(filepath.Join(rootfs, l)), 0o755)
 				if err := os.Symlink(target, filepath.Join(rootfs, l)); err != nil {

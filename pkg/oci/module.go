@@ -39,7 +39,9 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 		return Module{}, fmt.Errorf("process.args[0] is empty: it must name the .wasm module to run: %w", errdefs.ErrInvalidArgument)
 	}
 	root, err := os.OpenRoot(rootfs)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return Module{}, fmt.Errorf("container rootfs %s does not exist (the spec's root.path): %w", rootfs, errdefs.ErrNotFound)
+	} else if err != nil {
 		return Module{}, fmt.Errorf("open container rootfs %s: %w", rootfs, err)
 	}
 	defer root.Close()
@@ -71,7 +73,9 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 
 	for _, guest := range candidates {
 		m, err := checkModule(root, rootfs, guest)
-		if errors.Is(err, errdefs.ErrNotFound) && len(candidates) > 1 {
+		// A bare name not found is reported as a PATH lookup even when PATH has one directory:
+		// the user typed the name, not the path it was looked for at.
+		if errors.Is(err, errdefs.ErrNotFound) && !strings.Contains(args0, "/") {
 			continue
 		}
 		return m, err

@@ -133,7 +133,7 @@ func TestResolveModule(t *testing.T) {
 			name:  "missing in one-dir PATH",
 			files: map[string]string{"a/other.wasm": "wasm"},
 			args0: "m.wasm", env: []string{"PATH=/a"},
-			wantErr: errdefs.IsNotFound, errHas: []string{"m.wasm"},
+			wantErr: errdefs.IsNotFound, errHas: []string{`"m.wasm" not found in the container's PATH (/a/m.wasm)`},
 		},
 		{
 			name:    "directory",
@@ -263,9 +263,10 @@ func TestResolveModuleFIFO(t *testing.T) {
 }
 
 func TestResolveModuleBadRootfs(t *testing.T) {
-	_, err := ResolveModule(filepath.Join(t.TempDir(), "missing"), "/m.wasm", "/", nil)
-	if err == nil || !strings.Contains(err.Error(), "rootfs") {
-		t.Fatalf("err = %v, want an error about the rootfs", err)
+	missing := filepath.Join(t.TempDir(), "missing")
+	_, err := ResolveModule(missing, "/m.wasm", "/", nil)
+	if err == nil || !strings.Contains(err.Error(), "container rootfs "+missing+" does not exist") || !errdefs.IsNotFound(err) {
+		t.Fatalf("err = %v, want a NotFound error naming the missing rootfs", err)
 	}
 }
 

@@ -1,7 +1,9 @@
 package oci
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -35,8 +37,9 @@ type Mount struct {
 // or "rbind" option. Every other mount (proc, sysfs, tmpfs, devpts, mqueue, cgroup...) is a Linux
 // kernel interface a WASI guest cannot use, and is left out on purpose.
 //
-// A mount whose source does not exist is an error that names it (errdefs.ErrNotFound), and so is a
-// relative source or destination (errdefs.ErrInvalidArgument).
+// A mount whose source does not exist is an error that names it (errdefs.ErrNotFound), and so are
+// a source that cannot be reached (a symlink loop...) and a relative source or destination
+// (errdefs.ErrInvalidArgument).
 func BindMounts(s *specs.Spec) ([]Mount, error) {
 	var out []Mount
 	for _, m := range s.Mounts {
@@ -50,8 +53,16 @@ func BindMounts(s *specs.Spec) ([]Mount, error) {
 		if !strings.HasPrefix(m.Source, "/") {
 			return nil, fmt.Errorf("bind mount source %q (for %s) must be an absolute host path: %w", m.Source, m.Destination, errdefs.ErrInvalidArgument)
 		}
-		if _, err := os.Stat(m.Source); err != nil {
+		if _, err := os.Stat(m.Source); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("bind mount source %s (for %s) does not exist on the host: %w", m.Source, m.Destination, errdefs.ErrNotFound)
+		} else if err != nil {
+			// It may well exist: a symlink loop (ELOOP), a path through a file (ENOTDIR), a
+			// directory the shim may not search (EACCES). Say which, not "does not exist".
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("bind mount source %s (for %s) cannot be used: %v: %w", m.Source, m.Destination, err, errdefs.ErrInvalidArgument)
 		}
 		out = append(out, Mount{
 			Source:            m.Source,

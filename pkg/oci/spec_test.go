@@ -21,6 +21,10 @@ func TestBindMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(src, "missing")
+	loop := filepath.Join(src, "loop")
+	if err := os.Symlink("loop", loop); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name    string
 		mounts  []specs.Mount
@@ -120,6 +124,12 @@ func TestBindMounts(t *testing.T) {
 			name:    "missing source",
 			mounts:  []specs.Mount{{Type: "bind", Source: missing, Destination: "/data"}},
 			wantErr: errdefs.IsNotFound, errHas: missing,
+		},
+		{
+			// It exists, as a link to itself: the message says why it cannot be used.
+			name:    "source is a symlink loop",
+			mounts:  []specs.Mount{{Type: "bind", Source: loop, Destination: "/data"}},
+			wantErr: errdefs.IsInvalidArgument, errHas: loop + " (for /data) cannot be used: too many levels of symbolic links",
 		},
 		{
 			name:    "relative source of a skipped mount is fine",

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -97,8 +98,18 @@ func (h cgroupHost) create(path string, res *specs.LinuxResources) (cgroup, erro
 		}
 		return v2cgroup{m}, nil
 	}
+	// The device rules are checked as on v2 before any directory exists: the kernel refuses a
+	// bad one with a bare EINVAL from devices.allow, which says neither which rule nor why.
+	if _, err := deviceFilterRules(res.Devices); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, h.v1Opts()...)
 	if err != nil {
+		// cgroup1.New makes every hierarchy's directory before it writes the limits, and leaves
+		// them when the kernel refuses one: remove them (empty, no process has joined).
+		if left, lerr := cgroup1.Load(cgroup1.StaticPath(path), h.v1Opts()...); lerr == nil {
+			_ = left.Delete()
+		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return v1cgroup{cg}, nil
@@ -122,9 +133,9 @@ func (h cgroupHost) load(path string) (cgroup, error) {
 func checkCgroupsPath(path string) error {
 	switch {
 	case strings.Count(path, ":") == 2 && !strings.HasPrefix(path, "/"):
-		return fmt.Errorf("cgroupsPath %q is in the systemd driver's slice:prefix:name form, which this shim does not support yet: configure containerd/kubelet with the cgroupfs driver (SystemdCgroup = false)", path)
+		return fmt.Errorf("cgroupsPath %q is in the systemd driver's slice:prefix:name form, which this shim does not support yet: configure containerd/kubelet with the cgroupfs driver (SystemdCgroup = false): %w", path, errdefs.ErrInvalidArgument)
 	case !strings.HasPrefix(path, "/"):
-		return fmt.Errorf("cgroupsPath %q must be an absolute cgroupfs path", path)
+		return fmt.Errorf("cgroupsPath %q must be an absolute cgroupfs path: %w", path, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -72,6 +73,8 @@ func TestCheckCgroupsPath(t *testing.T) {
 			t.Errorf("%q: %v", path, err)
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%q: got %v, want an error containing %q", path, err, want)
+		case want != "" && !errdefs.IsInvalidArgument(err):
+			t.Errorf("%q: %v is not an InvalidArgument error (containerd 1.6 would print it as \"unknown\")", path, err)
 		}
 	}
 }
@@ -477,5 +480,52 @@ func TestCgroupV1Real(t *testing.T) {
 	case <-ooms:
 		t.Error("removing the cgroup was reported as an OOM kill")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestCgroupV1BadDeviceRule: a device rule the kernel would refuse with a bare EINVAL is refused
+// by name before any directory is made.
+func TestCgroupV1BadDeviceRule(t *testing.T) {
+	h, root := fakeCgroup1(t)
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "q", Access: "rwm"}}}
+	cg, err := h.create("/k8s.io/bad", res)
+	if err == nil {
+		_ = cg.Delete()
+		t.Fatal("create succeeded, want an error")
+	}
+	if want := `linux.resources.devices[0] (allow q *:* rwm): type "q" is not a, b or c`; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	for _, c := range []string{"cpu", "memory", "pids", "freezer", "devices"} {
+		if _, err := os.Stat(filepath.Join(root, c, "k8s.io", "bad")); err == nil {
+			t.Errorf("%s hierarchy: the cgroup directory was made", c)
+		}
+	}
+}
+
+// TestCgroupV1RefusedLimitLeavesNothing: cgroup1.New makes the directories before it writes the
+// limits; when the kernel refuses one (no CPU 9999 for cpuset.cpus), create removes them.
+func TestCgroupV1RefusedLimitLeavesNothing(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unified || cgroups.Mode() == cgroups.Unavailable {
+		t.Skipf("needs root on a cgroup v1 or hybrid host (euid %d, mode %v)", os.Geteuid(), cgroups.Mode())
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cpuset/cpuset.cpus"); err != nil {
+		t.Skipf("no v1 cpuset controller: %v", err)
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	path := "/wazero-shim-test-" + hex.EncodeToString(rnd)
+	cg, err := hostCgroups().create(path, &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "9999"}})
+	if err == nil {
+		_ = deleteCgroup(cg)
+		t.Fatal("create with cpuset.cpus 9999 succeeded, want the kernel's refusal")
+	}
+	if !strings.Contains(err.Error(), "cpuset.cpus") {
+		t.Errorf("error %q does not name cpuset.cpus", err)
+	}
+	left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", path))
+	for _, d := range left {
+		t.Errorf("left behind: %s", d)
+		_ = os.Remove(d)
 	}
 }

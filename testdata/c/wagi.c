@@ -17,6 +17,7 @@
 //                 creates one, sleeps MS ms, reports how many it saw, removes its own
 //   /noheader     writes a body without a header block: 500
 //   /grow?MB      allocates and touches MB MiB, then answers "grew MB"
+//   /big?KB       answers KB KiB of 'x' (for clients that never read their response)
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,13 @@ int main(void) {
 		memset(p, 1, (size_t)mb << 20);
 		grown = p;
 		printf("Content-Type: text/plain\n\ngrew %ld\n", mb);
+	} else if (strcmp(path, "/big") == 0) {
+		long kb = atol(query);
+		static char chunk[1024];
+		memset(chunk, 'x', sizeof chunk);
+		printf("Content-Type: text/plain\n\n");
+		for (long i = 0; i < kb; i++)
+			fwrite(chunk, 1, sizeof chunk, stdout);
 	} else {
 		printf("Status: 404 Not Found\nContent-Type: text/plain\n\nno route %s\n", path);
 	}
