@@ -53,6 +53,12 @@ func (o pullOutcome) String() string {
 	return "runs"
 }
 
+// matches reports whether o is the outcome want describes (its errors contain want's).
+func (o pullOutcome) matches(want pullOutcome) bool {
+	return (want.pullErr == "") == (o.pullErr == "") && strings.Contains(o.pullErr, want.pullErr) &&
+		(want.createErr == "") == (o.createErr == "") && strings.Contains(o.createErr, want.createErr)
+}
+
 // The errors a user sees (docs/kubernetes.md quotes them).
 const (
 	errNoMatch     = "no match for platform in manifest"
@@ -224,7 +230,8 @@ func (l *ociLayout) writeTar(path, name string, top ocispec.Descriptor) {
 
 // publish pushes the layout's image to ref: with wasmimg, or with ctr (import of the layout
 // into namespace wz-publish of daemon d, then `ctr images push --plain-http`).
-func (rl registryLayout) publish(t *testing.T, d *daemon, ref string, module []byte) {
+// It returns the layout tarball given to ctr ("" for wasmimg).
+func (rl registryLayout) publish(t *testing.T, d *daemon, ref string, module []byte) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ctrTimeout)
 	defer cancel()
@@ -244,7 +251,7 @@ func (rl registryLayout) publish(t *testing.T, d *daemon, ref string, module []b
 		if r := runCmd(ctx, wasmimgBin, append(args, files...)...); r.exit != 0 {
 			t.Fatalf("wasmimg %s:\n%s", strings.Join(args, " "), r)
 		}
-		return
+		return ""
 	}
 	l := &ociLayout{t: t, module: module, own: []byte(rl.name + "\n"), blobs: map[digest.Digest][]byte{}}
 	tarball := filepath.Join(t.TempDir(), rl.name+".tar")
@@ -261,6 +268,7 @@ func (rl registryLayout) publish(t *testing.T, d *daemon, ref string, module []b
 	}
 	ctr(append(imp, tarball)...)
 	ctr("images", "push", "--plain-http", ref)
+	return tarball
 }
 
 // pullAndRun pulls ref with crictl (podConfig: crictl pull --pod-config, which puts the pod's
@@ -277,6 +285,13 @@ func (c *criClient) pullAndRun(p *pod, tr *tracked, ref, podConfig, name string)
 	if r := c.crictl(append(args, ref)...); r.exit != 0 {
 		return pullOutcome{pullErr: crictlError(r.stderr)}
 	}
+	return c.runOnly(p, tr, ref, name)
+}
+
+// runOnly runs a container of ref, as pullAndRun does, without pulling.
+func (c *criClient) runOnly(p *pod, tr *tracked, ref, name string) pullOutcome {
+	t := c.t
+	t.Helper()
 	id, _, r := p.tryCreate(ctrSpec{name: name, image: ref})
 	if r.exit != 0 {
 		return pullOutcome{createErr: crictlError(r.stderr)}
@@ -312,8 +327,9 @@ func TestRegistryPull(t *testing.T) {
 	host := startRegistry(t)
 	layouts := registryLayouts()
 	pub := getDaemon(t, versions[0])
+	tarballs := map[string]string{}
 	for _, rl := range layouts {
-		rl.publish(t, pub, host+"/wz/"+rl.name+":v1", module)
+		tarballs[rl.name] = rl.publish(t, pub, host+"/wz/"+rl.name+":v1", module)
 	}
 	forEachCRIDaemon(t, func(t *testing.T, c *criClient) {
 		major, minor := majorMinor(c.d.version)
@@ -336,10 +352,8 @@ func TestRegistryPull(t *testing.T) {
 				c := &criClient{t: t, d: c.d}
 				check := func(what string, got pullOutcome) {
 					t.Helper()
-					ok := (want.pullErr == "") == (got.pullErr == "") && strings.Contains(got.pullErr, want.pullErr) &&
-						(want.createErr == "") == (got.createErr == "") && strings.Contains(got.createErr, want.createErr)
-					table = append(table, fmt.Sprintf("%-26s %-14s %s", rl.name, what, got))
-					if !ok {
+					table = append(table, fmt.Sprintf("%-26s %-16s %s", rl.name, what, got))
+					if !got.matches(want) {
 						t.Errorf("containerd %s, %s, %s: %s; the support matrix says %s", c.d.version, ref, what, got, want)
 					}
 				}
@@ -355,6 +369,65 @@ func TestRegistryPull(t *testing.T) {
 			})
 		}
 		t.Logf("containerd %s, what a kubelet pull of each layout gives:\n%s", c.d.version, strings.Join(table, "\n"))
+
+		// A module that is neither in the rootfs nor in a wasm layer: the shim's error (at start,
+		// when the CRI plugin creates the task) names the fix.
+		t.Run("shim-names-the-fix", func(t *testing.T) {
+			c := &criClient{t: t, d: c.d}
+			ref := host + "/wz/wasmimg-portable:v1"
+			c.must("pull", ref)
+			id, _ := p.create(ctrSpec{name: "nope", image: ref, command: []string{"/nope.wasm"}})
+			tr.ids = append(tr.ids, id)
+			r := c.crictl("start", id)
+			got := crictlError(r.stderr)
+			if r.exit == 0 || !strings.Contains(got, "/nope.wasm not found") || !strings.Contains(got, "wasmimg -push") {
+				t.Errorf("start with command /nope.wasm: exit %d, %q; want a failure naming /nope.wasm and wasmimg -push", r.exit, got)
+			}
+			t.Logf("containerd %s, start with command /nope.wasm: %s", c.d.version, got)
+		})
+
+		// docs/kubernetes.md's old workaround: import the wasm image on the node (a layout whose
+		// index.json names the wasm manifest, as wasmimg -o writes), while the registry has the
+		// buildx-style index under the same tag; then the kubelet pulls the tag
+		// (imagePullPolicy Always).
+		t.Run("import-then-pull", func(t *testing.T) {
+			c := &criClient{t: t, d: c.d}
+			ref := host + "/wz/ctr-buildx-wasip1:v1"
+			c.crictl("rmi", ref)
+			l := &ociLayout{t: t, module: module, own: []byte("ctr-buildx-wasip1\n"), blobs: map[digest.Digest][]byte{}}
+			tarball := filepath.Join(t.TempDir(), "import.tar")
+			l.writeTar(tarball, ref, l.rootfsManifest("wasip1", "wasm"))
+			imp := []string{"images", "import", "--platform", "wasip1/wasm"}
+			if !c.d.v1() {
+				imp = append(imp, "--local")
+			}
+			if r := c.ctrK8s(append(imp, tarball)...); r.exit != 0 {
+				t.Fatalf("ctr -n k8s.io %s:\n%s", strings.Join(imp, " "), r)
+			}
+			// The CRI plugin learns of an image imported by ctr from containerd's events.
+			for end := time.Now().Add(10 * time.Second); c.crictl("inspecti", ref).exit != 0 && time.Now().Before(end); {
+				time.Sleep(100 * time.Millisecond)
+			}
+			want := pullOutcome{createErr: "error unpacking image: " + errNoMatch}
+			if c.d.v1() {
+				want = pullOutcome{} // 1.6 keeps the imported record when the pull fails
+			}
+			var steps []string
+			step := func(what string, got, want pullOutcome) {
+				steps = append(steps, fmt.Sprintf("%s: %s", what, got))
+				if !got.matches(want) {
+					t.Errorf("containerd %s, %s: %s; want %s", c.d.version, what, got, want)
+				}
+			}
+			step("imported, create", c.runOnly(p, &tr, ref, "imported"), pullOutcome{})
+			got := pullOutcome{}
+			if r := c.crictl("pull", ref); r.exit != 0 {
+				got.pullErr = crictlError(r.stderr)
+			}
+			step("crictl pull", got, pullOutcome{pullErr: errNoMatch})
+			step("pulled again, create", c.runOnly(p, &tr, ref, "imported-again"), want)
+			t.Logf("containerd %s, import then pull of %s:\n  %s", c.d.version, ref, strings.Join(steps, "\n  "))
+		})
 		c.removeAllAndCheck(&tr)
 	})
 }
