@@ -386,6 +386,30 @@ func TestRegistryPull(t *testing.T) {
 			t.Logf("containerd %s, start with command /nope.wasm: %s", c.d.version, got)
 		})
 
+		// An arm64 node: containerd asked for linux/arm64 selects the portable index's arm64
+		// entry, unpacks it (2.4's unpacker checks that the config says arm64) and the module
+		// runs. ctr pulls for a platform that is not the host's (on 2.x, --local: the transfer
+		// service unpacks only the host's platform), and ctr run --platform uses that entry.
+		t.Run("arm64-node", func(t *testing.T) {
+			ref := host + "/wz/wasmimg-portable:v1"
+			pull := []string{"images", "pull", "--plain-http", "--platform", "linux/arm64"}
+			if !c.d.v1() {
+				pull = append(pull, "--local")
+			}
+			if _, se, code := c.d.ctr(t, append(pull, ref)...); code != 0 {
+				t.Fatalf("ctr %s %s: exit %d\n%s", strings.Join(pull, " "), ref, code, se)
+			}
+			defer c.d.ctr(t, "images", "rm", ref)
+			r := c.d.run(t, runOpts{image: ref, flags: []string{"--platform", "linux/arm64"}})
+			if r.exit != 0 || !strings.Contains(r.stdout, helloWant) {
+				t.Errorf("ctr run --platform linux/arm64 %s: exit %d, stdout %q; want 0 and %q\n%s", ref, r.exit, r.stdout, helloWant, r.stderr)
+			}
+			so, _, _ := c.d.ctr(t, "images", "ls", "name=="+ref)
+			if !strings.Contains(so, "linux/arm64") {
+				t.Errorf("ctr images ls: %q, want the image listed with platform linux/arm64", so)
+			}
+		})
+
 		// docs/kubernetes.md's old workaround: import the wasm image on the node (a layout whose
 		// index.json names the wasm manifest, as wasmimg -o writes), while the registry has the
 		// buildx-style index under the same tag; then the kubelet pulls the tag
