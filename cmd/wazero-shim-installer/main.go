@@ -61,6 +61,8 @@ type options struct {
 	criSocket             string        // host path; "" = the layout's
 	wait                  time.Duration // how long the CRI has to list the handler after a restart
 	retry                 bool          // try again a config an earlier run rolled back
+	// localImagePull sets use_local_image_pull = true (containerd 2.x): see localPullKey.
+	localImagePull bool
 
 	stdout, stderr io.Writer
 	// restartFn restarts containerd's systemd unit (-restart systemctl); tests replace it.
@@ -88,6 +90,7 @@ func main() {
 	flag.StringVar(&o.criSocket, "cri-socket", "", "host path of containerd's socket, asked after a restart (default: the distribution's: /run/containerd/containerd.sock for plain containerd)")
 	flag.DurationVar(&o.wait, "wait", 2*time.Minute, "how long containerd has, after a restart, to answer on the CRI socket with the handler listed before the config is rolled back")
 	flag.BoolVar(&o.retry, "retry", false, "try a config again that an earlier run restarted containerd with and rolled back")
+	flag.BoolVar(&o.localImagePull, "local-image-pull", false, "containerd 2.x: also set use_local_image_pull = true in the CRI images plugin, so kubelet pulls unpack images published as a bare wasip1/wasm manifest (containerd 2.4's transfer-service pull does not); not needed for images pushed by wasmimg (docs/kubernetes.md)")
 	flag.BoolVar(&o.force, "force", false, "set runtime_type when the runtime section exists with another value")
 	flag.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print the resulting config file to stdout (containerd still checks it, from a temporary file)")
 	flag.Parse()
