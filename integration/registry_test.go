@@ -455,3 +455,71 @@ func TestRegistryPull(t *testing.T) {
 		c.removeAllAndCheck(&tr)
 	})
 }
+
+// TestRegistryPullLocalImagePull: the installer's -local-image-pull on a containerd 2.x node
+// (a private daemon started with the harness's config as edited by the installer) makes a
+// kubelet pull of a bare wasip1/wasm manifest unpack, so it runs on 2.4 too; a wasm-only index
+// still has no entry for the node. containerd 1.x refuses the flag.
+func TestRegistryPullLocalImagePull(t *testing.T) {
+	requireInstallerPrereqs(t)
+	inst := buildInstaller(t)
+	host := startRegistry(t)
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			E, err := os.MkdirTemp(suite.tmp, "lip-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin := filepath.Join(E, "bin")
+			os.MkdirAll(bin, 0o755)
+			d := &daemon{version: v, dir: E, bin: binDir(v), ns: suite.ns, images: map[string]bool{}, cacheDir: filepath.Join(E, "cache")}
+			cfg := filepath.Join(E, "config.toml")
+			if err := os.WriteFile(cfg, []byte(d.config()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			so, se, code := installerRun(t, inst, v, cfg, bin, "-restart", "none", "-local-image-pull")
+			if d.v1() {
+				if code != 1 || !strings.Contains(se, "-local-image-pull is for containerd 2.x") {
+					t.Errorf("containerd %s: installer -local-image-pull: exit %d\n%s", v, code, se)
+				}
+				return
+			}
+			if code != 0 || !strings.Contains(so, "added use_local_image_pull = true under [plugins.io.containerd.cri.v1.images]") {
+				t.Fatalf("installer -local-image-pull: exit %d\n%s\n%s", code, so, se)
+			}
+			path := d.daemonPATH()
+			t.Setenv("PATH", path)
+			t.Setenv(cacheDirEnv, d.cacheDir)
+			t.Cleanup(startPrivate(t, v, E, cfg)) // after the pods' own cleanups
+			c := &criClient{t: t, d: d}
+			if r := c.ctrK8s("images", "import", filepath.Join(imagesDir, "pause.tar")); r.exit != 0 {
+				t.Fatalf("ctr -n k8s.io images import pause.tar:\n%s", r)
+			}
+			for _, l := range []struct {
+				name string
+				args []string
+				want pullOutcome
+			}{
+				{"lip-bare-rootfs", []string{"-layout", "rootfs"}, pullOutcome{}},
+				{"lip-rootfs-index", []string{"-layout", "rootfs", "-index"}, pullOutcome{pullErr: errNoMatch}},
+				{"lip-portable", nil, pullOutcome{}},
+			} {
+				ref := host + "/wz/" + l.name + "-" + strings.ReplaceAll(v, ".", "") + ":v1"
+				registryLayout{name: l.name, wasmimg: append([]string{}, l.args...)}.publish(t, d, ref, nil)
+				p := c.runPod(l.name, "wazero", true)
+				var tr tracked
+				tr.track(t, p.id, p.inspect().Info.Pid)
+				got := c.pullAndRun(p, &tr, ref, "", l.name)
+				if !got.matches(l.want) {
+					t.Errorf("containerd %s with use_local_image_pull, %s: %s; want %s", v, ref, got, l.want)
+				}
+				if got == (pullOutcome{}) {
+					if again := c.pullAndRun(p, &tr, ref, "", l.name+"-again"); again != (pullOutcome{}) {
+						t.Errorf("containerd %s with use_local_image_pull, %s pulled again: %s; want it to run", v, ref, again)
+					}
+				}
+				c.removeAllAndCheck(&tr)
+			}
+		})
+	}
+}
