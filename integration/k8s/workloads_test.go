@@ -3,10 +3,10 @@
 package k8s
 
 // What a Kubernetes user does with wasm pods, through kubectl against a real kubelet: the deploy/
-// manifests applied as they are, Jobs, restarts, probes, logs, stats and deletion.
+// manifests applied as they are, Jobs, restarts, probes, logs, stats, deletion and images pulled
+// from a registry on the node (registry_test.go).
 //
-// Left for the issues that bring them (issue 18, item 3): images pulled from the local registry
-// with the runtime class, kubectl exec and exec probes (refused by the shim today), in-place
+// Left for the issues that bring them (issue 18, item 3): kubectl exec and exec probes (refused by the shim today), in-place
 // resize, pods mixing wasm and a native sidecar, the installer DaemonSet against a scratch host
 // root. Each belongs here as one more entry of the list in TestKubernetes.
 
@@ -52,6 +52,7 @@ func TestKubernetes(t *testing.T) {
 					{"TCPProbes", testTCPProbes},
 					{"StatsSummary", testStatsSummary},
 					{"GracefulDeletion", testGracefulDeletion},
+					{"RegistryPull", testRegistryPull},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						t.Parallel()
