@@ -261,6 +261,12 @@ func Assemble(opts Options) (*Image, error) {
 			return nil, fmt.Errorf("bad env %q: want KEY=VALUE", e)
 		}
 	}
+	if len(opts.Platforms) > 0 && opts.Layout != LayoutPortable {
+		return nil, fmt.Errorf("node platforms (-platform) are for the %s layout, not %q", LayoutPortable, opts.Layout)
+	}
+	if opts.Index && opts.Layout == LayoutPortable {
+		return nil, fmt.Errorf("the %s layout is an index already: drop -index", LayoutPortable)
+	}
 
 	files := map[string][]byte{} // cleaned dest without leading "/" -> content
 	var order []string

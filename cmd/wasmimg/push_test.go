@@ -145,6 +145,15 @@ func TestPushErrors(t *testing.T) {
 	if _, err := Assemble(Options{Name: "x", Layout: LayoutPortable, Platforms: []string{"linux/amd64", "linux/amd64"}, Files: []File{{Src: app}}}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate platform: %v", err)
 	}
+	if _, err := Assemble(Options{Name: "x", Layout: LayoutRootfs, Platforms: []string{"linux/amd64"}, Files: []File{{Src: app}}}); err == nil || !strings.Contains(err.Error(), "-platform") {
+		t.Errorf("-platform with rootfs: %v", err)
+	}
+	if _, err := Assemble(Options{Name: "x", Layout: LayoutPortable, Index: true, Files: []File{{Src: app}}}); err == nil || !strings.Contains(err.Error(), "drop -index") {
+		t.Errorf("-index with portable: %v", err)
+	}
+	if _, err := Assemble(Options{Name: "x", Layout: LayoutWasmLayers, Files: []File{{Src: app}, {Src: app, Dest: "/b.wasm"}}}); err == nil || !strings.Contains(err.Error(), "exactly one file") {
+		t.Errorf("two files in wasm-layers: %v", err)
+	}
 	img, err := Assemble(Options{Name: "x", Files: []File{{Src: app}}})
 	if err != nil {
 		t.Fatal(err)
