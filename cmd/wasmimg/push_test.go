@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,7 +22,7 @@ import (
 // TestPushLayouts pushes every layout to an in-process registry (go-containerregistry's
 // pkg/registry, a real OCI distribution server over HTTP) and reads back what a client sees.
 func TestPushLayouts(t *testing.T) {
-	srv := httptest.NewServer(registry.New())
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	app := filepath.Join(t.TempDir(), "app.wasm")
@@ -164,5 +169,52 @@ func TestPushErrors(t *testing.T) {
 	// Nothing listens on port 1: the error names what was being pushed.
 	if _, err := Push(context.Background(), img, "127.0.0.1:1/x/y:z", PushOptions{}); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1/x/y") {
 		t.Errorf("unreachable registry: %v", err)
+	}
+}
+
+// TestPushDockerConfigAuth: a registry that wants basic auth gets the credentials of the docker
+// config (DOCKER_CONFIG/config.json, as `docker login` writes it); without them the push fails
+// with the registry's refusal.
+func TestPushDockerConfigAuth(t *testing.T) {
+	const user, pass = "wasm", "s3cret"
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var authorized int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="wasmimg-test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		authorized++
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	app := filepath.Join(t.TempDir(), "app.wasm")
+	if err := os.WriteFile(app, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Assemble(Options{Name: "x", Layout: LayoutPortable, Files: []File{{Src: app}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/private/app:1"
+
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, err := Push(context.Background(), img, ref, PushOptions{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "unauthorized") {
+		t.Fatalf("push without credentials: %v, want the registry's refusal", err)
+	}
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	if _, err := Push(context.Background(), img, ref, PushOptions{}); err != nil {
+		t.Fatalf("push with the docker config's credentials: %v", err)
+	}
+	if authorized == 0 {
+		t.Error("no request carried the credentials")
 	}
 }
