@@ -117,7 +117,7 @@ func (m *imageModules) module(ctx context.Context, id, args0 string) (_ oci.Modu
 
 // republishHint is the fix named when neither the rootfs nor the image's layers hold the module:
 // an image published by wasmimg carries it where every supported containerd unpacks it.
-const republishHint = "publish the module with `wasmimg -push REGISTRY/REPO:TAG app.wasm`, whose default (portable) layout every supported containerd pulls and unpacks for a kubelet; see docs/kubernetes.md#images"
+const republishHint = "the command must name a module the image holds (wasmimg images: their Entrypoint, /app.wasm); publish modules with `wasmimg -push REGISTRY/REPO:TAG app.wasm`, whose default (portable) layout every supported containerd pulls and unpacks for a kubelet; see docs/kubernetes.md#images"
 
 // chooseLayer walks from an image's target (an index or a manifest) to the layer with its module.
 func chooseLayer(ctx context.Context, store contentStore, name string, target ocispec.Descriptor, args0 string) (oci.ImageModule, error) {
@@ -142,7 +142,7 @@ func chooseLayer(ctx context.Context, store contentStore, name string, target oc
 				// the node's platform (the portable layout's linux/<arch> manifest, whose
 				// rootfs holds the module).
 				if firstErr == nil {
-					firstErr = fmt.Errorf("image %s: its wasm manifest %s was not pulled on this node: %w", name, md.Digest, oci.ErrNoWasmLayer)
+					firstErr = fmt.Errorf("image %s has no wasm layer on this node (its wasm manifest %s was not pulled, only the node platform's): %w", name, md.Digest, oci.ErrNoWasmLayer)
 				}
 				continue
 			}
