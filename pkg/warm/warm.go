@@ -66,7 +66,16 @@ type Warmer struct {
 	MaxModuleBytes int64
 	// Report is called once per image looked at; nil: nothing.
 	Report func(Result)
+
+	// done maps the targets (manifest or index digests) already warmed to the image name they
+	// were warmed as: the CRI plugin records each pull under its tag, its digest and its config
+	// digest, three images with one target.
+	done map[digest.Digest]string
 }
+
+// maxDone bounds Warmer.done; past it the map starts again (a target seen again is compiled
+// again, which is a cache hit).
+const maxDone = 4096
 
 // Result is what a Warmer did with one image.
 type Result struct {
@@ -173,6 +182,18 @@ func (w *Warmer) WarmImage(ctx context.Context, conn *grpc.ClientConn, name stri
 	t := img.GetImage().GetTarget()
 	cs := store{contentapi.NewContentClient(conn)}
 	desc := ocispec.Descriptor{MediaType: t.GetMediaType(), Digest: digest.Digest(t.GetDigest()), Size: t.GetSize()}
+	if as, ok := w.done[desc.Digest]; ok {
+		r.Skipped = "the same image as " + as + ", warmed already"
+		return r
+	}
+	defer func() {
+		if r.Err == nil && r.Module != "" {
+			if w.done == nil || len(w.done) >= maxDone {
+				w.done = map[digest.Digest]string{}
+			}
+			w.done[desc.Digest] = name
+		}
+	}()
 	mod, args0, skip, err := findModule(ctx, cs, desc, w.maxModule())
 	switch {
 	case err != nil:
