@@ -70,6 +70,9 @@ type config struct {
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
 	beforeShimExe, beforeLabel string
+	// warmAgent is wazero-shim-installer, whose -warm-cache agent compiles an image's module
+	// before B1e's first run; "" leaves B1e out.
+	warmAgent string
 }
 
 func main() {
@@ -93,6 +96,7 @@ func main() {
 	flag.StringVar(&c.only, "only", strings.Join(allBenchmarks, ","), "benchmarks to run; a subset is a partial run (see writeMarkdown)")
 	flag.IntVar(&c.rounds, "rounds", 15, "B1 rounds (warm)")
 	flag.IntVar(&c.coldRounds, "cold-rounds", 8, "B1c rounds (empty compilation cache)")
+	flag.StringVar(&c.warmAgent, "warm-agent", "", "wazero-shim-installer binary: B1e runs its -warm-cache agent on an emptied cache before each first run (\"\": no B1e)")
 	flag.IntVar(&c.n, "n", 500, "B2 tasks per runtime")
 	flag.IntVar(&c.conc, "concurrency", 4, "B2/B3 parallel clients")
 	flag.IntVar(&c.b2Rounds, "b2-rounds", 5, "B2 rounds per runtime (N is split across them)")
@@ -361,6 +365,9 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 		{"B1c", "Go hello, first-ever run, default cold-start policy (interpreted; compiled in the background)", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil},
 		{"B1d", "Go hello, first-ever run, `WAZERO_COLD_START=compile` (waits for the compiler)", imgHelloGo, "hello", nil, b.c.coldRounds, true, []string{"WAZERO_COLD_START=compile"}},
 	}
+	if b.c.warmAgent != "" {
+		all = append(all, series{"B1e", "Go hello, first run on the node after the warm agent (`wazero-shim-installer -warm-cache`) compiled the image's module (untimed) into an emptied cache", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil})
+	}
 	rts := b.wasmRuntimes()
 	for _, s := range all {
 		// One untimed run of each fills the cache and the page cache.
@@ -380,6 +387,11 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 			for _, rt := range rotate(rts, i) {
 				if s.cold {
 					if err := b.emptyCache(); err != nil {
+						return err
+					}
+				}
+				if s.id == "B1e" {
+					if err := b.warmWithAgent(s.image); err != nil {
 						return err
 					}
 				}
@@ -418,6 +430,40 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 		}
 	}
 	return nil
+}
+
+// warmWithAgent runs the warm agent (-warm-agent) on the bench's namespace until it reports that
+// it compiled the module of image into the cache, then stops it: what a node's agent does when an
+// image arrives before its first container.
+func (b *bencher) warmWithAgent(image string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.c.warmAgent, "-warm-cache", "-host-root", "/", "-distro", "containerd",
+		"-cri-socket", b.c.address, "-cache-dir", b.c.cacheDir, "-warm-namespace", b.c.ns)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "warm "+image+": ") {
+			if !strings.Contains(l, " compiled in ") {
+				return fmt.Errorf("warm agent: %s", l)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("warm agent ended without compiling %s: %s", image, lastLines(errb.String(), 5))
 }
 
 // runnerReady summarises the shim's "runner ready" log lines (compile time, Create-to-ready) of ids.

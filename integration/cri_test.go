@@ -235,8 +235,9 @@ type ctrSpec struct {
 	linux   map[string]any    // the LinuxContainerConfig (security_context, resources); nil: empty
 }
 
-// create creates a container in the pod and returns its id and log file.
-func (p *pod) create(s ctrSpec) (id, logPath string) {
+// tryCreate runs crictl create for s and returns the container's id and log file, and crictl's
+// result (a failed create is the caller's to judge).
+func (p *pod) tryCreate(s ctrSpec) (id, logPath string, r result) {
 	t := p.c.t
 	t.Helper()
 	if s.image == "" {
@@ -273,8 +274,18 @@ func (p *pod) create(s ctrSpec) (id, logPath string) {
 		cfg["mounts"] = mounts
 	}
 	f := writeJSON(t, p.dir, fmt.Sprintf("ctr-%s-%d.json", s.name, s.attempt), cfg)
-	id = p.c.must("create", p.id, f, p.config)
-	return id, filepath.Join(p.logDir, logName)
+	r = p.c.crictl("create", p.id, f, p.config)
+	return strings.TrimSpace(r.stdout), filepath.Join(p.logDir, logName), r
+}
+
+// create creates a container in the pod and returns its id and log file.
+func (p *pod) create(s ctrSpec) (id, logPath string) {
+	p.c.t.Helper()
+	id, logPath, r := p.tryCreate(s)
+	if r.exit != 0 {
+		p.c.t.Fatalf("crictl create %s (image %s):\n%s", s.name, s.image, r)
+	}
+	return id, logPath
 }
 
 // run creates and starts a container.

@@ -170,6 +170,8 @@ export CONTAINERD_SHIM_WAZERO_CACHE_DIR=$TMP/cache
 
 log "building bench/ and the cpubench image"
 (cd bench && GOWORK=off GOFLAGS= "$GO" build -o "$TMP/bench" .)
+# B1e: the node's warm agent (wazero-shim-installer -warm-cache) compiles before the first run.
+CGO_ENABLED=0 "$GO" build -o "$TMP/wazero-shim-installer" ./cmd/wazero-shim-installer
 "$WASMIMG" -o "$TMP/cpubench.tar" -name docker.io/library/wasm-cpubench:latest -entrypoint /cpubench.wasm "$CPUBENCH"
 
 wz_start_containerd "$E" "$VERSION" "$TMP/shimbin"
@@ -188,7 +190,7 @@ log "containerd $VERSION ready, images imported; running benchmarks (namespace $
 if [ -n "$BASE_SHIM" ]; then DEFAULT_TIMEOUT=1500; else DEFAULT_TIMEOUT=840; fi
 timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" \
 	-address "$E/containerd.sock" -namespace "$NS" -ctr "$BIN/ctr" -fifo-dir "$TMP/fifo" \
-	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" \
+	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" -warm-agent "$TMP/wazero-shim-installer" \
 	-shim-exe "$TMP/shimbin/containerd-shim-wazero-v1" -runc-shim-exe "$(readlink -f "$BIN/containerd-shim-runc-v2")" \
 	-containerd "$BIN/containerd" -runc "$(command -v runc)" \
 	-wazero "$WAZERO" -wazero-cache "$TMP/wazero-cache" -cpubench-wasm "$CPUBENCH" \

@@ -39,6 +39,12 @@ const (
 
 // Layouts Build can write (see docs/images.md).
 const (
+	// LayoutPortable: an index of the wasm manifest (wasip1/wasm) and one manifest per node
+	// platform (linux/amd64, linux/arm64 by default) whose config says that platform, all over
+	// the same tar layer holding the files. Every supported containerd pulls it through CRI (the
+	// kubelet's pull, pinned to the node's platform) and runs it with no node configuration.
+	// wasmimg's default when pushing.
+	LayoutPortable = "portable"
 	// LayoutRootfs: a tar layer holding the files, like `docker buildx --platform wasi/wasm`.
 	LayoutRootfs = "rootfs"
 	// LayoutWasmLayers: a standard image config (architecture wasm) and the module as a layer of a
@@ -64,9 +70,15 @@ type Options struct {
 	Cmd        []string
 	Env        []string // KEY=VALUE
 	Files      []File
-	// Layout is LayoutRootfs (default), LayoutWasmLayers or LayoutArtifact. The last two take
-	// exactly one file, the module.
+	// Layout is LayoutRootfs (default), LayoutPortable, LayoutWasmLayers or LayoutArtifact. The
+	// last two take exactly one file, the module.
 	Layout string
+	// Platforms are the node platforms (OS/ARCH[/VARIANT]) of LayoutPortable; default
+	// DefaultPlatforms.
+	Platforms []string
+	// Index wraps the single manifest of the other layouts in an index that lists it under the
+	// wasm platform, as `docker buildx --platform wasi/wasm` publishes.
+	Index bool
 	// LayerMediaType is the module layer's media type in LayoutWasmLayers (default MediaTypeWasm).
 	LayerMediaType string
 	// CharDevices are character device nodes to place in the rootfs layer (mode 0666, root-owned),
@@ -110,6 +122,23 @@ type Descriptor struct {
 type Platform struct {
 	Architecture string `json:"architecture"`
 	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// DefaultPlatforms are the node platforms of the portable layout when none are given.
+var DefaultPlatforms = []string{"linux/amd64", "linux/arm64"}
+
+// ParsePlatform parses OS/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7.
+func ParsePlatform(s string) (Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return Platform{}, fmt.Errorf("platform %q: want OS/ARCH[/VARIANT], e.g. linux/amd64", s)
+	}
+	p := Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
 }
 
 // Index is the OCI image index (index.json).
@@ -148,6 +177,7 @@ type ImageConfig struct {
 	Created      string `json:"created"`
 	Architecture string `json:"architecture"`
 	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
 	Config       struct {
 		Entrypoint []string `json:"Entrypoint,omitempty"`
 		Cmd        []string `json:"Cmd,omitempty"`
@@ -181,13 +211,44 @@ func isComponent(data []byte) bool {
 	return len(data) >= 8 && string(data[:4]) == "\x00asm" && data[6] == 1 && data[7] == 0
 }
 
-// Build writes a deterministic OCI image-layout tarball for opts to w.
+// Build writes a deterministic OCI image-layout tarball for opts to w (see Assemble and
+// Image.WriteLayout).
 func Build(w io.Writer, opts Options) error {
+	img, err := Assemble(opts)
+	if err != nil {
+		return err
+	}
+	return img.WriteLayout(w)
+}
+
+// Image is an assembled image: its top-level manifest (or index, for the portable layout and
+// -index) and every blob it references. Nothing is written yet: WriteLayout writes it as an OCI
+// image-layout tarball, Push sends it to a registry.
+type Image struct {
+	Name string
+	// Top is the manifest or index that the image's name points to.
+	Top     blob
+	TopType string
+	// TopPlatform is Top's platform when Top is a manifest (recorded in the layout's index.json).
+	TopPlatform *Platform
+	// Manifests are the manifests Top lists when it is an index.
+	Manifests []blob
+	// Blobs are the configs and layers, with their media types.
+	Blobs []typedBlob
+}
+
+type typedBlob struct {
+	blob
+	mediaType string
+}
+
+// Assemble builds the image opts describe, deterministically (fixed timestamps, sorted entries).
+func Assemble(opts Options) (*Image, error) {
 	if opts.Name == "" {
-		return errors.New("image name is required")
+		return nil, errors.New("image name is required")
 	}
 	if len(opts.Files) == 0 {
-		return errors.New("at least one file is required")
+		return nil, errors.New("at least one file is required")
 	}
 	if opts.Arch == "" {
 		opts.Arch = "wasm"
@@ -197,8 +258,14 @@ func Build(w io.Writer, opts Options) error {
 	}
 	for _, e := range opts.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("bad env %q: want KEY=VALUE", e)
+			return nil, fmt.Errorf("bad env %q: want KEY=VALUE", e)
 		}
+	}
+	if len(opts.Platforms) > 0 && opts.Layout != LayoutPortable {
+		return nil, fmt.Errorf("node platforms (-platform) are for the %s layout, not %q", LayoutPortable, opts.Layout)
+	}
+	if opts.Index && opts.Layout == LayoutPortable {
+		return nil, fmt.Errorf("the %s layout is an index already: drop -index", LayoutPortable)
 	}
 
 	files := map[string][]byte{} // cleaned dest without leading "/" -> content
@@ -210,17 +277,17 @@ func Build(w io.Writer, opts Options) error {
 		}
 		dest = strings.TrimPrefix(path.Clean("/"+dest), "/")
 		if dest == "" {
-			return fmt.Errorf("file %q: bad destination %q", f.Src, f.Dest)
+			return nil, fmt.Errorf("file %q: bad destination %q", f.Src, f.Dest)
 		}
 		if _, dup := files[dest]; dup {
-			return fmt.Errorf("file %q: duplicate destination /%s", f.Src, dest)
+			return nil, fmt.Errorf("file %q: duplicate destination /%s", f.Src, dest)
 		}
 		data, err := os.ReadFile(f.Src)
 		if err != nil {
-			return fmt.Errorf("file %q: %w", f.Src, err)
+			return nil, fmt.Errorf("file %q: %w", f.Src, err)
 		}
 		if isComponent(data) {
-			return fmt.Errorf("file %q is a WebAssembly component (WASI preview 2): containerd-shim-wazero-v1 runs WASI preview 1 core modules only, so it would refuse this image; build the module for wasip1 (GOOS=wasip1, clang --target=wasm32-wasi, cargo --target wasm32-wasip1)", f.Src)
+			return nil, fmt.Errorf("file %q is a WebAssembly component (WASI preview 2): containerd-shim-wazero-v1 runs WASI preview 1 core modules only, so it would refuse this image; build the module for wasip1 (GOOS=wasip1, clang --target=wasm32-wasi, cargo --target wasm32-wasip1)", f.Src)
 		}
 		files[dest] = data
 		order = append(order, dest)
@@ -230,87 +297,150 @@ func Build(w io.Writer, opts Options) error {
 		entrypoint = []string{"/" + order[0]}
 	}
 
-	var (
-		config    blob
-		layers    []Descriptor
-		blobs     []blob
-		configErr error
-	)
+	img := &Image{Name: opts.Name}
 	var cfg ImageConfig
 	cfg.Created = epoch.Format(time.RFC3339)
-	cfg.Architecture, cfg.OS = opts.Arch, opts.OS
 	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = entrypoint, opts.Cmd, opts.Env
 	cfg.RootFS.Type = "layers"
 	cfg.RootFS.DiffIDs = []string{}
-	configType := MediaTypeConfig
+	var layers []Descriptor
+	// manifest adds a config and a manifest for platform p over layers and returns the manifest.
+	manifest := func(config any, configType string) (blob, error) {
+		c, err := jsonBlob(config)
+		if err != nil {
+			return blob{}, err
+		}
+		img.Blobs = append(img.Blobs, typedBlob{c, configType})
+		return jsonBlob(Manifest{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: c.desc(configType), Layers: layers})
+	}
+	imageConfig := func(p Platform) ImageConfig {
+		c := cfg
+		c.Architecture, c.OS, c.Variant = p.Architecture, p.OS, p.Variant
+		return c
+	}
+	wasmPlatform := Platform{Architecture: opts.Arch, OS: opts.OS}
+	var (
+		top     blob
+		indexed []Descriptor // the manifests of an index, with their platforms
+	)
 	switch opts.Layout {
-	case "", LayoutRootfs:
+	case "", LayoutRootfs, LayoutPortable:
 		layerTar, err := layerTar(files, opts.CharDevices)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var gz bytes.Buffer
 		zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
 		if _, err := zw.Write(layerTar); err != nil {
-			return err
+			return nil, err
 		}
 		if err := zw.Close(); err != nil {
-			return err
+			return nil, err
 		}
 		layer := newBlob(gz.Bytes())
 		cfg.RootFS.DiffIDs = []string{newBlob(layerTar).digest}
-		layers, blobs = []Descriptor{layer.desc(MediaTypeLayer)}, []blob{layer}
-		config, configErr = jsonBlob(cfg)
+		layers = []Descriptor{layer.desc(MediaTypeLayer)}
+		img.Blobs = append(img.Blobs, typedBlob{layer, MediaTypeLayer})
+		if top, err = manifest(imageConfig(wasmPlatform), MediaTypeConfig); err != nil {
+			return nil, err
+		}
+		if opts.Layout != LayoutPortable {
+			break
+		}
+		// The wasm manifest first, then one per node platform whose config says that platform,
+		// all over the same layer: a CRI pull pinned to the node's platform finds its manifest,
+		// and its unpacker (which checks the config's platform) unpacks it.
+		platforms := opts.Platforms
+		if len(platforms) == 0 {
+			platforms = DefaultPlatforms
+		}
+		indexed = []Descriptor{top.desc(MediaTypeManifest)}
+		indexed[0].Platform = &wasmPlatform
+		seen := map[Platform]bool{wasmPlatform: true}
+		for _, s := range platforms {
+			p, err := ParsePlatform(s)
+			if err != nil {
+				return nil, err
+			}
+			if seen[p] {
+				return nil, fmt.Errorf("platform %s is given twice", s)
+			}
+			seen[p] = true
+			m, err := manifest(imageConfig(p), MediaTypeConfig)
+			if err != nil {
+				return nil, err
+			}
+			d := m.desc(MediaTypeManifest)
+			d.Platform = &p
+			indexed = append(indexed, d)
+			img.Manifests = append(img.Manifests, m)
+		}
+		img.Manifests = append([]blob{top}, img.Manifests...)
 	case LayoutWasmLayers, LayoutArtifact:
 		if len(order) != 1 {
-			return fmt.Errorf("layout %s takes exactly one file, the module (got %d)", opts.Layout, len(order))
+			return nil, fmt.Errorf("layout %s takes exactly one file, the module (got %d)", opts.Layout, len(order))
 		}
 		data := files[order[0]]
 		if len(data) < 4 || string(data[:4]) != "\x00asm" {
-			return fmt.Errorf("file %q is not a WebAssembly module (no \\0asm magic number)", opts.Files[0].Src)
+			return nil, fmt.Errorf("file %q is not a WebAssembly module (no \\0asm magic number)", opts.Files[0].Src)
 		}
 		module := newBlob(data)
 		d := module.desc(MediaTypeWasm)
 		d.Annotations = map[string]string{AnnotationTitle: path.Base(order[0])}
-		blobs = []blob{module}
+		img.Blobs = append(img.Blobs, typedBlob{module, MediaTypeWasm})
 		if opts.Layout == LayoutWasmLayers {
 			if opts.LayerMediaType != "" {
 				d.MediaType = opts.LayerMediaType
+				img.Blobs[len(img.Blobs)-1].mediaType = d.MediaType
 			}
 			// No tar layer: diff_ids stays empty, and containerd unpacks the image to an
 			// empty snapshot (it skips layers that are not tar media types).
 			layers = []Descriptor{d}
-			config, configErr = jsonBlob(cfg)
+			var err error
+			if top, err = manifest(imageConfig(wasmPlatform), MediaTypeConfig); err != nil {
+				return nil, err
+			}
 			break
 		}
 		layers = []Descriptor{d}
 		wc := WasmConfig{Created: cfg.Created, Architecture: opts.Arch, OS: opts.OS, LayerDigests: []string{d.Digest}}
 		wc.Config = &cfg.Config
-		config, configErr = jsonBlob(wc)
-		configType = MediaTypeWasmConfig
+		var err error
+		if top, err = manifest(wc, MediaTypeWasmConfig); err != nil {
+			return nil, err
+		}
 	default:
-		return fmt.Errorf("unknown layout %q: want %s, %s or %s", opts.Layout, LayoutRootfs, LayoutWasmLayers, LayoutArtifact)
+		return nil, fmt.Errorf("unknown layout %q: want %s, %s, %s or %s", opts.Layout, LayoutPortable, LayoutRootfs, LayoutWasmLayers, LayoutArtifact)
 	}
-	if configErr != nil {
-		return configErr
+	if opts.Index && indexed == nil {
+		// docker buildx style: an index listing the one wasm manifest.
+		d := top.desc(MediaTypeManifest)
+		d.Platform = &wasmPlatform
+		indexed = []Descriptor{d}
+		img.Manifests = []blob{top}
 	}
-
-	manifest, err := jsonBlob(Manifest{
-		SchemaVersion: 2,
-		MediaType:     MediaTypeManifest,
-		Config:        config.desc(configType),
-		Layers:        layers,
-	})
+	if indexed == nil {
+		img.Top, img.TopType, img.TopPlatform = top, MediaTypeManifest, &wasmPlatform
+		return img, nil
+	}
+	index, err := jsonBlob(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: indexed})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	mdesc := manifest.desc(MediaTypeManifest)
-	mdesc.Platform = &Platform{Architecture: opts.Arch, OS: opts.OS}
-	mdesc.Annotations = map[string]string{
-		AnnotationContainerdName: opts.Name,
-		AnnotationRefName:        opts.Name,
+	img.Top, img.TopType = index, MediaTypeIndex
+	return img, nil
+}
+
+// WriteLayout writes the image as an OCI image-layout tarball for `ctr images import`: its
+// index.json lists the image's top manifest (or index) under the image's name.
+func (img *Image) WriteLayout(w io.Writer) error {
+	top := img.Top.desc(img.TopType)
+	top.Platform = img.TopPlatform
+	top.Annotations = map[string]string{
+		AnnotationContainerdName: img.Name,
+		AnnotationRefName:        img.Name,
 	}
-	index, err := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: []Descriptor{mdesc}})
+	index, err := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: []Descriptor{top}})
 	if err != nil {
 		return err
 	}
@@ -330,10 +460,20 @@ func Build(w io.Writer, opts Options) error {
 			return err
 		}
 	}
-	blobs = append(blobs, config, manifest)
-	sort.Slice(blobs, func(i, j int) bool { return blobs[i].digest < blobs[j].digest })
-	for _, b := range blobs {
-		if err := add("blobs/sha256/"+strings.TrimPrefix(b.digest, "sha256:"), b.data); err != nil {
+	blobs := map[string]blob{img.Top.digest: img.Top}
+	for _, b := range img.Manifests {
+		blobs[b.digest] = b
+	}
+	for _, b := range img.Blobs {
+		blobs[b.digest] = b.blob
+	}
+	digests := make([]string, 0, len(blobs))
+	for d := range blobs {
+		digests = append(digests, d)
+	}
+	sort.Strings(digests)
+	for _, d := range digests {
+		if err := add("blobs/sha256/"+strings.TrimPrefix(d, "sha256:"), blobs[d].data); err != nil {
 			return err
 		}
 	}

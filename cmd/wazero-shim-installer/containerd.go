@@ -179,6 +179,9 @@ func (o *options) validate(bin string, dir hostFile, content []byte) error {
 			hasDefault = true
 		}
 	}
+	if o.localImagePull && !hasLocalPull(out, doc) {
+		return fmt.Errorf("%s loads the edited config without %s.%s = true in its `config dump`: this containerd does not know the setting (it needs containerd 2.0 or later)", bin, strings.Join(criImagesTable, "."), localPullKey)
+	}
 	for _, k := range doc.keys {
 		if pathEqual(k.path, want) && k.str != nil && *k.str == runtimeType {
 			if !hasDefault {

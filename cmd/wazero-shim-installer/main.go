@@ -28,6 +28,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 )
 
 // shimName is the binary containerd looks for on its PATH for runtime io.containerd.wazero.v1.
@@ -61,6 +63,13 @@ type options struct {
 	criSocket             string        // host path; "" = the layout's
 	wait                  time.Duration // how long the CRI has to list the handler after a restart
 	retry                 bool          // try again a config an earlier run rolled back
+	// localImagePull sets use_local_image_pull = true (containerd 2.x): see localPullKey.
+	localImagePull bool
+	// warmCache runs the warm agent (runWarm) instead of installing; cacheDir is the shim's
+	// compilation cache (host path) and warmNamespace the containerd namespace it watches.
+	warmCache     bool
+	cacheDir      string
+	warmNamespace string
 
 	stdout, stderr io.Writer
 	// restartFn restarts containerd's systemd unit (-restart systemctl); tests replace it.
@@ -88,12 +97,23 @@ func main() {
 	flag.StringVar(&o.criSocket, "cri-socket", "", "host path of containerd's socket, asked after a restart (default: the distribution's: /run/containerd/containerd.sock for plain containerd)")
 	flag.DurationVar(&o.wait, "wait", 2*time.Minute, "how long containerd has, after a restart, to answer on the CRI socket with the handler listed before the config is rolled back")
 	flag.BoolVar(&o.retry, "retry", false, "try a config again that an earlier run restarted containerd with and rolled back")
+	flag.BoolVar(&o.localImagePull, "local-image-pull", false, "containerd 2.x: also set use_local_image_pull = true in the CRI images plugin, so kubelet pulls unpack images published as a bare wasip1/wasm manifest (containerd 2.4's transfer-service pull does not); not needed for images pushed by wasmimg (docs/kubernetes.md)")
 	flag.BoolVar(&o.force, "force", false, "set runtime_type when the runtime section exists with another value")
 	flag.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print the resulting config file to stdout (containerd still checks it, from a temporary file)")
+	flag.BoolVar(&o.warmCache, "warm-cache", false, "run as the node's warm agent instead of installing: compile the module of every wasm image containerd has or pulls (namespace -warm-namespace) into the shim's compilation cache, so that its first container on the node starts warm; runs until SIGTERM")
+	flag.StringVar(&o.cacheDir, "cache-dir", engine.DefaultCacheDir, "with -warm-cache: host path of the shim's compilation cache (the shim's CONTAINERD_SHIM_WAZERO_CACHE_DIR)")
+	flag.StringVar(&o.warmNamespace, "warm-namespace", "k8s.io", "with -warm-cache: the containerd namespace whose images are warmed (the kubelet's is k8s.io)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
+	}
+	if o.warmCache {
+		if err := runWarm(o); err != nil {
+			fmt.Fprintln(o.stderr, "wazero-shim-installer: "+err.Error())
+			os.Exit(1)
+		}
+		return
 	}
 	summary, err := run(o)
 	if summary != "" {

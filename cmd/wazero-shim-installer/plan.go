@@ -101,6 +101,16 @@ func (o *options) planConfig(l layout, ver ctrdVersion, bin string) (*configPlan
 		}
 		p.out, p.changed, p.summary, p.version = out, res.changed, res.summary, res.version
 	}
+	if o.localImagePull {
+		if ver.major < 2 || p.version < 3 {
+			return nil, fmt.Errorf("-local-image-pull is for containerd 2.x (config version 3 or 4); the node's containerd is %s with a version %d config, whose CRI plugin always pulls with containerd's client: drop the flag", ver, p.version)
+		}
+		out, changed, summary, err := setLocalImagePull(p.out, o.force, l.template)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.shown, err)
+		}
+		p.out, p.changed, p.summary = out, p.changed || changed, p.summary+"; "+summary
+	}
 	if !p.changed {
 		return p, nil
 	}

@@ -59,28 +59,34 @@ func goarch() string {
 }
 
 // installerManifest is deploy/installer-daemonset.yaml with what a test node needs instead of a
-// production node's: the test's image (never pulled), the imported pause image, and a config, a
-// containerd binary and a bin directory given explicitly, without a restart (the test's
-// containerd is not a systemd unit). Everything else, the pod's privileges, host PID namespace,
-// host root mount, node selector and rollout, is the manifest as shipped.
-func installerManifest(t *testing.T, config, containerd, binDir string) string {
+// production node's: the test's image (never pulled); for the install, a config, a containerd
+// binary and a bin directory given explicitly and no restart (the test's containerd is not a
+// systemd unit); for the warm agent, the cluster's containerd socket and a cache directory of the
+// test's. Everything else, the pod's privileges, host PID namespace, host root mount, node
+// selector, limits and rollout, is the manifest as shipped.
+func installerManifest(t *testing.T, config, containerd, binDir, sock, cacheDir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "installer-daemonset.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := string(b)
-	for old, new := range map[string]string{
-		"image: ghcr.io/OWNER/containerd-shim-wazero-installer:VERSION": "image: " + installerImage + "\n          imagePullPolicy: Never",
-		"image: registry.k8s.io/pause:3.10\n":                           "image: " + sandboxImage + "\n          imagePullPolicy: Never\n",
-		"- -distro=auto":                                                "- -distro=containerd\n            - -config=" + config + "\n            - -containerd=" + containerd,
-		"- -bin-dir=/usr/local/bin":                                     "- -bin-dir=" + binDir,
-		"- -restart=systemctl":                                          "- -restart=none",
+	const image = "image: ghcr.io/OWNER/containerd-shim-wazero-installer:VERSION"
+	if strings.Count(m, image) != 2 {
+		t.Fatalf("deploy/installer-daemonset.yaml no longer has its image twice (install, warm): update this test with the manifest")
+	}
+	m = strings.ReplaceAll(m, image, "image: "+installerImage+"\n          imagePullPolicy: Never")
+	// In order: the install container's -distro, then the warm container's.
+	for _, r := range [][2]string{
+		{"- -distro=auto", "- -distro=containerd\n            - -config=" + config + "\n            - -containerd=" + containerd},
+		{"- -bin-dir=/usr/local/bin", "- -bin-dir=" + binDir},
+		{"- -restart=systemctl", "- -restart=none"},
+		{"- -distro=auto", "- -distro=containerd\n            - -cri-socket=" + sock + "\n            - -cache-dir=" + cacheDir},
 	} {
-		if !strings.Contains(m, old) {
-			t.Fatalf("deploy/installer-daemonset.yaml no longer has %q: update this test with the manifest", old)
+		if !strings.Contains(m, r[0]) {
+			t.Fatalf("deploy/installer-daemonset.yaml no longer has %q: update this test with the manifest", r[0])
 		}
-		m = strings.Replace(m, old, new, 1)
+		m = strings.Replace(m, r[0], r[1], 1)
 	}
 	return m
 }
@@ -106,7 +112,8 @@ func withoutWazero(cfg string) string {
 // testInstallerDaemonSet: the DaemonSet's pod installs the shim and the runner into the node's
 // bin directory and adds the runtime to the node's containerd config in the form that
 // containerd version reads (containerd itself then loads it: `config dump` lists the runtime),
-// the pod turns Ready, and a pod re-created by the DaemonSet changes nothing.
+// the pod turns Ready, its warm agent compiles the node's wasm images, and a pod re-created by
+// the DaemonSet changes nothing.
 func testInstallerDaemonSet(t *testing.T, c *cluster) {
 	host := filepath.Join(c.dir, "installer-node")
 	binDir := filepath.Join(host, "bin")
@@ -122,9 +129,11 @@ func testInstallerDaemonSet(t *testing.T, c *cluster) {
 		t.Fatal(err)
 	}
 	containerd := filepath.Join(containerdBin(c.version), "containerd")
-	c.apply(t, installerManifest(t, config, containerd, binDir))
+	cacheDir := filepath.Join(host, "cache")
+	c.apply(t, installerManifest(t, config, containerd, binDir, c.sock(), cacheDir))
 	defer c.kubectlR("-n", "kube-system", "delete", "daemonset", "wazero-shim-installer", "--wait=false")
 
+	var instPod string
 	ready := func(what string) string {
 		var name string
 		c.wait(t, what, podTimeout, func() (bool, string) {
@@ -138,6 +147,7 @@ func testInstallerDaemonSet(t *testing.T, c *cluster) {
 			name = podName(pods[0])
 			return true, ""
 		})
+		instPod = name
 		return c.kubectl(t, "-n", "kube-system", "logs", name, "-c", "install")
 	}
 	log := ready("the installer pod Ready after its install")
@@ -169,6 +179,12 @@ func testInstallerDaemonSet(t *testing.T, c *cluster) {
 			t.Errorf("%s installed without its execute bits: %v", name, fi.Mode())
 		}
 	}
+
+	// The warm agent compiles the cluster's wasm images (imported into k8s.io) into the cache.
+	c.wait(t, "the warm agent compiled the wasm test image", podTimeout, func() (bool, string) {
+		log := c.kubectlR("-n", "kube-system", "logs", instPod, "-c", "warm").stdout
+		return strings.Contains(log, "warm docker.io/library/wasmtest:latest: module"), log
+	})
 
 	// The DaemonSet puts a deleted pod back; its install finds everything in place.
 	c.kubectl(t, "-n", "kube-system", "delete", "pod", "-l", "app.kubernetes.io/name=wazero-shim-installer", "--wait=true", "--timeout=2m")

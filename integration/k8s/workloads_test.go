@@ -3,12 +3,12 @@
 package k8s
 
 // What a Kubernetes user does with wasm pods, through kubectl against a real kubelet: the deploy/
-// manifests applied as they are, Jobs, restarts, probes, logs, stats and deletion.
+// manifests applied as they are, Jobs, restarts, probes, logs, stats, deletion and images pulled
+// from a registry on the node (registry_test.go).
 //
-// Left for the issues that bring them (issue 18, item 3): images pulled from the local registry
-// with the runtime class, kubectl exec and exec probes (refused by the shim today), in-place
-// resize, pods mixing wasm and a native sidecar. Each belongs here as one more entry of the list
-// in TestKubernetes.
+// Left for the issues that bring them (issue 18, item 3): kubectl exec and exec probes (refused by
+// the shim today), in-place resize, pods mixing wasm and a native sidecar. Each belongs here as
+// one more entry of the list in TestKubernetes.
 
 import (
 	"encoding/json"
@@ -53,6 +53,7 @@ func TestKubernetes(t *testing.T) {
 					{"StatsSummary", testStatsSummary},
 					{"GracefulDeletion", testGracefulDeletion},
 					{"InstallerDaemonSet", testInstallerDaemonSet},
+					{"RegistryPull", testRegistryPull},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						t.Parallel()

@@ -102,6 +102,9 @@ func (m *imageModules) module(ctx context.Context, id, args0 string) (_ oci.Modu
 	store := contentStore{contentapi.NewContentClient(conn)}
 	top := ocispec.Descriptor{MediaType: t.GetMediaType(), Digest: digest.Digest(t.GetDigest()), Size: t.GetSize()}
 	layer, err := chooseLayer(ctx, store, name, top, args0)
+	if oci.IsNoWasmLayer(err) {
+		return oci.Module{}, nil, fmt.Errorf("%s (%s): %w", strings.TrimSuffix(err.Error(), ": "+oci.ErrNoWasmLayer.Error()), republishHint, oci.ErrNoWasmLayer)
+	}
 	if err != nil {
 		return oci.Module{}, nil, err
 	}
@@ -111,6 +114,10 @@ func (m *imageModules) module(ctx context.Context, id, args0 string) (_ oci.Modu
 	}
 	return oci.Module{GuestPath: args0, HostPath: host}, release, nil
 }
+
+// republishHint is the fix named when neither the rootfs nor the image's layers hold the module:
+// an image published by wasmimg carries it where every supported containerd unpacks it.
+const republishHint = "the command must name a module the image holds (wasmimg images: their Entrypoint, /app.wasm); publish modules with `wasmimg -push REGISTRY/REPO:TAG app.wasm`, whose default (portable) layout every supported containerd pulls and unpacks for a kubelet; see docs/kubernetes.md#images"
 
 // chooseLayer walks from an image's target (an index or a manifest) to the layer with its module.
 func chooseLayer(ctx context.Context, store contentStore, name string, target ocispec.Descriptor, args0 string) (oci.ImageModule, error) {
@@ -130,6 +137,15 @@ func chooseLayer(ctx context.Context, store contentStore, name string, target oc
 	for _, md := range manifests {
 		var mf ocispec.Manifest
 		if err := store.readJSON(ctx, md, &mf); err != nil {
+			if md.Digest != target.Digest && errdefs.IsNotFound(err) {
+				// A manifest of the index that the node did not pull: a CRI pull fetches only
+				// the node's platform (the portable layout's linux/<arch> manifest, whose
+				// rootfs holds the module).
+				if firstErr == nil {
+					firstErr = fmt.Errorf("image %s has no wasm layer on this node (its wasm manifest %s was not pulled, only the node platform's): %w", name, md.Digest, oci.ErrNoWasmLayer)
+				}
+				continue
+			}
 			return oci.ImageModule{}, fmt.Errorf("image %s: manifest %s: %w", name, md.Digest, err)
 		}
 		config, err := store.read(ctx, mf.Config, maxJSONBlob)
