@@ -41,8 +41,13 @@ var errLockTimeout = errors.New("timed out waiting for another runner compiling 
 // bookkeeping rather than a wazero entry.
 func bookkeeping(rel string) bool {
 	first, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
-	return first == seenDir || first == locksDir
+	return first == seenDir || first == locksDir || first == ScratchDir
 }
+
+// ScratchDir is the cache directory's place for the temporary files of tools that compile into
+// the cache from outside a container (the node's warm agent, pkg/warm, whose image has no /tmp).
+// Its files are not entries: the size bound never counts or removes them.
+const ScratchDir = "scratch"
 
 // cacheEntry is a file of wazero's in the cache directory.
 type cacheEntry struct {

@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -217,7 +218,13 @@ func (w *Warmer) maxModule() int64 {
 
 // compile runs the runner's compile of module (args0 of image) into the cache.
 func (w *Warmer) compile(ctx context.Context, image, args0 string, module []byte) (hit bool, moduleDigest string, _ error) {
-	f, err := os.CreateTemp("", "wazero-warm-*.wasm")
+	// Not in /tmp: the installer's image is FROM scratch and has none. The cache directory is a
+	// host directory the agent writes anyway.
+	tmp := filepath.Join(w.CacheDir, engine.ScratchDir)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return false, "", err
+	}
+	f, err := os.CreateTemp(tmp, "module-*.wasm")
 	if err != nil {
 		return false, "", err
 	}
