@@ -344,8 +344,9 @@ func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 	if err != nil {
 		lg.WithError(err).Warn("compilation cache: bad background compile setting")
 	}
-	// Opened here, while the rootfs is surely mounted: the filler reads it from the descriptor.
-	f, err := os.Open(cfg.Module.HostPath)
+	// Copied here, while the rootfs is surely mounted, into memory the filler reads: it never
+	// holds the rootfs (fillModule).
+	f, err := fillModule(cfg.Module.HostPath, limits.MaxModuleBytes)
 	if err != nil {
 		lg.WithError(err).Warn("compilation cache: cannot fill it in the background")
 		return
