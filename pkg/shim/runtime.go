@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
@@ -45,6 +46,10 @@ type instance interface {
 	CloseStdin()
 	// Cleanup releases everything once the runner has exited: stdio, rootfs mount, cgroup.
 	Cleanup(ctx context.Context) error
+	// Exec prepares an exec process of the container (exec.go): a runner of its own, ready to
+	// run proc's module once started. onExit is called exactly once, from another goroutine,
+	// when that runner exits, unless Exec fails.
+	Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(status int, at time.Time)) (process, error)
 }
 
 // wasmRuntime is the real runtime: runners in cgroups, with the rootfs mounted by the shim.
@@ -57,6 +62,10 @@ type wasmRuntime struct {
 }
 
 type wasmInstance struct {
+	rt      *wasmRuntime
+	id      string
+	spec    *specs.Spec // the container's spec: exec processes are configured from it
+	rootDir string      // the rootfs the guest sees as "/" (the mount, or spec.root.path)
 	bundle  string
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
 	runner  *engine.Runner
@@ -80,7 +89,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err != nil {
 		return nil, err
 	}
-	inst := &wasmInstance{bundle: r.Bundle, exited: make(chan struct{})}
+	inst := &wasmInstance{rt: w, id: r.ID, spec: spec, bundle: r.Bundle, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			_ = inst.Cleanup(ctx)
@@ -99,6 +108,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
+	inst.rootDir = rootfs
 	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
 	if err != nil {
 		return nil, err
@@ -229,7 +239,11 @@ func (i *wasmInstance) Start() error { return i.runner.Start() }
 // could reach it. With all, the runner's process group gets the signal, once the handle shows
 // the runner (its leader, engine.Spawn) is still there.
 func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
-	p := i.runner.Cmd.Process
+	return signalRunner(i.runner.Cmd.Process, sig, all)
+}
+
+// signalRunner is Kill for any runner, the container's or an exec process's.
+func signalRunner(p *os.Process, sig syscall.Signal, all bool) error {
 	err := p.Signal(syscall.Signal(0))
 	if err == nil {
 		if all {

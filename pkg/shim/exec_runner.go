@@ -1,0 +1,163 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// execIO are an exec process's stdio paths, as ExecProcessRequest gives them (see openStdio).
+type execIO struct {
+	Stdin, Stdout, Stderr string
+}
+
+// process is one exec process's running parts: a runner of its own (see Exec).
+type process interface {
+	Pid() int
+	// Start lets the exec's guest code run.
+	Start() error
+	// Kill signals the exec's runner; ErrNotFound once it has exited.
+	Kill(sig syscall.Signal) error
+	// CloseStdin releases the shim's hold on the exec's stdin.
+	CloseStdin()
+	// Cleanup releases the exec's stdio and pipes once its runner has exited.
+	Cleanup()
+}
+
+// wasmExec is an exec process: a runner spawned from the container's own configuration.
+type wasmExec struct {
+	runner  *engine.Runner
+	stdio   *stdio
+	exited  chan struct{}
+	status  int // the runner's exit status, once exited is closed
+	cleaned bool
+}
+
+// Exec prepares an exec process in the container: a runner spawned by the shim from the
+// container's own spec, with proc (the exec's args, env, cwd, user, capabilities, no_new_privs,
+// rlimits) in place of the container's process. It sees the container's filesystem (the same
+// rootfs and mounts, rebuilt in a new mount namespace as the container's runner does; args[0] is
+// looked up there, then in the image's wasm layers), joins the container's network namespace when
+// the spec names one, runs in the container's cgroup, and writes to stdio of its own. It returns
+// once the runner is ready (module compiled or loaded from the cache), waiting for Start.
+//
+// An exec process is always a WASI command: WAZERO_LISTEN and WAZERO_WAGI in its environment
+// (inherited from the container's by ctr and the CRI plugin) are ignored, the container holds
+// those addresses. A pod sandbox runs no module and cannot be exec'd into.
+func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(int, time.Time)) (_ process, retErr error) {
+	if oci.IsSandbox(i.spec) {
+		return nil, fmt.Errorf("container %s is a pod sandbox, which runs no module and has no filesystem to exec into: %w", i.id, errdefs.ErrInvalidArgument)
+	}
+	spec := *i.spec
+	spec.Process = proc
+	cfg, release, err := runnerConfig(ctx, &spec, i.id, i.rootDir, i.rt.cacheDir, i.rt.images)
+	if err != nil {
+		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+	}
+	defer release()
+	cfg.Listen, cfg.WAGI, cfg.BindPrivileged = nil, nil, false
+	node, _ := engine.ColdStartDefault()
+	coldStart, _ := oci.ParseColdStart(proc.Env, node) // a bad value failed in runnerConfig already
+	cfg.ColdStart = coldStart.Resolve(false)
+
+	e := &wasmExec{exited: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			e.Cleanup()
+		}
+	}()
+	if e.stdio, err = openStdio(ctx, i.id, i.rt.namespace, io.Stdin, io.Stdout, io.Stderr); err != nil {
+		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+	}
+	var ec chan runc.Exit
+	exe := i.rt.runnerBin.open(ctx)
+	e.runner, err = engine.Spawn(i.rt.self, i.id, e.stdio.runner, engine.SpawnOptions{
+		Start: func(cmd *exec.Cmd) (err error) {
+			ec, err = reaper.Default.Start(cmd)
+			return err
+		},
+		Exe: exe,
+	})
+	if exe != nil {
+		exe.Close()
+	}
+	e.stdio.runnerDone()
+	if err != nil {
+		close(e.exited)
+		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+	}
+	go func() {
+		status, _ := reaper.Default.Wait(e.runner.Cmd, ec)
+		at := time.Now()
+		e.status = status
+		close(e.exited)
+		onExit(status, at)
+	}()
+	defer func() {
+		if retErr != nil {
+			_ = e.runner.Cmd.Process.Kill()
+			<-e.exited
+		}
+	}()
+	if i.cg != nil {
+		// Before Configure: the exec's compile is charged to the container, as runc's exec is.
+		if err := i.cg.AddProc(uint64(e.runner.Pid())); err != nil {
+			return nil, fmt.Errorf("exec %s in container %s: put its runner in the container's cgroup: %w", execID, i.id, err)
+		}
+	}
+	ready, err := e.runner.ConfigureContext(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, engine.ErrRunnerDied) {
+			select {
+			case <-e.exited:
+				err = fmt.Errorf("%w (exit status %d; a status of 137 is a SIGKILL, most often the OOM killer at the container's memory limit)", err, e.status)
+			case <-time.After(2 * time.Second):
+			}
+		}
+		return nil, fmt.Errorf("exec %s in container %s: module %s: %w: %w", execID, i.id, cfg.Module.GuestPath, err, errdefs.ErrFailedPrecondition)
+	}
+	log.G(ctx).WithFields(log.Fields{
+		"id": i.id, "exec": execID, "module": cfg.Module.GuestPath, "pid": e.runner.Pid(),
+		"cacheHit": ready.CacheHit, "compileMillis": ready.CompileMillis, "interpreted": ready.Interpreted,
+	}).Info("exec runner ready")
+	if ready.Interpreted {
+		i.rt.fillCache(ctx, cfg)
+	}
+	return e, nil
+}
+
+func (e *wasmExec) Pid() int     { return e.runner.Pid() }
+func (e *wasmExec) Start() error { return e.runner.Start() }
+
+// Kill signals the exec's runner alone (not its process group: the runner is its group's only
+// process).
+func (e *wasmExec) Kill(sig syscall.Signal) error {
+	return signalRunner(e.runner.Cmd.Process, sig, false)
+}
+
+func (e *wasmExec) CloseStdin() { e.stdio.CloseStdin() }
+
+func (e *wasmExec) Cleanup() {
+	if e.cleaned {
+		return
+	}
+	e.cleaned = true
+	if e.runner != nil {
+		e.runner.Close()
+	}
+	if e.stdio != nil {
+		e.stdio.Close()
+	}
+}
