@@ -65,6 +65,9 @@ type SpawnOptions struct {
 	// and checked by the shim). The runner is executed from this open file, so the checked binary
 	// is the one that runs even if the file on disk is replaced in between. The caller closes it.
 	Exe *os.File
+	// ExecID, when set, makes the runner an exec process's: its argv ends in "exec=ExecID", so
+	// ps and the tests tell it from its container's runner (whose argv ends in the container ID).
+	ExecID string
 }
 
 // Spawn starts the binary self (or opts.Exe) as a runner in a new mount namespace, with stdio as
@@ -82,6 +85,9 @@ func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, RunnerArg, id)
+	if opts.ExecID != "" {
+		cmd.Args = append(cmd.Args, "exec="+opts.ExecID)
+	}
 	if opts.Exe != nil {
 		// The child executes its fd runnerExeFD, which is opts.Exe; argv[0] names the file.
 		cmd.Path = "/proc/self/fd/" + strconv.Itoa(runnerExeFD)

@@ -68,9 +68,7 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 	}
 	defer release()
 	cfg.Listen, cfg.WAGI, cfg.BindPrivileged = nil, nil, false
-	node, _ := engine.ColdStartDefault()
-	coldStart, _ := oci.ParseColdStart(proc.Env, node) // a bad value failed in runnerConfig already
-	cfg.ColdStart = coldStart.Resolve(false)
+	cfg.ColdStart = execColdStart(proc.Env)
 
 	e := &wasmExec{exited: make(chan struct{})}
 	defer func() {
@@ -88,7 +86,8 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 			ec, err = reaper.Default.Start(cmd)
 			return err
 		},
-		Exe: exe,
+		Exe:    exe,
+		ExecID: execID,
 	})
 	if exe != nil {
 		exe.Close()
@@ -132,10 +131,22 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		"id": i.id, "exec": execID, "module": cfg.Module.GuestPath, "pid": e.runner.Pid(),
 		"cacheHit": ready.CacheHit, "compileMillis": ready.CompileMillis, "interpreted": ready.Interpreted,
 	}).Info("exec runner ready")
-	if ready.Interpreted {
-		i.rt.fillCache(ctx, cfg)
-	}
 	return e, nil
+}
+
+// execColdStart is an exec process's cold-start policy: compile on a cache miss, so the compiled
+// module is cached and the next exec of it (an exec probe's next run) loads it; interpret only
+// when the environment asks for it (WAZERO_COLD_START=interpret, or the node's default). No
+// background compile is started for an exec: a filler holds the module's file open, in the
+// container's rootfs, and would keep its unmount busy when the container is deleted while
+// execs' fillers wait for a slot.
+func execColdStart(env []string) oci.ColdStart {
+	node, _ := engine.ColdStartDefault()
+	c, _ := oci.ParseColdStart(env, node) // a bad value failed in runnerConfig already
+	if c == oci.ColdStartInterpret {
+		return c
+	}
+	return oci.ColdStartCompile
 }
 
 func (e *wasmExec) Pid() int     { return e.runner.Pid() }
