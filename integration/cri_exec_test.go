@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,15 +91,27 @@ func TestCRIExec(t *testing.T) {
 			if len(runners) != 1 {
 				t.Fatalf("exec runners of %s: %v, want one", w, runners)
 			}
+			// The runner is listed from its spawn on; it joins the pod's network namespace as it
+			// reads its configuration: give it until the exec's sleep is over.
 			er := runners[0]
-			if got, want := nsInode(t, er.pid, "net"), nsInode(t, pi.Info.Pid, "net"); got != want {
-				t.Errorf("exec runner network namespace %s, the pod's %s", got, want)
+			var problems []string
+			for end := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				problems = nil
+				if got, want := nsInode(t, er.pid, "net"), nsInode(t, pi.Info.Pid, "net"); got != want {
+					problems = append(problems, fmt.Sprintf("exec runner network namespace %s, the pod's %s", got, want))
+				}
+				if got, want := procCgroups(er.pid), procCgroups(wi.Info.Pid); !slices.Equal(got, want) {
+					problems = append(problems, fmt.Sprintf("exec runner cgroups %v, the container's %v", got, want))
+				}
+				if got := nsInode(t, er.pid, "mnt"); got == nsInode(t, "self", "mnt") {
+					problems = append(problems, "exec runner is in the host's mount namespace")
+				}
+				if len(problems) == 0 || time.Now().After(end) {
+					break
+				}
 			}
-			if got, want := procCgroups(er.pid), procCgroups(wi.Info.Pid); !slices.Equal(got, want) {
-				t.Errorf("exec runner cgroups %v, the container's %v", got, want)
-			}
-			if got := nsInode(t, er.pid, "mnt"); got == nsInode(t, "self", "mnt") {
-				t.Errorf("exec runner is in the host's mount namespace")
+			for _, p := range problems {
+				t.Error(p)
 			}
 			if r := <-done; r.exit != 0 {
 				t.Errorf("exec sleep 3: %s", r)
