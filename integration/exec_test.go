@@ -129,6 +129,17 @@ func TestExec(t *testing.T) {
 				t.Errorf("exec of a module found in PATH: exit %d", r.exit)
 			}
 		})
+		t.Run("own-user", func(t *testing.T) {
+			// The exec runs as its own process.user (ctr task exec --user), not as the container's
+			// root: the rootfs's / (root's, mode 0755) refuses it a new file.
+			r := d.taskExec(t, nil, id, "nobody", []string{"--user", "65534"}, "/testprog.wasm", "write", "/by-nobody.txt", "x")
+			if r.exit != 1 || !strings.Contains(r.stderr, "ermission denied") {
+				t.Errorf("exec --user 65534 writing into /: exit %d, want 1 with permission denied", r.exit)
+			}
+			if r := d.taskExec(t, nil, id, "root", nil, "/testprog.wasm", "write", "/by-root.txt", "x"); r.exit != 0 {
+				t.Errorf("exec as the container's root writing into /: exit %d", r.exit)
+			}
+		})
 		t.Run("exit-codes", func(t *testing.T) {
 			for _, code := range []int{0, 3, 42} {
 				r := d.taskExec(t, nil, id, fmt.Sprintf("exit%d", code), nil, "/testprog.wasm", "exit", strconv.Itoa(code))
