@@ -6,9 +6,9 @@ package k8s
 // manifests applied as they are, Jobs, restarts, probes, logs, stats and deletion.
 //
 // Left for the issues that bring them (issue 18, item 3): images pulled from the local registry
-// with the runtime class, kubectl exec and exec probes (refused by the shim today), in-place
-// resize, pods mixing wasm and a native sidecar, the installer DaemonSet against a scratch host
-// root. Each belongs here as one more entry of the list in TestKubernetes.
+// with the runtime class, in-place resize, pods mixing wasm and a native sidecar, the installer
+// DaemonSet against a scratch host root. Each belongs here as one more entry of the list in
+// TestKubernetes.
 
 import (
 	"encoding/json"
@@ -50,6 +50,7 @@ func TestKubernetes(t *testing.T) {
 					{"RestartOnFailure", testRestartOnFailure},
 					{"HTTPProbes", testHTTPProbes},
 					{"TCPProbes", testTCPProbes},
+					{"ExecProbes", testExecProbes},
 					{"StatsSummary", testStatsSummary},
 					{"GracefulDeletion", testGracefulDeletion},
 				} {
