@@ -56,9 +56,6 @@ spec:
 	if r := c.kubectlR("exec", name, "--", "/testprog.wasm", "exit", "3"); r.exit != 3 {
 		t.Errorf("kubectl exec of a command exiting 3: kubectl exited %d\n%s", r.exit, r)
 	}
-	if r := c.kubectlR("exec", "-i", "-t", name, "--", "/testprog.wasm", "hello"); r.exit == 0 {
-		t.Errorf("kubectl exec -it succeeded; a terminal is not supported\n%s", r)
-	}
 
 	os.Remove(filepath.Join(state, "ready"))
 	p := c.waitPod(t, name, "unready after the exec readiness probe fails", probeTimeout, func(p map[string]any) bool { return !podReady(p) })
