@@ -30,6 +30,9 @@ type cgroup interface {
 	WatchOOM(onOOM func()) (stop func(), err error)
 	// Procs lists the processes in the cgroup (in any v1 hierarchy).
 	Procs() ([]int, error)
+	// Update applies new resource limits (memory, CPU, pids...) to the live cgroup. Device
+	// rules are not changed: they are the container's from Create.
+	Update(res *specs.LinuxResources) error
 }
 
 // cgroupHost says how the host's cgroups are laid out. The shim uses hostCgroups(); tests use a
@@ -135,6 +138,11 @@ func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
 func (c v1cgroup) Delete() error            { return c.cg.Delete() }
 func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
 func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+func (c v1cgroup) Update(res *specs.LinuxResources) error {
+	r := *res
+	r.Devices = nil
+	return c.cg.Update(&r)
+}
 func (c v1cgroup) Procs() ([]int, error) {
 	seen := map[int]bool{}
 	var out []int
@@ -166,6 +174,11 @@ func (c v2cgroup) AddProc(pid uint64) error { return c.m.AddProc(pid) }
 func (c v2cgroup) Delete() error            { return c.m.Delete() }
 func (c v2cgroup) Freeze() error            { return c.m.Freeze() }
 func (c v2cgroup) Thaw() error              { return c.m.Thaw() }
+func (c v2cgroup) Update(res *specs.LinuxResources) error {
+	r := *res
+	r.Devices = nil // the eBPF device filter attached at Create stays
+	return c.m.Update(cgroup2.ToResources(&r))
+}
 func (c v2cgroup) Procs() ([]int, error) {
 	ps, err := c.m.Procs(true)
 	out := make([]int, len(ps))

@@ -57,10 +57,12 @@ type wasmExec struct {
 // (inherited from the container's by ctr and the CRI plugin) are ignored, the container holds
 // those addresses. A pod sandbox runs no module and cannot be exec'd into.
 func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(int, time.Time)) (_ process, retErr error) {
-	if oci.IsSandbox(i.spec) {
+	i.specMu.Lock()
+	spec := *i.spec // as Update last left it
+	i.specMu.Unlock()
+	if oci.IsSandbox(&spec) {
 		return nil, fmt.Errorf("container %s is a pod sandbox, which runs no module and has no filesystem to exec into: %w", i.id, errdefs.ErrInvalidArgument)
 	}
-	spec := *i.spec
 	spec.Process = proc
 	cfg, release, err := runnerConfig(ctx, &spec, i.id, i.rootDir, i.rt.cacheDir, i.rt.images)
 	if err != nil {

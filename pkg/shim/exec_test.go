@@ -239,3 +239,8 @@ func TestExecIllegalCalls(t *testing.T) {
 	_, err = s.Exec(ctx, execReq(t, "c", "p", "/testprog.wasm"))
 	check("exec into a paused container", err, errdefs.IsFailedPrecondition)
 }
+
+func (i *fakeInstance) Update(res *specs.LinuxResources) error {
+	i.updates = append(i.updates, res)
+	return nil
+}

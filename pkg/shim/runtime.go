@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,6 +51,8 @@ type instance interface {
 	// run proc's module once started. onExit is called exactly once, from another goroutine,
 	// when that runner exits, unless Exec fails.
 	Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(status int, at time.Time)) (process, error)
+	// Update changes the container's resource limits live (update.go).
+	Update(res *specs.LinuxResources) error
 }
 
 // wasmRuntime is the real runtime: runners in cgroups, with the rootfs mounted by the shim.
@@ -64,7 +67,8 @@ type wasmRuntime struct {
 type wasmInstance struct {
 	rt      *wasmRuntime
 	id      string
-	spec    *specs.Spec // the container's spec: exec processes are configured from it
+	specMu  sync.Mutex
+	spec    *specs.Spec // the container's spec, guarded by specMu: exec processes are configured from it
 	rootDir string      // the rootfs the guest sees as "/" (the mount, or spec.root.path)
 	bundle  string
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted

@@ -480,11 +480,6 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 	return nil, errgrpc.ToGRPC(fmt.Errorf("checkpoint: %w", errdefs.ErrNotImplemented))
 }
 
-// Update is not supported yet.
-func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb, error) {
-	return nil, errgrpc.ToGRPC(fmt.Errorf("update resources of a wasm container: %w", errdefs.ErrNotImplemented))
-}
-
 type emptypb = ptypes.Empty
 
 var empty = &ptypes.Empty{}
