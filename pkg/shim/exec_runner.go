@@ -38,6 +38,7 @@ type process interface {
 
 // wasmExec is an exec process: a runner spawned from the container's own configuration.
 type wasmExec struct {
+	inst    *wasmInstance
 	runner  *engine.Runner
 	stdio   *stdio
 	exited  chan struct{}
@@ -133,6 +134,18 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		"id": i.id, "exec": execID, "module": cfg.Module.GuestPath, "pid": e.runner.Pid(),
 		"cacheHit": ready.CacheHit, "compileMillis": ready.CompileMillis, "interpreted": ready.Interpreted,
 	}).Info("exec runner ready")
+	// From now on Update moves this exec's guest memory cap with the container's limit; the cap
+	// it starts with is the one the spec has now, which Update also keeps.
+	i.specMu.Lock()
+	if i.execs == nil {
+		i.execs = map[*wasmExec]bool{}
+	}
+	i.execs[e] = true
+	e.inst = i
+	if now := oci.MemoryPages(oci.MemoryLimit(i.spec)); now != cfg.MemoryPages && !hasWAGI(i.spec) {
+		_ = e.runner.SetMemoryPages(now) // an Update came while the exec was being prepared
+	}
+	i.specMu.Unlock()
 	return e, nil
 }
 
@@ -167,6 +180,11 @@ func (e *wasmExec) Cleanup() {
 		return
 	}
 	e.cleaned = true
+	if e.inst != nil {
+		e.inst.specMu.Lock()
+		delete(e.inst.execs, e)
+		e.inst.specMu.Unlock()
+	}
 	if e.runner != nil {
 		e.runner.Close()
 	}

@@ -68,8 +68,9 @@ type wasmInstance struct {
 	rt      *wasmRuntime
 	id      string
 	specMu  sync.Mutex
-	spec    *specs.Spec // the container's spec, guarded by specMu: exec processes are configured from it
-	rootDir string      // the rootfs the guest sees as "/" (the mount, or spec.root.path)
+	spec    *specs.Spec        // the container's spec, guarded by specMu: exec processes are configured from it
+	execs   map[*wasmExec]bool // exec runners not cleaned up yet, guarded by specMu (Update caps them)
+	rootDir string             // the rootfs the guest sees as "/" (the mount, or spec.root.path)
 	bundle  string
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
 	runner  *engine.Runner

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
 // Update changes a container's resource limits live (`ctr task update`, the CRI's
@@ -61,8 +63,11 @@ func updateResources(r *taskAPI.UpdateTaskRequest) (*specs.LinuxResources, error
 	return &res, nil
 }
 
-// Update writes res to the container's cgroup and keeps it in the spec that exec processes are
-// configured from, so a later exec gets the new memory cap.
+// Update writes res to the container's cgroup, moves the linear-memory cap of the container's
+// guest and of its exec processes' guests to the new memory limit (oci.MemoryPages: the limit
+// less the runner's reserve), and keeps res in the spec that exec processes are configured from,
+// so a later exec gets the new cap too. The cgroup comes first: a limit the kernel refuses
+// changes nothing.
 func (i *wasmInstance) Update(res *specs.LinuxResources) error {
 	if i.cg == nil {
 		return fmt.Errorf("updating resources needs a cgroup (linux.cgroupsPath): %w", errdefs.ErrFailedPrecondition)
@@ -71,7 +76,46 @@ func (i *wasmInstance) Update(res *specs.LinuxResources) error {
 		return fmt.Errorf("write the new limits to the container's cgroup: %w", err)
 	}
 	i.recordResources(res)
+	if res.Memory == nil || res.Memory.Limit == nil {
+		return nil
+	}
+	pages := oci.MemoryPages(max(*res.Memory.Limit, 0))
+	i.specMu.Lock()
+	defer i.specMu.Unlock()
+	// A pod sandbox runs no guest; the per-request mode's instances keep the share of the
+	// limit they were compiled for (docs/networking.md).
+	if oci.IsSandbox(i.spec) || hasWAGI(i.spec) {
+		return nil
+	}
+	var errs []error
+	if err := i.runner.SetMemoryPages(pages); err != nil && i.running() {
+		errs = append(errs, err)
+	}
+	for e := range i.execs {
+		_ = e.runner.SetMemoryPages(pages) // an exec that has exited needs no cap
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the cgroup has the new limits, but the guest's memory cap could not follow: %w", errs[0])
+	}
 	return nil
+}
+
+// running reports whether the container's runner has not exited yet.
+func (i *wasmInstance) running() bool {
+	select {
+	case <-i.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func hasWAGI(spec *specs.Spec) bool {
+	if spec.Process == nil {
+		return false
+	}
+	w, err := oci.ParseWAGI(spec.Process.Env)
+	return err == nil && w != nil
 }
 
 // recordResources merges what res sets into the spec's linux.resources (the fields Update

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// A guest's linear memory is capped below its container's memory limit (oci.MemoryPages), and
+// the cap follows the limit live: when the shim changes the container's memory limit (Update), it
+// sends the runner the new cap (Runner.SetMemoryPages), and the guest's next memory.grow is held
+// to it. The module is compiled with wazero's own limit at the wasm32 maximum and the cap is
+// enforced by the memory allocator below, since wazero fixes its limit at instantiation.
+//
+// The allocator reserves the largest memory the guest could ever have as one anonymous
+// mapping (address space only: untouched pages cost nothing, and are charged to the cgroup only
+// once written), so memory.grow never copies the guest's memory into a bigger buffer (which would
+// need twice its memory at once), whatever the cap becomes.
+
+// memCapPrefix starts a cap update line on the runner's control pipe: "memory-pages N\n".
+const memCapPrefix = "memory-pages "
+
+// memoryCap is the live cap of a guest's linear memory, in 64 KiB pages.
+type memoryCap struct{ pages atomic.Uint32 }
+
+// allocator returns the wazero memory allocator that holds the guest to c.
+func (c *memoryCap) allocator() experimental.MemoryAllocator {
+	return experimental.MemoryAllocatorFunc(func(capBytes, maxBytes uint64) experimental.LinearMemory {
+		return &cappedMemory{limit: c, max: maxBytes}
+	})
+}
+
+// watch reads cap updates from the control pipe until it closes (the shim's Runner.Close).
+func (c *memoryCap) watch(in *bufio.Reader) {
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), strings.TrimSpace(memCapPrefix)); ok {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil && n > 0 && n <= 65536 {
+				c.pages.Store(uint32(n))
+			}
+		}
+	}
+}
+
+// cappedMemory is one linear memory, in a mapping of its maximum size reserved at the first
+// allocation.
+type cappedMemory struct {
+	limit   *memoryCap
+	max     uint64
+	mapping []byte
+	grown   bool
+}
+
+// Reallocate implements experimental.LinearMemory: size within the live cap (the first call,
+// the module's declared minimum, is always given: wazero has no error path for it, and a minimum
+// above the cap was refused at Create, see checkMemoryMin).
+func (m *cappedMemory) Reallocate(size uint64) []byte {
+	if m.grown && size > uint64(m.limit.pages.Load())*65536 {
+		return nil
+	}
+	m.grown = true
+	if m.mapping == nil {
+		n := max(m.max, size, 65536)
+		b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			return nil
+		}
+		m.mapping = b
+	}
+	if size > uint64(len(m.mapping)) {
+		return nil
+	}
+	return m.mapping[:size:size]
+}
+
+// Free implements experimental.LinearMemory.
+func (m *cappedMemory) Free() {
+	if m.mapping != nil {
+		_ = unix.Munmap(m.mapping)
+		m.mapping = nil
+	}
+}
+
+// checkMemoryMin refuses a module whose memory's declared minimum is above the cap: the error
+// wazero gave when its own limit was the cap.
+func checkMemoryMin(name string, pages uint32, mems []api.MemoryDefinition) error {
+	for _, d := range mems {
+		if d.Min() > pages {
+			return fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: its memory's minimum is %d pages (%d KiB)",
+				name, uint64(pages)*64, d.Min(), uint64(d.Min())*64)
+		}
+	}
+	return nil
+}
+
+// guestPages is the cap a guest starts with: cfg.MemoryPages, or the wasm32 maximum when unset.
+func guestPages(cfg *Config) uint32 {
+	if cfg.MemoryPages == 0 || cfg.MemoryPages > oci.MaxPages {
+		return oci.MaxPages
+	}
+	return cfg.MemoryPages
+}
