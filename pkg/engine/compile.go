@@ -82,6 +82,9 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 // prepareCode is Prepare of the module's bytes.
 func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, error) {
 	name := cfg.Module.GuestPath
+	if min, ok := memoryMinPages(code); ok && cfg.WAGI == nil && min > guestPages(cfg) {
+		return nil, memoryMinError(name, guestPages(cfg), min)
+	}
 	var err error
 	sum := sha256.Sum256(code)
 	digest := hex.EncodeToString(sum[:])

@@ -97,11 +97,15 @@ func (m *cappedMemory) Free() {
 func checkMemoryMin(name string, pages uint32, mems []api.MemoryDefinition) error {
 	for _, d := range mems {
 		if d.Min() > pages {
-			return fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: its memory's minimum is %d pages (%d KiB)",
-				name, uint64(pages)*64, d.Min(), uint64(d.Min())*64)
+			return memoryMinError(name, pages, d.Min())
 		}
 	}
 	return nil
+}
+
+func memoryMinError(name string, pages, min uint32) error {
+	return fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: its memory's minimum is %d pages (%d KiB)",
+		name, uint64(pages)*64, min, uint64(min)*64)
 }
 
 // guestPages is the cap a guest starts with: cfg.MemoryPages, or the wasm32 maximum when unset.
@@ -110,4 +114,117 @@ func guestPages(cfg *Config) uint32 {
 		return oci.MaxPages
 	}
 	return cfg.MemoryPages
+}
+
+// memoryMinPages returns the largest declared minimum of the module's memories (defined in its
+// memory section or imported), in pages, read from the binary before anything is compiled: a
+// minimum above the cap fails at once instead of after a compile the container's memory limit
+// may not even allow. ok is false when the module has no memory or cannot be read that far (the
+// compile then reports what is wrong with it).
+func memoryMinPages(code []byte) (pages uint32, ok bool) {
+	r := wasmReader{b: code, i: 8}
+	if len(code) < 8 {
+		return 0, false
+	}
+	// limits reads a table's or memory's limits; memory records its minimum.
+	limits := func(memory bool) bool {
+		flags, good := r.byte()
+		if !good {
+			return false
+		}
+		min, good := r.uleb()
+		if !good {
+			return false
+		}
+		if memory && min <= 65536 && uint32(min) >= pages {
+			pages, ok = uint32(min), true
+		}
+		if flags&1 != 0 {
+			_, good = r.uleb()
+		}
+		return good
+	}
+	for r.i < len(r.b) {
+		id, good := r.byte()
+		size, good2 := r.uleb()
+		if !good || !good2 || r.i+int(size) > len(r.b) || size > uint64(len(r.b)) {
+			return pages, ok
+		}
+		end := r.i + int(size)
+		switch id {
+		case 2: // imports
+			n, _ := r.uleb()
+			for k := uint64(0); k < n && r.i < end; k++ {
+				if !r.name() || !r.name() {
+					return pages, ok
+				}
+				kind, _ := r.byte()
+				switch kind {
+				case 0:
+					r.uleb()
+				case 1:
+					r.byte()
+					if !limits(false) {
+						return pages, ok
+					}
+				case 2:
+					if !limits(true) {
+						return pages, ok
+					}
+				case 3:
+					r.byte()
+					r.byte()
+				default:
+					return pages, ok
+				}
+			}
+		case 5: // memories
+			n, _ := r.uleb()
+			for k := uint64(0); k < n && r.i < end; k++ {
+				if !limits(true) {
+					return pages, ok
+				}
+			}
+		}
+		r.i = end
+	}
+	return pages, ok
+}
+
+// wasmReader reads a WebAssembly binary's bytes, LEB128 integers and names.
+type wasmReader struct {
+	b []byte
+	i int
+}
+
+func (r *wasmReader) byte() (byte, bool) {
+	if r.i >= len(r.b) {
+		return 0, false
+	}
+	r.i++
+	return r.b[r.i-1], true
+}
+
+func (r *wasmReader) uleb() (uint64, bool) {
+	var v uint64
+	for shift := 0; shift < 64; shift += 7 {
+		c, ok := r.byte()
+		if !ok {
+			return 0, false
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+func (r *wasmReader) name() bool {
+	n, ok := r.uleb()
+	if !ok || n > uint64(len(r.b)-r.i) {
+		return false
+	}
+	r.i += int(n)
+	return true
 }
