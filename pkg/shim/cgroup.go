@@ -138,9 +138,17 @@ func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
 func (c v1cgroup) Delete() error            { return c.cg.Delete() }
 func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
 func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+// Update on v1: memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes, so a raise
+// of both (the CRI plugin sets swap to the limit) must write memsw first. The library's own
+// reordering swaps the wrong pair (v3.1.3), so the new swap limit is written alone first; when
+// the limits are lowered instead, that write fails harmlessly and the full update, limit first,
+// does it in the right order.
 func (c v1cgroup) Update(res *specs.LinuxResources) error {
 	r := *res
 	r.Devices = nil
+	if m := r.Memory; m != nil && m.Swap != nil && *m.Swap > 0 {
+		_ = c.cg.Update(&specs.LinuxResources{Memory: &specs.LinuxMemory{Swap: m.Swap}})
+	}
 	return c.cg.Update(&r)
 }
 func (c v1cgroup) Procs() ([]int, error) {
