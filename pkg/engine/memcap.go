@@ -71,12 +71,18 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 	}
 	m.grown = true
 	if m.mapping == nil {
-		n := max(m.max, size, 65536)
-		b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-		if err != nil {
+		// The maximum first; where the address space is short (vm.overcommit_memory=2, an
+		// RLIMIT_AS in the spec) the current cap, then what is asked: the guest then cannot grow
+		// past that, but runs.
+		for _, n := range []uint64{max(m.max, size, 65536), max(uint64(m.limit.pages.Load())*65536, size, 65536), max(size, 65536)} {
+			if b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
+				m.mapping = b
+				break
+			}
+		}
+		if m.mapping == nil {
 			return nil
 		}
-		m.mapping = b
 	}
 	if size > uint64(len(m.mapping)) {
 		return nil
