@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +81,30 @@ func TestCappedMemory(t *testing.T) {
 	}
 	if mem.Reallocate(11*65536) != nil {
 		t.Fatalf("grew past the reserved maximum")
+	}
+}
+
+// A cap set before Start is held until the start byte has gone: a waiting runner takes any byte
+// as the start.
+func TestSetMemoryPagesBeforeStart(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	run := &Runner{ctl: w}
+	if err := run.SetMemoryPages(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.SetMemoryPages(7); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	got, _ := io.ReadAll(r)
+	if want := "S" + memCapPrefix + "5\n" + memCapPrefix + "7\n"; string(got) != want {
+		t.Fatalf("control pipe got %q, want %q", got, want)
 	}
 }
