@@ -138,6 +138,7 @@ func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
 func (c v1cgroup) Delete() error            { return c.cg.Delete() }
 func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
 func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+
 // Update on v1: memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes, so a raise
 // of both (the CRI plugin sets swap to the limit) must write memsw first. The library's own
 // reordering swaps the wrong pair (v3.1.3), so the new swap limit is written alone first; when
