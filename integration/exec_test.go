@@ -38,6 +38,7 @@ func taskPids(t *testing.T, d *daemon, id string) map[int]string {
 	if code != 0 {
 		t.Fatalf("ctr task ps %s: exit %d: %s", id, code, se)
 	}
+	t.Logf("ctr task ps %s:\n%s", id, so)
 	pids := map[int]string{}
 	for _, l := range lines(so)[min(1, len(lines(so))):] {
 		f := strings.Fields(l)
@@ -176,32 +177,32 @@ func TestExec(t *testing.T) {
 			}
 		})
 		t.Run("kill", func(t *testing.T) {
-			if r := d.taskExec(t, nil, id, "k", []string{"--detach"}, "/testprog.wasm", "sleep", "60"); r.exit != 0 {
+			if r := d.taskExec(t, nil, id, "killme-exec", []string{"--detach"}, "/testprog.wasm", "sleep", "60"); r.exit != 0 {
 				t.Fatalf("exec --detach: exit %d", r.exit)
 			}
 			pids := taskPids(t, d, id)
 			execPid := 0
 			for pid, info := range pids {
-				if strings.Contains(info, "k") {
+				if strings.Contains(info, "killme-exec") {
 					execPid = pid
 				}
 			}
 			if len(pids) != 2 || execPid == 0 {
-				t.Fatalf("ctr task ps: %v, want the container's runner and exec k's", pids)
+				t.Fatalf("ctr task ps: %v, want the container's runner and exec killme-exec's, named in its INFO", pids)
 			}
-			if _, se, code := d.ctr(t, "task", "kill", "--exec-id", "k", "--signal", "SIGKILL", id); code != 0 {
-				t.Fatalf("ctr task kill --exec-id k: exit %d: %s", code, se)
+			if _, se, code := d.ctr(t, "task", "kill", "--exec-id", "killme-exec", "--signal", "SIGKILL", id); code != 0 {
+				t.Fatalf("ctr task kill --exec-id killme-exec: exit %d: %s", code, se)
 			}
 			for end := time.Now().Add(20 * time.Second); len(taskPids(t, d, id)) != 1; time.Sleep(100 * time.Millisecond) {
 				if time.Now().After(end) {
-					t.Fatalf("exec k still listed after SIGKILL: %v", taskPids(t, d, id))
+					t.Fatalf("exec killme-exec still listed after SIGKILL: %v", taskPids(t, d, id))
 				}
 			}
 			if st := d.taskStatus(t, id); st != "RUNNING" {
 				t.Errorf("container status %q after its exec was killed, want RUNNING", st)
 			}
-			if !waitEvent(ev, id, "exit:k=137") {
-				t.Errorf("no /tasks/exit of exec k with status 137; events %v", execEvents(ev.String(), id))
+			if !waitEvent(ev, id, "exit:killme-exec=137") {
+				t.Errorf("no /tasks/exit of exec killme-exec with status 137; events %v", execEvents(ev.String(), id))
 			}
 		})
 		t.Run("events-in-order", func(t *testing.T) {
@@ -218,12 +219,12 @@ func TestExec(t *testing.T) {
 			}
 		})
 		t.Run("container-exit-kills-execs", func(t *testing.T) {
-			if r := d.taskExec(t, nil, id, "orphan", []string{"--detach"}, "/testprog.wasm", "sleep", "60"); r.exit != 0 {
+			if r := d.taskExec(t, nil, id, "orphan-exec", []string{"--detach"}, "/testprog.wasm", "sleep", "60"); r.exit != 0 {
 				t.Fatalf("exec --detach: exit %d", r.exit)
 			}
 			var execPid int
 			for pid, info := range taskPids(t, d, id) {
-				if strings.Contains(info, "orphan") {
+				if strings.Contains(info, "orphan-exec") {
 					execPid = pid
 				}
 			}
@@ -237,7 +238,7 @@ func TestExec(t *testing.T) {
 			got := execEvents(ev.String(), id)
 			iExec, iInit := -1, -1
 			for i, e := range got {
-				if e == "exit:orphan=137" {
+				if e == "exit:orphan-exec=137" {
 					iExec = i
 				}
 				if strings.HasPrefix(e, "exit:"+id+"=") {
