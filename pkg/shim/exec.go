@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // execProc is the state of one exec process of a container (ctr task exec, crictl exec, CRI
@@ -119,8 +120,10 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 
 	// The container's lock is not held while the exec's module compiles: the container answers
 	// State, Kill... meanwhile. Its exit waits for e.ready before it kills the exec (exit).
+	ctx, span := startSpan(ctx, "wazero.exec", attribute.String("container.id", r.ID), attribute.String("exec.id", r.ExecID))
 	p, err := c.inst.Exec(ctx, r.ExecID, proc, execIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr},
 		func(status int, at time.Time) { s.execExit(c, e, status, at) })
+	endSpan(span, err)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -119,6 +120,7 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 			return nil, fmt.Errorf("exec %s in container %s: put its runner in the container's cgroup: %w", execID, i.id, err)
 		}
 	}
+	began := time.Now()
 	ready, err := e.runner.ConfigureContext(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, engine.ErrRunnerDied) {
@@ -130,6 +132,12 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		}
 		return nil, fmt.Errorf("exec %s in container %s: module %s: %w: %w", execID, i.id, cfg.Module.GuestPath, err, errdefs.ErrFailedPrecondition)
 	}
+	phase := "wazero.compile"
+	if ready.CacheHit {
+		phase = "wazero.cache_load"
+	}
+	recordPhase(ctx, phase, began, time.Duration(ready.CompileMillis)*time.Millisecond,
+		attribute.String("module", cfg.Module.GuestPath), attribute.Bool("cache.hit", ready.CacheHit))
 	log.G(ctx).WithFields(log.Fields{
 		"id": i.id, "exec": execID, "module": cfg.Module.GuestPath, "pid": e.runner.Pid(),
 		"cacheHit": ready.CacheHit, "compileMillis": ready.CompileMillis, "interpreted": ready.Interpreted,

@@ -18,6 +18,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
@@ -193,6 +194,13 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w: %w", r.ID, inst.explain(err, cfg, oci.MemoryLimit(spec)), errdefs.ErrFailedPrecondition)
 	}
+	phase := "wazero.compile"
+	if ready.CacheHit {
+		phase = "wazero.cache_load"
+	}
+	recordPhase(ctx, phase, began, time.Duration(ready.CompileMillis)*time.Millisecond,
+		attribute.String("module", cfg.Module.GuestPath), attribute.String("module.digest", ready.Digest),
+		attribute.Bool("cache.hit", ready.CacheHit), attribute.Bool("interpreted", ready.Interpreted))
 	if ready.CacheProblem != "" {
 		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
 	}

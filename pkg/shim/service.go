@@ -23,6 +23,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // service is the containerd task API (task v3 over ttrpc) for every container of one shim.
@@ -58,6 +61,9 @@ type container struct {
 
 	execs       map[string]*execProc // exec processes by exec ID (exec.go)
 	initExiting bool                 // the runner has exited; its exec processes are being killed
+
+	span      trace.SpanContext // the last lifecycle span (create, then start): the parent of the run's
+	startedAt time.Time
 }
 
 // newService returns the task service. Events go to publisher in order, from one goroutine,
@@ -122,7 +128,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
+	ctx, span := startSpan(ctx, "wazero.create", attribute.String("container.id", r.ID))
 	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) }, func() { s.oom(c) })
+	endSpan(span, err)
+	c.span = span.SpanContext()
 	if err != nil {
 		c.phase = phaseDeleted // the runner's exit, if it comes, is nobody's business
 		return nil, toGRPCOnce(err)
@@ -161,6 +170,16 @@ func (s *service) exit(c *container, status int, at time.Time) {
 	c.exitStatus = uint32(status)
 	c.exitedAt = at
 	close(c.exited)
+	if c.span.IsSampled() {
+		// The guest's run, from Start (or the runner's start) to its exit, under the last span.
+		began := c.startedAt
+		if began.IsZero() {
+			began = at
+		}
+		_, run := otel.Tracer(tracerName).Start(trace.ContextWithRemoteSpanContext(context.Background(), c.span), "wazero.run",
+			trace.WithTimestamp(began), trace.WithAttributes(attribute.String("container.id", c.id), attribute.Int("exit.status", status)))
+		run.End(trace.WithTimestamp(at))
+	}
 	s.events <- &eventstypes.TaskExit{
 		ContainerID: c.id,
 		ID:          c.id,
@@ -196,9 +215,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err := c.phase.allow(r.ID, callStart); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	if err := c.inst.Start(); err != nil {
+	_, span := startSpan(ctx, "wazero.start", attribute.String("container.id", r.ID))
+	err = c.inst.Start()
+	endSpan(span, err)
+	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
+	c.span, c.startedAt = span.SpanContext(), time.Now()
 	c.phase = phaseRunning
 	pid := uint32(c.inst.Pid())
 	s.events <- &eventstypes.TaskStart{ContainerID: r.ID, Pid: pid}
@@ -228,6 +251,8 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	// (ErrNotFound) instead of publishing a second TaskDelete.
 	c.phase = phaseDeleting
 	c.mu.Unlock()
+	ctx, span := startSpan(ctx, "wazero.delete", attribute.String("container.id", r.ID))
+	defer span.End()
 	<-c.exited
 
 	c.mu.Lock()
