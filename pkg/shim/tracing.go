@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"os"
 	"time"
 
 	// containerd's shim tracing plugins: "otlp" and "tracing" export spans over OTLP when the
@@ -15,8 +16,18 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// tracerName names the spans of the task lifecycle this shim exports (see docs/tracing.md).
+// tracerName names the spans of the task lifecycle this shim exports (see docs/tracing.md), and
+// is the service.name of the exported resource.
 const tracerName = "containerd-shim-wazero-v1"
+
+// The exporter's service.name comes from OTEL_SERVICE_NAME, which containerd sets to "containerd"
+// in its own environment when it was unset, and shims inherit: the shim's spans are named as the
+// shim's unless the user chose another name.
+func init() {
+	if v := os.Getenv("OTEL_SERVICE_NAME"); v == "" || v == "containerd" {
+		os.Setenv("OTEL_SERVICE_NAME", tracerName)
+	}
+}
 
 // startSpan starts a span of the task lifecycle as a child of ctx's. With tracing off (no OTLP
 // endpoint) the global tracer provider is OpenTelemetry's no-op one: nothing is recorded or
