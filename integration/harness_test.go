@@ -316,7 +316,7 @@ type daemon struct {
 	dir      string // root, state, sockets, config, log
 	bin      string // binDir(version): $TOOLS/containerd-VERSION/bin or /usr/bin
 	ns       string
-	cacheDir string // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
+	cacheDir string   // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
 	extraEnv []string // more environment for the daemon, and so its shims (TestTracing's OTEL_*)
 
 	once     sync.Once
