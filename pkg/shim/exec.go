@@ -62,7 +62,7 @@ var execRules = map[phase]map[call]rule{
 	},
 }
 
-// allowExec returns nil when call may proceed on exec process e, else an error of the rule's
+// allow returns nil when call may proceed on exec process e, else an error of the rule's
 // errdefs kind naming the container, the exec and what to do.
 func (e *execProc) allow(containerID string, c call) error {
 	r := execRules[e.phase][c]
