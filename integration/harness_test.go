@@ -315,7 +315,8 @@ type daemon struct {
 	dir      string // root, state, sockets, config, log
 	bin      string // binDir(version): $TOOLS/containerd-VERSION/bin or /usr/bin
 	ns       string
-	cacheDir string // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
+	cacheDir string   // the shim's compilation cache: CONTAINERD_SHIM_WAZERO_CACHE_DIR of this daemon
+	extraEnv []string // more environment for the daemon, and so its shims (TestTracing's OTEL_*)
 
 	once     sync.Once
 	startErr error
@@ -464,6 +465,7 @@ func (d *daemon) start() error {
 	cmd := exec.Command(filepath.Join(d.bin, "containerd"), "--config", cfg)
 	cmd.Env = append(filteredEnv("PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", cacheDirEnv),
 		"PATH="+d.daemonPATH(), cacheDirEnv+"="+d.cacheDir)
+	cmd.Env = append(cmd.Env, d.extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies (e.g. go test's -timeout), take the daemon with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -6,9 +6,8 @@ package k8s
 // manifests applied as they are, Jobs, restarts, probes, logs, stats, deletion and images pulled
 // from a registry on the node (registry_test.go).
 //
-// Left for the issues that bring them (issue 18, item 3): kubectl exec and exec probes (refused by
-// the shim today), in-place resize, pods mixing wasm and a native sidecar. Each belongs here as
-// one more entry of the list in TestKubernetes.
+// Left for the issues that bring them (issue 18, item 3): in-place resize, pods mixing wasm and a
+// native sidecar. Each belongs here as one more entry of the list in TestKubernetes.
 
 import (
 	"encoding/json"
@@ -50,6 +49,7 @@ func TestKubernetes(t *testing.T) {
 					{"RestartOnFailure", testRestartOnFailure},
 					{"HTTPProbes", testHTTPProbes},
 					{"TCPProbes", testTCPProbes},
+					{"ExecProbes", testExecProbes},
 					{"StatsSummary", testStatsSummary},
 					{"GracefulDeletion", testGracefulDeletion},
 					{"InstallerDaemonSet", testInstallerDaemonSet},

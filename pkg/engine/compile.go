@@ -48,6 +48,9 @@ type Prepared struct {
 	Listeners []net.Listener
 	// sockWait makes the guest wait for its sockets when it has listeners (see socketWait).
 	sockWait *socketWait
+	// memCap is the live cap of the guest's linear memory (memcap.go); nil in the per-request
+	// mode, whose instances wazero caps itself.
+	memCap *memoryCap
 }
 
 // cacheReadError is how wazero's compilation cache prefixes errors about an entry it cannot use.
@@ -79,6 +82,9 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 // prepareCode is Prepare of the module's bytes.
 func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, error) {
 	name := cfg.Module.GuestPath
+	if min, ok := memoryMinPages(code); ok && cfg.WAGI == nil && min > guestPages(cfg) {
+		return nil, memoryMinError(name, guestPages(cfg), min)
+	}
 	var err error
 	sum := sha256.Sum256(code)
 	digest := hex.EncodeToString(sum[:])
@@ -193,6 +199,18 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 		p.Runtime.Close(ctx)
 		return nil, err
 	}
+	if cfg.WAGI == nil {
+		p.memCap = &memoryCap{}
+		p.memCap.pages.Store(guestPages(cfg))
+		mems := p.Compiled.ImportedMemories()
+		for _, d := range p.Compiled.ExportedMemories() {
+			mems = append(mems, d)
+		}
+		if err := checkMemoryMin(name, guestPages(cfg), mems); err != nil {
+			p.Runtime.Close(ctx)
+			return nil, err
+		}
+	}
 	if p.CacheProblem != "" {
 		cacheProblems = append(cacheProblems, p.CacheProblem)
 	}
@@ -278,7 +296,9 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string, int
 		rc = wazero.NewRuntimeConfigInterpreter()
 	}
 	if cfg.WAGI == nil {
-		rc = rc.WithMemoryLimitPages(cfg.MemoryPages).WithMemoryCapacityFromMax(cfg.MemoryPages < oci.MaxPages)
+		// wazero's limit is the wasm32 maximum: the cap, which Update may move, is the memory
+		// allocator's (memcap.go), which reserves the memory up front itself.
+		rc = rc.WithMemoryLimitPages(oci.MaxPages)
 	} else {
 		// Per-request instances share the guest memory and grow from their minimum (most
 		// handlers stay small, and reserving every instance's cap would zero it per request).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -22,6 +23,10 @@ type Runner struct {
 	Cmd    *exec.Cmd
 	ctl    *os.File // write end of the control pipe
 	status *os.File // read end of the status pipe
+
+	mu           sync.Mutex // orders Start and SetMemoryPages on ctl
+	started      bool
+	pendingPages uint32 // a cap set before Start, sent after it
 }
 
 // ErrRunnerDied is Configure's error when the runner exited before it reported: it was killed,
@@ -65,6 +70,9 @@ type SpawnOptions struct {
 	// and checked by the shim). The runner is executed from this open file, so the checked binary
 	// is the one that runs even if the file on disk is replaced in between. The caller closes it.
 	Exe *os.File
+	// ExecID, when set, makes the runner an exec process's: its argv ends in "exec=ExecID", so
+	// ps and the tests tell it from its container's runner (whose argv ends in the container ID).
+	ExecID string
 }
 
 // Spawn starts the binary self (or opts.Exe) as a runner in a new mount namespace, with stdio as
@@ -82,6 +90,9 @@ func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, RunnerArg, id)
+	if opts.ExecID != "" {
+		cmd.Args = append(cmd.Args, "exec="+opts.ExecID)
+	}
 	if opts.Exe != nil {
 		// The child executes its fd runnerExeFD, which is opts.Exe; argv[0] names the file.
 		cmd.Path = "/proc/self/fd/" + strconv.Itoa(runnerExeFD)
@@ -172,12 +183,39 @@ func (r *Runner) ConfigureContext(ctx context.Context, cfg *Config) (Ready, erro
 	return ready, err
 }
 
-// Start lets the runner run guest code.
+// Start lets the runner run guest code. The control pipe stays open for SetMemoryPages, until
+// Close.
 func (r *Runner) Start() error {
-	_, err := r.ctl.Write([]byte{'S'})
-	r.ctl.Close()
-	if err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.ctl.Write([]byte{'S'}); err != nil {
 		return fmt.Errorf("start runner: %w", err)
+	}
+	r.started = true
+	if r.pendingPages != 0 {
+		return r.sendPages(r.pendingPages)
+	}
+	return nil
+}
+
+// SetMemoryPages moves the cap of the guest's linear memory to pages (64 KiB each): its next
+// memory.grow past it fails. Memory the guest already holds stays its own (wasm memory never
+// shrinks). Before Start the cap is kept and sent right after the start byte (a runner reads
+// only its start byte until then). The runner of a pod sandbox or of the per-request mode
+// ignores it.
+func (r *Runner) SetMemoryPages(pages uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		r.pendingPages = pages
+		return nil
+	}
+	return r.sendPages(pages)
+}
+
+func (r *Runner) sendPages(pages uint32) error {
+	if _, err := fmt.Fprintf(r.ctl, "%s%d\n", memCapPrefix, pages); err != nil {
+		return fmt.Errorf("send the runner its new memory cap: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -103,7 +104,11 @@ func RunnerMain() int {
 	if _, err := in.ReadByte(); err != nil {
 		return ExitRunnerError
 	}
-	ctl.Close()
+	if p != nil && p.memCap != nil {
+		go p.memCap.watch(in) // cap updates from the shim (memcap.go) until it closes the pipe
+	} else {
+		ctl.Close()
+	}
 	if cfg.Sandbox {
 		return holdNamespaces()
 	}
@@ -143,6 +148,9 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 	}
 	closeListeners(p.Listeners)
 	p.Listeners = nil
+	if p.memCap != nil {
+		ctx = experimental.WithMemoryAllocator(ctx, p.memCap.allocator())
+	}
 	mod, err := p.Runtime.InstantiateModule(ctx, p.Compiled, mc)
 	if mod != nil {
 		defer mod.Close(ctx)

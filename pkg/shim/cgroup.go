@@ -31,6 +31,9 @@ type cgroup interface {
 	WatchOOM(onOOM func()) (stop func(), err error)
 	// Procs lists the processes in the cgroup (in any v1 hierarchy).
 	Procs() ([]int, error)
+	// Update applies new resource limits (memory, CPU, pids...) to the live cgroup. Device
+	// rules are not changed: they are the container's from Create.
+	Update(res *specs.LinuxResources) error
 }
 
 // cgroupHost says how the host's cgroups are laid out. The shim uses hostCgroups(); tests use a
@@ -146,6 +149,20 @@ func (c v1cgroup) AddProc(pid uint64) error { return c.cg.AddProc(pid) }
 func (c v1cgroup) Delete() error            { return c.cg.Delete() }
 func (c v1cgroup) Freeze() error            { return c.cg.Freeze() }
 func (c v1cgroup) Thaw() error              { return c.cg.Thaw() }
+
+// Update on v1: memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes, so a raise
+// of both (the CRI plugin sets swap to the limit) must write memsw first. The library's own
+// reordering swaps the wrong pair (v3.1.3), so the new swap limit is written alone first; when
+// the limits are lowered instead, that write fails harmlessly and the full update, limit first,
+// does it in the right order.
+func (c v1cgroup) Update(res *specs.LinuxResources) error {
+	r := *res
+	r.Devices = nil
+	if m := r.Memory; m != nil && m.Swap != nil && *m.Swap > 0 {
+		_ = c.cg.Update(&specs.LinuxResources{Memory: &specs.LinuxMemory{Swap: m.Swap}})
+	}
+	return c.cg.Update(&r)
+}
 func (c v1cgroup) Procs() ([]int, error) {
 	seen := map[int]bool{}
 	var out []int
@@ -177,6 +194,11 @@ func (c v2cgroup) AddProc(pid uint64) error { return c.m.AddProc(pid) }
 func (c v2cgroup) Delete() error            { return c.m.Delete() }
 func (c v2cgroup) Freeze() error            { return c.m.Freeze() }
 func (c v2cgroup) Thaw() error              { return c.m.Thaw() }
+func (c v2cgroup) Update(res *specs.LinuxResources) error {
+	r := *res
+	r.Devices = nil // the eBPF device filter attached at Create stays
+	return c.m.Update(cgroup2.ToResources(&r))
+}
 func (c v2cgroup) Procs() ([]int, error) {
 	ps, err := c.m.Procs(true)
 	out := make([]int, len(ps))

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
@@ -46,6 +49,12 @@ type instance interface {
 	CloseStdin()
 	// Cleanup releases everything once the runner has exited: stdio, rootfs mount, cgroup.
 	Cleanup(ctx context.Context) error
+	// Exec prepares an exec process of the container (exec.go): a runner of its own, ready to
+	// run proc's module once started. onExit is called exactly once, from another goroutine,
+	// when that runner exits, unless Exec fails.
+	Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(status int, at time.Time)) (process, error)
+	// Update changes the container's resource limits live (update.go).
+	Update(res *specs.LinuxResources) error
 }
 
 // wasmRuntime is the real runtime: runners in cgroups, with the rootfs mounted by the shim.
@@ -58,6 +67,12 @@ type wasmRuntime struct {
 }
 
 type wasmInstance struct {
+	rt      *wasmRuntime
+	id      string
+	specMu  sync.Mutex
+	spec    *specs.Spec        // the container's spec, guarded by specMu: exec processes are configured from it
+	execs   map[*wasmExec]bool // exec runners not cleaned up yet, guarded by specMu (Update caps them)
+	rootDir string             // the rootfs the guest sees as "/" (the mount, or spec.root.path)
 	bundle  string
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
 	runner  *engine.Runner
@@ -81,7 +96,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err != nil {
 		return nil, err
 	}
-	inst := &wasmInstance{bundle: r.Bundle, exited: make(chan struct{})}
+	inst := &wasmInstance{rt: w, id: r.ID, spec: spec, bundle: r.Bundle, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			_ = inst.Cleanup(ctx)
@@ -100,6 +115,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
+	inst.rootDir = rootfs
 	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
 	if err != nil {
 		return nil, err
@@ -182,6 +198,13 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w: %w", r.ID, inst.explain(err, cfg, oci.MemoryLimit(spec)), errdefs.ErrFailedPrecondition)
 	}
+	phase := "wazero.compile"
+	if ready.CacheHit {
+		phase = "wazero.cache_load"
+	}
+	recordPhase(ctx, phase, began, time.Duration(ready.CompileMillis)*time.Millisecond,
+		attribute.String("module", cfg.Module.GuestPath), attribute.String("module.digest", ready.Digest),
+		attribute.Bool("cache.hit", ready.CacheHit), attribute.Bool("interpreted", ready.Interpreted))
 	if ready.CacheProblem != "" {
 		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
 	}
@@ -238,7 +261,12 @@ func (i *wasmInstance) Kill(sig syscall.Signal, all bool) error {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 	default:
 	}
-	p := i.runner.Cmd.Process
+	return signalRunner(i.runner.Cmd.Process, sig, all)
+}
+
+// signalRunner is Kill for any runner, the container's or an exec process's. A handle released
+// after the reaper reaped the runner counts as finished.
+func signalRunner(p *os.Process, sig syscall.Signal, all bool) error {
 	err := p.Signal(syscall.Signal(0))
 	if err == nil {
 		if all {

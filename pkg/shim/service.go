@@ -10,6 +10,7 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/events"
 	cruntime "github.com/containerd/containerd/v2/core/runtime"
@@ -21,6 +22,10 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // service is the containerd task API (task v3 over ttrpc) for every container of one shim.
@@ -53,6 +58,12 @@ type container struct {
 	exitStatus uint32
 	exitedAt   time.Time
 	exited     chan struct{} // closed when the runner has exited
+
+	execs       map[string]*execProc // exec processes by exec ID (exec.go)
+	initExiting bool                 // the runner has exited; its exec processes are being killed
+
+	span      trace.SpanContext // the last lifecycle span (create, then start): the parent of the run's
+	startedAt time.Time
 }
 
 // newService returns the task service. Events go to publisher in order, from one goroutine,
@@ -95,15 +106,6 @@ func (s *service) get(id string) (*container, error) {
 	return c, nil
 }
 
-// task returns the container of a call about its init process; calls about exec processes
-// (execID set) are not supported.
-func (s *service) task(id, execID string) (*container, error) {
-	if execID != "" {
-		return nil, fmt.Errorf("exec processes are not supported by the wazero shim: %w", errdefs.ErrNotImplemented)
-	}
-	return s.get(id)
-}
-
 // Create creates the task: mounts the rootfs, resolves and compiles the module in its runner,
 // and leaves the runner waiting for Start.
 func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
@@ -126,7 +128,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
+	ctx, span := startSpan(ctx, "wazero.create", attribute.String("container.id", r.ID))
 	inst, err := s.rt.Create(ctx, r, func(status int, at time.Time) { s.exit(c, status, at) }, func() { s.oom(c) })
+	endSpan(span, err)
+	c.span = span.SpanContext()
 	if err != nil {
 		c.phase = phaseDeleted // the runner's exit, if it comes, is nobody's business
 		return nil, toGRPCOnce(err)
@@ -147,8 +152,13 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	return &taskAPI.CreateTaskResponse{Pid: uint32(inst.Pid())}, nil
 }
 
-// exit records a runner's exit and queues TaskExit.
+// exit records a runner's exit and queues TaskExit. Its exec processes are killed first and
+// their TaskExit queued before the container's, as runc's shim does.
 func (s *service) exit(c *container, status int, at time.Time) {
+	c.mu.Lock()
+	c.initExiting = true
+	c.mu.Unlock()
+	s.killExecs(c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.phase == phaseDeleted {
@@ -160,6 +170,16 @@ func (s *service) exit(c *container, status int, at time.Time) {
 	c.exitStatus = uint32(status)
 	c.exitedAt = at
 	close(c.exited)
+	if c.span.IsSampled() {
+		// The guest's run, from Start (or the runner's start) to its exit, under the last span.
+		began := c.startedAt
+		if began.IsZero() {
+			began = at
+		}
+		_, run := otel.Tracer(tracerName).Start(trace.ContextWithRemoteSpanContext(context.Background(), c.span), "wazero.run",
+			trace.WithTimestamp(began), trace.WithAttributes(attribute.String("container.id", c.id), attribute.Int("exit.status", status)))
+		run.End(trace.WithTimestamp(at))
+	}
 	s.events <- &eventstypes.TaskExit{
 		ContainerID: c.id,
 		ID:          c.id,
@@ -182,7 +202,11 @@ func (s *service) oom(c *container) {
 
 // Start lets the module run.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		resp, err := s.startExec(r)
+		return resp, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -191,9 +215,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err := c.phase.allow(r.ID, callStart); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	if err := c.inst.Start(); err != nil {
+	_, span := startSpan(ctx, "wazero.start", attribute.String("container.id", r.ID))
+	err = c.inst.Start()
+	endSpan(span, err)
+	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
+	c.span, c.startedAt = span.SpanContext(), time.Now()
 	c.phase = phaseRunning
 	pid := uint32(c.inst.Pid())
 	s.events <- &eventstypes.TaskStart{ContainerID: r.ID, Pid: pid}
@@ -203,7 +231,11 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 // Delete removes a task that is not running: it releases the stdio, the rootfs mount and the
 // cgroup. A created task that never started is killed first.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		resp, err := s.deleteExec(r)
+		return resp, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -219,10 +251,20 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	// (ErrNotFound) instead of publishing a second TaskDelete.
 	c.phase = phaseDeleting
 	c.mu.Unlock()
+	ctx, span := startSpan(ctx, "wazero.delete", attribute.String("container.id", r.ID))
+	defer span.End()
 	<-c.exited
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for id, e := range c.execs {
+		// Exec processes nobody deleted: all have exited with the container's runner (exit).
+		if e.proc != nil {
+			e.proc.Cleanup()
+		}
+		e.phase = phaseDeleted
+		delete(c.execs, id)
+	}
 	if err := c.inst.Cleanup(ctx); err != nil {
 		log.G(ctx).WithError(err).WithField("id", r.ID).Warn("cleanup after delete")
 	}
@@ -243,7 +285,11 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 // State reports the task's status, pid, stdio and exit.
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		resp, err := s.stateExec(r)
+		return resp, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -267,7 +313,11 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 
 // Wait blocks until the task exits and returns its exit status.
 func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		resp, err := s.waitExec(ctx, r)
+		return resp, errgrpc.ToGRPC(err)
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -281,9 +331,16 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 	return &taskAPI.WaitResponse{ExitStatus: c.exitStatus, ExitedAt: protobuf.ToTimestamp(c.exitedAt)}, nil
 }
 
-// Kill signals the task. A task that has exited answers ErrNotFound.
+// Kill signals the task. A task that has exited answers ErrNotFound. With all, the container's
+// exec processes get the signal too (runc's kill --all signals every process in the container).
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		if err := s.killExec(r); err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		return empty, nil
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -296,13 +353,21 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb, e
 	if err := c.inst.Kill(sig, r.All); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
+	if r.All {
+		for _, e := range c.execs {
+			if e.phase == phaseCreated || e.phase == phaseRunning {
+				_ = e.proc.Kill(sig)
+			}
+		}
+	}
 	if c.phase == phasePaused && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
 		_ = c.inst.Resume() // a frozen process cannot act on a signal
 	}
 	return empty, nil
 }
 
-// Pids lists the task's processes: its runner.
+// Pids lists the task's processes: its runner, and the runner of each exec process that runs,
+// with its exec ID (runc's ProcessDetails, which `ctr task ps` shows).
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
 	c, err := s.get(r.ID)
 	if err != nil {
@@ -316,7 +381,18 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	if c.phase.status() == tasktypes.Status_STOPPED {
 		return &taskAPI.PidsResponse{}, nil
 	}
-	return &taskAPI.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(c.inst.Pid())}}}, nil
+	procs := []*tasktypes.ProcessInfo{{Pid: uint32(c.inst.Pid())}}
+	for _, e := range c.execs {
+		if e.phase != phaseCreated && e.phase != phaseRunning {
+			continue
+		}
+		info := &tasktypes.ProcessInfo{Pid: uint32(e.proc.Pid())}
+		if a, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: e.id}); err == nil {
+			info.Info = a
+		}
+		procs = append(procs, info)
+	}
+	return &taskAPI.PidsResponse{Processes: procs}, nil
 }
 
 // Pause freezes the task through its cgroup.
@@ -357,7 +433,13 @@ func (s *service) freeze(ctx context.Context, id string, pause bool) (*emptypb, 
 
 // CloseIO closes the task's stdin.
 func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb, error) {
-	c, err := s.task(r.ID, r.ExecID)
+	if r.ExecID != "" {
+		if err := s.closeIOExec(r); err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		return empty, nil
+	}
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -413,11 +495,6 @@ func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 	return empty, nil
 }
 
-// Exec is not supported yet.
-func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypb, error) {
-	return nil, errgrpc.ToGRPC(fmt.Errorf("exec into a wasm container: %w", errdefs.ErrNotImplemented))
-}
-
 // ResizePty is not supported: wasm containers have no terminal.
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb, error) {
 	return nil, errgrpc.ToGRPC(fmt.Errorf("resize pty: wasm containers have no terminal: %w", errdefs.ErrNotImplemented))
@@ -426,11 +503,6 @@ func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 // Checkpoint is not supported.
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb, error) {
 	return nil, errgrpc.ToGRPC(fmt.Errorf("checkpoint: %w", errdefs.ErrNotImplemented))
-}
-
-// Update is not supported yet.
-func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb, error) {
-	return nil, errgrpc.ToGRPC(fmt.Errorf("update resources of a wasm container: %w", errdefs.ErrNotImplemented))
 }
 
 type emptypb = ptypes.Empty

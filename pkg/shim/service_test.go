@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -40,6 +41,8 @@ type fakeInstance struct {
 	exitOnStart *int
 	// noExitOnKill keeps the runner alive after SIGKILL and SIGTERM (a runner slow to die).
 	noExitOnKill bool
+	execs        int                     // exec processes made (exec_test.go)
+	updates      []*specs.LinuxResources // Update calls (update_test.go)
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (instance, error) {
@@ -218,15 +221,15 @@ func TestIllegalCallsAreExplicitErrors(t *testing.T) {
 	_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c"})
 	check("create twice", err, errdefs.IsAlreadyExists)
 	_, err = s.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "c", ExecID: "e"})
-	check("exec", err, errdefs.IsNotImplemented)
+	check("exec without a process spec", err, errdefs.IsInvalidArgument)
 	_, err = s.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c"})
-	check("update", err, errdefs.IsNotImplemented)
+	check("update without resources", err, errdefs.IsInvalidArgument)
 	_, err = s.Checkpoint(ctx, &taskAPI.CheckpointTaskRequest{ID: "c"})
 	check("checkpoint", err, errdefs.IsNotImplemented)
 	_, err = s.ResizePty(ctx, &taskAPI.ResizePtyRequest{ID: "c"})
 	check("resize", err, errdefs.IsNotImplemented)
 	_, err = s.Start(ctx, &taskAPI.StartRequest{ID: "c", ExecID: "e"})
-	check("start exec", err, errdefs.IsNotImplemented)
+	check("start an unknown exec", err, errdefs.IsNotFound)
 	_, err = s.Resume(ctx, &taskAPI.ResumeRequest{ID: "c"})
 	check("resume a created task", err, errdefs.IsFailedPrecondition)
 

@@ -55,7 +55,7 @@ func TestTaskV2(t *testing.T) {
 		t.Fatalf("error kind lost over v2: %v", err)
 	}
 	_, err = tc.Exec(ctx, &taskv2.ExecProcessRequest{ID: "c", ExecID: "e"})
-	if !errdefs.IsNotImplemented(errgrpc.ToNative(err)) {
-		t.Fatalf("exec over v2: %v", err)
+	if !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+		t.Fatalf("exec without a process spec over v2: %v", err)
 	}
 }

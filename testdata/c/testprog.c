@@ -14,7 +14,7 @@ extern char **environ;
 
 static void usage(void) {
 	fputs("usage: testprog hello | args ... | env | exit N | cat | stderr MSG |\n"
-	      "  write PATH TEXT | read PATH | ls PATH | mkdir PATH | sleep SECS | grow MB |\n"
+	      "  write PATH TEXT | read PATH | ls PATH | mkdir PATH | sleep SECS | grow MB [AFTER_SECS] |\n"
 	      "  trap | clock | random | spin SECS\n", stderr);
 	exit(2);
 }
@@ -185,6 +185,8 @@ int main(int argc, char **argv) {
 		return cmd_sleep(argv[2]);
 	} else if (!strcmp(cmd, "grow")) {
 		need(argc, 1);
+		if (argc > 3)
+			cmd_sleep(argv[3]); // grow MB SECS: sleep first (a test changes the limit meanwhile)
 		return cmd_grow(argv[2]);
 	} else if (!strcmp(cmd, "trap")) {
 		fflush(stdout);
