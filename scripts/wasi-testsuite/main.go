@@ -1,0 +1,258 @@
+// Command wasi-testsuite runs the official WASI test suite (WebAssembly/wasi-testsuite, its
+// wasm32-wasip1 tests in C, Rust and AssemblyScript) as containers through ctr with this
+// runtime, and prints each test's result beside the wazero CLI's (the suite's own expectations
+// for wazero, expectations/wazero/linux.toml). scripts/wasi-testsuite.sh starts the daemon and
+// runs it; see docs/WASI.md.
+//
+// Each suite becomes one image (wasmimg): its modules under /.wasi-testsuite/ and its
+// fs-tests.dir as the root, which the tests expect to be the preopened "/". A test passes when
+// the container exits with the spec's exit_code (default 0) and, if the spec has one, prints
+// exactly its stdout.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// suites are the directories of wasm32-wasip1 tests under tests/.
+var suites = []string{"assemblyscript", "c", "rust"}
+
+// spec is a test's JSON file (the suite's legacy keys; a test without one runs with none).
+type spec struct {
+	Args     []string          `json:"args"`
+	Env      map[string]string `json:"env"`
+	Root     string            `json:"root"`
+	ExitCode int               `json:"exit_code"`
+	Stdout   *string           `json:"stdout"`
+}
+
+type options struct {
+	suite, ctr, address, fifoDir, wasmimg, runtime, work, filter string
+	timeout                                                      time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.suite, "suite", "", "directory holding the suite's tests/ and expectations/ (required)")
+	flag.StringVar(&o.ctr, "ctr", "ctr", "ctr binary")
+	flag.StringVar(&o.address, "address", "", "containerd socket (required)")
+	flag.StringVar(&o.fifoDir, "fifo-dir", "", "ctr run --fifo-dir")
+	flag.StringVar(&o.wasmimg, "wasmimg", "testdata/build/wasmimg", "wasmimg binary (make testdata)")
+	flag.StringVar(&o.runtime, "runtime", "io.containerd.wazero.v1", "runtime to run the tests with")
+	flag.StringVar(&o.work, "work", "", "directory for the images (default: a temporary one)")
+	flag.StringVar(&o.filter, "run", "", "only tests whose suite/name contains this")
+	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "time limit of each test")
+	flag.Parse()
+	if o.suite == "" || o.address == "" {
+		flag.Usage()
+		os.Exit(2)
+	}
+	failed, err := run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wasi-testsuite:", err)
+		os.Exit(1)
+	}
+	if failed > 0 {
+		os.Exit(1)
+	}
+}
+
+type outcome struct {
+	suite, name string
+	pass        bool
+	why         string
+	wazeroCLI   bool
+}
+
+func run(o options) (failed int, err error) {
+	if o.work == "" {
+		if o.work, err = os.MkdirTemp("", "wasi-testsuite-"); err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(o.work)
+	}
+	skips, err := wazeroSkips(filepath.Join(o.suite, "expectations", "wazero", "linux.toml"))
+	if err != nil {
+		return 0, err
+	}
+	var results []outcome
+	for _, s := range suites {
+		dir := filepath.Join(o.suite, "tests", s, "testsuite", "wasm32-wasip1")
+		mods, _ := filepath.Glob(filepath.Join(dir, "*.wasm"))
+		if len(mods) == 0 {
+			return 0, fmt.Errorf("no tests in %s: is %s a wasi-testsuite checkout of branch prod/testsuite-base?", dir, o.suite)
+		}
+		suiteName := s
+		if b, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
+			var m struct{ Name string }
+			if json.Unmarshal(b, &m) == nil && m.Name != "" {
+				suiteName = m.Name
+			}
+		}
+		image := "docker.io/library/wasi-testsuite-" + s + ":latest"
+		if err := buildImage(o, dir, mods, image, filepath.Join(o.work, s+".tar")); err != nil {
+			return 0, err
+		}
+		for _, m := range mods {
+			name := strings.TrimSuffix(filepath.Base(m), ".wasm")
+			if o.filter != "" && !strings.Contains(s+"/"+name, o.filter) {
+				continue
+			}
+			r := runTest(o, dir, image, name)
+			r.suite, r.name = s, name
+			r.wazeroCLI = !skips[suiteName][name]
+			results = append(results, r)
+		}
+	}
+	sort.Slice(results, func(i, j int) bool {
+		if results[i].suite != results[j].suite {
+			return results[i].suite < results[j].suite
+		}
+		return results[i].name < results[j].name
+	})
+	word := map[bool]string{true: "pass", false: "FAIL"}
+	shim, cli := 0, 0
+	fmt.Printf("%-50s %-6s %s\n", "test", "shim", "wazero CLI")
+	for _, r := range results {
+		fmt.Printf("%-50s %-6s %s\n", r.suite+"/"+r.name, word[r.pass], word[r.wazeroCLI])
+		if r.pass {
+			shim++
+		} else {
+			failed++
+		}
+		if r.wazeroCLI {
+			cli++
+		}
+	}
+	for _, r := range results {
+		if !r.pass {
+			fmt.Printf("\n%s/%s: %s\n", r.suite, r.name, r.why)
+		}
+	}
+	fmt.Printf("\nshim (%s): %d/%d pass; wazero CLI (the suite's expectations for wazero): %d/%d\n", o.runtime, shim, len(results), cli, len(results))
+	return failed, nil
+}
+
+// buildImage packs a suite's modules and its fs-tests.dir into an image and imports it.
+func buildImage(o options, dir string, mods []string, image, tarball string) error {
+	args := []string{"-o", tarball, "-name", image, "-entrypoint", "/.wasi-testsuite/" + filepath.Base(mods[0])}
+	for _, m := range mods {
+		args = append(args, m+"=/.wasi-testsuite/"+filepath.Base(m))
+	}
+	root := filepath.Join(dir, "fs-tests.dir")
+	_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			rel, _ := filepath.Rel(root, p)
+			args = append(args, p+"=/"+rel)
+		}
+		return nil
+	})
+	if out, err := exec.Command(o.wasmimg, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("wasmimg %s: %v: %s", image, err, out)
+	}
+	if out, err := exec.Command(o.ctr, "--address", o.address, "images", "import", "--all-platforms", tarball).CombinedOutput(); err != nil {
+		return fmt.Errorf("ctr images import %s: %v: %s", tarball, err, out)
+	}
+	return nil
+}
+
+// runTest runs one test as a container and compares what it did with its spec.
+func runTest(o options, dir, image, name string) outcome {
+	var s spec
+	if b, err := os.ReadFile(filepath.Join(dir, name+".json")); err == nil {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return outcome{why: fmt.Sprintf("spec %s.json: %v", name, err)}
+		}
+	}
+	id := fmt.Sprintf("wasi-testsuite-%d-%s", os.Getpid(), strings.ReplaceAll(strings.ToLower(name), "_", "-"))
+	args := []string{"--address", o.address, "run", "--rm", "--runtime", o.runtime}
+	if o.fifoDir != "" {
+		args = append(args, "--fifo-dir", o.fifoDir)
+	}
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "--env", k+"="+s.Env[k])
+	}
+	args = append(args, image, id, "/.wasi-testsuite/"+name+".wasm")
+	args = append(args, s.Args...)
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.ctr, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return outcome{why: err.Error()}
+	}
+	if ctx.Err() != nil {
+		_ = exec.Command(o.ctr, "--address", o.address, "task", "kill", "-s", "SIGKILL", id).Run()
+		_ = exec.Command(o.ctr, "--address", o.address, "container", "rm", id).Run()
+		return outcome{why: fmt.Sprintf("timed out after %v", o.timeout)}
+	}
+	switch {
+	case code != s.ExitCode:
+		return outcome{why: fmt.Sprintf("exit %d, want %d\nstdout: %s\nstderr: %s", code, s.ExitCode, stdout.String(), lastLines(stderr.String(), 15))}
+	case s.Stdout != nil && stdout.String() != *s.Stdout:
+		return outcome{why: fmt.Sprintf("stdout %q, want %q", stdout.String(), *s.Stdout)}
+	}
+	return outcome{pass: true}
+}
+
+// wazeroSkips reads the suite's expectations for wazero: the tests the wazero CLI fails, by
+// suite name ([[suite]] name) and test name (every [[suite.test]] listed: the file lists only
+// the tests where wazero differs).
+func wazeroSkips(path string) (map[string]map[string]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("the wazero CLI's expectations: %w", err)
+	}
+	defer f.Close()
+	skips := map[string]map[string]bool{}
+	suite, inTest := "", false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "[[suite]]":
+			inTest = false
+		case line == "[[suite.test]]":
+			inTest = true
+		case strings.HasPrefix(line, "name"):
+			_, v, _ := strings.Cut(line, "=")
+			v = strings.Trim(strings.TrimSpace(v), `"`)
+			if !inTest {
+				suite = v
+				skips[suite] = map[string]bool{}
+			} else {
+				skips[suite][v] = true
+			}
+		}
+	}
+	return skips, sc.Err()
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
