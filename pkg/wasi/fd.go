@@ -10,7 +10,7 @@ import (
 func (h *host) fdClose(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_close"].Call(ctx, mod, stack)
+		h.o.fdClose.Call(ctx, mod, stack)
 		return
 	}
 	fd := stack[0]
@@ -20,7 +20,7 @@ func (h *host) fdClose(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	stack[0] = uint64(uint32(e.wfd))
-	h.orig["fd_close"].Call(ctx, mod, stack)
+	h.o.fdClose.Call(ctx, mod, stack)
 	if errno(stack[0]) == errSuccess {
 		t.del(fd)
 	}
@@ -31,7 +31,7 @@ func (h *host) fdClose(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *host) fdRenumber(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_renumber"].Call(ctx, mod, stack)
+		h.o.fdRenumber.Call(ctx, mod, stack)
 		return
 	}
 	from, to := t.get(stack[0]), t.get(stack[1])
@@ -42,7 +42,7 @@ func (h *host) fdRenumber(ctx context.Context, mod api.Module, stack []uint64) {
 	if from != to {
 		// wazero's descriptor of to goes: closed, whatever it is (wazero refuses none).
 		close := []uint64{uint64(uint32(to.wfd))}
-		h.orig["fd_close"].Call(ctx, mod, close)
+		h.o.fdClose.Call(ctx, mod, close)
 		t.put(uint32(stack[1]), from)
 		t.del(stack[0])
 	}
@@ -53,7 +53,7 @@ func (h *host) fdRenumber(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *host) fdFdstatGet(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_fdstat_get"].Call(ctx, mod, stack)
+		h.o.fdFdstatGet.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -63,7 +63,7 @@ func (h *host) fdFdstatGet(ctx context.Context, mod api.Module, stack []uint64) 
 	}
 	ptr := uint32(stack[1])
 	stack[0] = uint64(uint32(e.wfd))
-	h.orig["fd_fdstat_get"].Call(ctx, mod, stack)
+	h.o.fdFdstatGet.Call(ctx, mod, stack)
 	if errno(stack[0]) != errSuccess {
 		return
 	}
@@ -83,7 +83,7 @@ func (h *host) fdFdstatGet(ctx context.Context, mod api.Module, stack []uint64) 
 func (h *host) fdFdstatSetFlags(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_fdstat_set_flags"].Call(ctx, mod, stack)
+		h.o.fdFdstatSetFlags.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -93,7 +93,7 @@ func (h *host) fdFdstatSetFlags(ctx context.Context, mod api.Module, stack []uin
 	}
 	flags := uint16(stack[1])
 	stack[0] = uint64(uint32(e.wfd))
-	h.orig["fd_fdstat_set_flags"].Call(ctx, mod, stack)
+	h.o.fdFdstatSetFlags.Call(ctx, mod, stack)
 	if errno(stack[0]) == errSuccess {
 		e.flags = flags & (fdflagsKept | fdflagAppend)
 	}
@@ -103,7 +103,7 @@ func (h *host) fdFdstatSetFlags(ctx context.Context, mod api.Module, stack []uin
 func (h *host) fdFdstatSetRights(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_fdstat_set_rights"].Call(ctx, mod, stack)
+		h.o.fdFdstatSetRights.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -123,7 +123,7 @@ func (h *host) fdFdstatSetRights(ctx context.Context, mod api.Module, stack []ui
 func (h *host) fdPrestatGet(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_prestat_get"].Call(ctx, mod, stack)
+		h.o.fdPrestatGet.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -146,7 +146,7 @@ func (h *host) fdPrestatGet(ctx context.Context, mod api.Module, stack []uint64)
 func (h *host) fdPrestatDirName(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_prestat_dir_name"].Call(ctx, mod, stack)
+		h.o.fdPrestatDirName.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -167,7 +167,7 @@ func (h *host) fdPrestatDirName(ctx context.Context, mod api.Module, stack []uin
 func (h *host) fdPwrite(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["fd_pwrite"].Call(ctx, mod, stack)
+		h.o.fdPwrite.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -182,14 +182,14 @@ func (h *host) fdPwrite(ctx context.Context, mod api.Module, stack []uint64) {
 	wfd := uint64(uint32(e.wfd))
 	if e.flags&fdflagAppend == 0 {
 		stack[0] = wfd
-		h.orig["fd_pwrite"].Call(ctx, mod, stack)
+		h.o.fdPwrite.Call(ctx, mod, stack)
 		return
 	}
 	// fd_tell, fd_write (which appends), fd_seek back.
 	var pos uint64
 	if err := h.scratch(mod, 8, func(ptr uint32) errno {
 		s := []uint64{wfd, uint64(ptr)}
-		h.orig["fd_tell"].Call(ctx, mod, s)
+		h.o.fdTell.Call(ctx, mod, s)
 		pos, _ = mod.Memory().ReadUint64Le(ptr)
 		return errno(s[0])
 	}); err != errSuccess {
@@ -197,10 +197,10 @@ func (h *host) fdPwrite(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	w := []uint64{wfd, stack[1], stack[2], stack[4]}
-	h.orig["fd_write"].Call(ctx, mod, w)
+	h.o.fdWrite.Call(ctx, mod, w)
 	if err := h.scratch(mod, 8, func(ptr uint32) errno {
 		s := []uint64{wfd, pos, 0 /* whence set */, uint64(ptr)}
-		h.orig["fd_seek"].Call(ctx, mod, s)
+		h.o.fdSeek.Call(ctx, mod, s)
 		return errno(s[0])
 	}); err != errSuccess && errno(w[0]) == errSuccess {
 		w[0] = uint64(err)
@@ -212,7 +212,7 @@ func (h *host) fdPwrite(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *host) sockAccept(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["sock_accept"].Call(ctx, mod, stack)
+		h.o.sockAccept.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -222,7 +222,7 @@ func (h *host) sockAccept(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	ptr := uint32(stack[2])
 	stack[0] = uint64(uint32(e.wfd))
-	h.orig["sock_accept"].Call(ctx, mod, stack)
+	h.o.sockAccept.Call(ctx, mod, stack)
 	if errno(stack[0]) != errSuccess {
 		return
 	}
@@ -235,7 +235,7 @@ func (h *host) sockAccept(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *host) sockShutdown(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["sock_shutdown"].Call(ctx, mod, stack)
+		h.o.sockShutdown.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -244,7 +244,7 @@ func (h *host) sockShutdown(ctx context.Context, mod api.Module, stack []uint64)
 		return
 	}
 	stack[0] = uint64(uint32(e.wfd))
-	h.orig["sock_shutdown"].Call(ctx, mod, stack)
+	h.o.sockShutdown.Call(ctx, mod, stack)
 	if errno(stack[0]) == errBadf {
 		stack[0] = uint64(errNotsock) // wazero's answer for a descriptor that is not a socket
 	}

@@ -12,9 +12,33 @@ import (
 // ModuleName is the name guests import WASI preview 1 from.
 const ModuleName = wasi_snapshot_preview1.ModuleName
 
-// host holds wazero's original functions, which this package's call.
+// host holds wazero's original functions, which this package's call: by name (orig), and
+// those the overrides call in fields (o), saving a map lookup per call.
 type host struct {
 	orig map[string]api.GoModuleFunction
+	o    originals
+}
+
+// originals are wazero's functions that the overrides call.
+type originals struct {
+	fdClose              api.GoModuleFunction
+	fdFdstatGet          api.GoModuleFunction
+	fdFdstatSetFlags     api.GoModuleFunction
+	fdFdstatSetRights    api.GoModuleFunction
+	fdPrestatDirName     api.GoModuleFunction
+	fdPrestatGet         api.GoModuleFunction
+	fdPwrite             api.GoModuleFunction
+	fdRenumber           api.GoModuleFunction
+	fdSeek               api.GoModuleFunction
+	fdTell               api.GoModuleFunction
+	fdWrite              api.GoModuleFunction
+	pathFilestatSetTimes api.GoModuleFunction
+	pathLink             api.GoModuleFunction
+	pathOpen             api.GoModuleFunction
+	pathReadlink         api.GoModuleFunction
+	pollOneoff           api.GoModuleFunction
+	sockAccept           api.GoModuleFunction
+	sockShutdown         api.GoModuleFunction
 }
 
 // Instantiate instantiates the WASI preview 1 host module in r: wazero's functions, those that
@@ -38,6 +62,24 @@ func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
 		}
 		h.orig[name] = fn
 	}
+	h.o.fdClose = h.orig["fd_close"]
+	h.o.fdFdstatGet = h.orig["fd_fdstat_get"]
+	h.o.fdFdstatSetFlags = h.orig["fd_fdstat_set_flags"]
+	h.o.fdFdstatSetRights = h.orig["fd_fdstat_set_rights"]
+	h.o.fdPrestatDirName = h.orig["fd_prestat_dir_name"]
+	h.o.fdPrestatGet = h.orig["fd_prestat_get"]
+	h.o.fdPwrite = h.orig["fd_pwrite"]
+	h.o.fdRenumber = h.orig["fd_renumber"]
+	h.o.fdSeek = h.orig["fd_seek"]
+	h.o.fdTell = h.orig["fd_tell"]
+	h.o.fdWrite = h.orig["fd_write"]
+	h.o.pathFilestatSetTimes = h.orig["path_filestat_set_times"]
+	h.o.pathLink = h.orig["path_link"]
+	h.o.pathOpen = h.orig["path_open"]
+	h.o.pathReadlink = h.orig["path_readlink"]
+	h.o.pollOneoff = h.orig["poll_oneoff"]
+	h.o.sockAccept = h.orig["sock_accept"]
+	h.o.sockShutdown = h.orig["sock_shutdown"]
 	b := r.NewHostModuleBuilder(ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
 	for name, fn := range h.overrides() {

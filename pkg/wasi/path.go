@@ -15,7 +15,7 @@ import (
 func (h *host) pathOpen(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["path_open"].Call(ctx, mod, stack)
+		h.o.pathOpen.Call(ctx, mod, stack)
 		return
 	}
 	dir := t.get(stack[0])
@@ -31,14 +31,14 @@ func (h *host) pathOpen(ctx context.Context, mod api.Module, stack []uint64) {
 	rel := string(name)
 	base, inheriting, fdflags, result := stack[5], stack[6], uint16(stack[7]), uint32(stack[8])
 	stack[0] = uint64(uint32(dir.wfd))
-	h.orig["path_open"].Call(ctx, mod, stack)
+	h.o.pathOpen.Call(ctx, mod, stack)
 	if errno(stack[0]) != errSuccess {
 		return
 	}
 	wfd, _ := mod.Memory().ReadUint32Le(result)
 	var st [fdstatSize]byte
 	if err := h.fdstat(ctx, mod, int32(wfd), &st); err != errSuccess {
-		h.orig["fd_close"].Call(ctx, mod, []uint64{uint64(wfd)})
+		h.o.fdClose.Call(ctx, mod, []uint64{uint64(wfd)})
 		stack[0] = uint64(err)
 		return
 	}
@@ -61,7 +61,7 @@ func (h *host) pathOpen(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *host) pathReadlink(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["path_readlink"].Call(ctx, mod, stack)
+		h.o.pathReadlink.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -84,7 +84,7 @@ func (h *host) pathReadlink(ctx context.Context, mod api.Module, stack []uint64)
 		saved = append(saved, b...)
 		stack[4] = uint64(n + lent)
 	}
-	h.orig["path_readlink"].Call(ctx, mod, stack)
+	h.o.pathReadlink.Call(ctx, mod, stack)
 	used, _ := mem.ReadUint32Le(result)
 	if lent > 0 {
 		mem.Write(buf+n, saved)
@@ -99,7 +99,7 @@ func (h *host) pathReadlink(ctx context.Context, mod api.Module, stack []uint64)
 func (h *host) pathFilestatSetTimes(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["path_filestat_set_times"].Call(ctx, mod, stack)
+		h.o.pathFilestatSetTimes.Call(ctx, mod, stack)
 		return
 	}
 	e := t.get(stack[0])
@@ -109,7 +109,7 @@ func (h *host) pathFilestatSetTimes(ctx context.Context, mod api.Module, stack [
 	}
 	if stack[1]&lookupFollow != 0 || e.host == "" {
 		stack[0] = uint64(uint32(e.wfd))
-		h.orig["path_filestat_set_times"].Call(ctx, mod, stack)
+		h.o.pathFilestatSetTimes.Call(ctx, mod, stack)
 		return
 	}
 	name, ok := mod.Memory().Read(uint32(stack[2]), uint32(stack[3]))
@@ -139,7 +139,7 @@ func (h *host) pathFilestatSetTimes(ctx context.Context, mod api.Module, stack [
 func (h *host) pathLink(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["path_link"].Call(ctx, mod, stack)
+		h.o.pathLink.Call(ctx, mod, stack)
 		return
 	}
 	old, dst := t.get(stack[0]), t.get(stack[4])
@@ -150,7 +150,7 @@ func (h *host) pathLink(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = uint64(errInval)
 	default:
 		stack[0], stack[4] = uint64(uint32(old.wfd)), uint64(uint32(dst.wfd))
-		h.orig["path_link"].Call(ctx, mod, stack)
+		h.o.pathLink.Call(ctx, mod, stack)
 	}
 }
 

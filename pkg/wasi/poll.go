@@ -17,14 +17,14 @@ import (
 func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
-		h.orig["poll_oneoff"].Call(ctx, mod, stack)
+		h.o.pollOneoff.Call(ctx, mod, stack)
 		return
 	}
 	in, out, n, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
 	mem := mod.Memory()
 	size := uint64(n) * subSize
 	if n == 0 || size > uint64(mem.Size()) {
-		h.orig["poll_oneoff"].Call(ctx, mod, stack) // wazero's EINVAL or EFAULT
+		h.o.pollOneoff.Call(ctx, mod, stack) // wazero's EINVAL or EFAULT
 		return
 	}
 	subs, ok := mem.Read(in, uint32(size))
@@ -84,7 +84,7 @@ func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 			binary.LittleEndian.PutUint32(s[16:], uint32(wfd))
 		}
 	}
-	h.orig["poll_oneoff"].Call(ctx, mod, stack)
+	h.o.pollOneoff.Call(ctx, mod, stack)
 	for _, r := range restore {
 		binary.LittleEndian.PutUint32(subs[r.at:], r.fd)
 	}

@@ -144,7 +144,7 @@ func (h *host) initTable(ctx context.Context, mod api.Module, t *table) {
 func (h *host) fdstat(ctx context.Context, mod api.Module, wfd int32, st *[fdstatSize]byte) errno {
 	return h.scratch(mod, fdstatSize, func(ptr uint32) errno {
 		stack := []uint64{uint64(uint32(wfd)), uint64(ptr)}
-		h.orig["fd_fdstat_get"].Call(ctx, mod, stack)
+		h.o.fdFdstatGet.Call(ctx, mod, stack)
 		if e := errno(stack[0]); e != errSuccess {
 			return e
 		}
@@ -159,7 +159,7 @@ func (h *host) prestatName(ctx context.Context, mod api.Module, wfd int32) (stri
 	var n uint32
 	if h.scratch(mod, prestatSize, func(ptr uint32) errno {
 		stack := []uint64{uint64(uint32(wfd)), uint64(ptr)}
-		h.orig["fd_prestat_get"].Call(ctx, mod, stack)
+		h.o.fdPrestatGet.Call(ctx, mod, stack)
 		if e := errno(stack[0]); e != errSuccess {
 			return e
 		}
@@ -171,7 +171,7 @@ func (h *host) prestatName(ctx context.Context, mod api.Module, wfd int32) (stri
 	var name string
 	if h.scratch(mod, n, func(ptr uint32) errno {
 		stack := []uint64{uint64(uint32(wfd)), uint64(ptr), uint64(n)}
-		h.orig["fd_prestat_dir_name"].Call(ctx, mod, stack)
+		h.o.fdPrestatDirName.Call(ctx, mod, stack)
 		if e := errno(stack[0]); e != errSuccess {
 			return e
 		}
