@@ -70,7 +70,7 @@ bench: deps build testdata
 # wasi-testsuite: the official WASI test suite through ctr with this runtime, beside the wazero
 # CLI's results (root; a few minutes). WASI_TESTSUITE is a clone of
 # https://github.com/WebAssembly/wasi-testsuite (branch prod/testsuite-base); docs/WASI.md.
-wasi-testsuite: deps build testdata
+wasi-testsuite: deps build
 	WASI_TESTSUITE="$(WASI_TESTSUITE)" scripts/wasi-testsuite.sh
 
 install: build

@@ -7,7 +7,7 @@
 # and point WASI_TESTSUITE at the clone (a checkout of that branch, or any git directory that has
 # the branch: it is then exported with git archive). See docs/WASI.md.
 #   WASI_TESTSUITE=DIR [WASI_TESTSUITE_VERSION=v2.4.2] [WASI_TESTSUITE_RUN=substring] scripts/wasi-testsuite.sh
-# Prerequisites (done by `make wasi-testsuite`): scripts/install-deps.sh, make build, make testdata. Root.
+# Prerequisites (done by `make wasi-testsuite`): scripts/install-deps.sh, make build. Root.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,7 +21,6 @@ BRANCH=prod/testsuite-base
 [ "$(id -u)" -eq 0 ] || { echo "wasi-testsuite: must run as root" >&2; exit 1; }
 [ -n "$SUITE" ] || { echo "wasi-testsuite: set WASI_TESTSUITE to a clone of https://github.com/WebAssembly/wasi-testsuite (branch $BRANCH)" >&2; exit 2; }
 [ -x bin/containerd-shim-wazero-v1 ] || { echo "wasi-testsuite: bin/containerd-shim-wazero-v1 missing (make build)" >&2; exit 1; }
-[ -x testdata/build/wasmimg ] || { echo "wasi-testsuite: testdata/build/wasmimg missing (make testdata)" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/wasi-testsuite.XXXXXX)
 cleanup() {
@@ -52,6 +51,6 @@ fi
 E=$TMP/containerd
 wz_start_containerd "$E" "$V" "$PWD/bin"
 mkdir -p "$E/fifo"
-echo "wasi-testsuite: containerd $V, runtime io.containerd.wazero.v1 ($(bin/containerd-shim-wazero-v1 -version 2>/dev/null | head -1))"
+echo "wasi-testsuite: containerd $V, runtime io.containerd.wazero.v1, $(bin/containerd-shim-wazero-v1 -version 2>/dev/null | grep -E '^ *(Version|wazero):' | tr -s ' ' | paste -sd ';')"
 go run ./scripts/wasi-testsuite -suite "$DIR" -ctr "$(wz_bin "$V")/ctr" -address "$E/containerd.sock" \
 	-fifo-dir "$E/fifo" -work "$TMP" -run "${WASI_TESTSUITE_RUN:-}"

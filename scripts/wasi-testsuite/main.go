@@ -4,10 +4,13 @@
 // for wazero, expectations/wazero/linux.toml). scripts/wasi-testsuite.sh starts the daemon and
 // runs it; see docs/WASI.md.
 //
-// Each suite becomes one image (wasmimg): its modules under /.wasi-testsuite/ and its
-// fs-tests.dir as the root, which the tests expect to be the preopened "/". A test passes when
-// the container exits with the spec's exit_code (default 0) and, if the spec has one, prints
-// exactly its stdout.
+// Each test runs as `ctr run --rm --config SPEC ID`: an OCI spec (ctr's default, `ctr oci spec`)
+// with exactly the test's arguments and environment (a container run from an image always gets
+// the image's environment, or containerd's default PATH, which the environ tests count), and as
+// its root a fresh copy of the suite's fs-tests.dir (the "root" the tests expect preopened as "/",
+// as the suite's wazero adapter mounts it; an empty directory for tests without one) with the
+// module under /.wasi-testsuite/. A test passes when the container exits with the spec's
+// exit_code (default 0) and, if the spec has one, prints exactly its stdout.
 package main
 
 import (
@@ -38,8 +41,8 @@ type spec struct {
 }
 
 type options struct {
-	suite, ctr, address, fifoDir, wasmimg, runtime, work, filter string
-	timeout                                                      time.Duration
+	suite, ctr, address, fifoDir, runtime, work, filter string
+	timeout                                             time.Duration
 }
 
 func main() {
@@ -48,9 +51,8 @@ func main() {
 	flag.StringVar(&o.ctr, "ctr", "ctr", "ctr binary")
 	flag.StringVar(&o.address, "address", "", "containerd socket (required)")
 	flag.StringVar(&o.fifoDir, "fifo-dir", "", "ctr run --fifo-dir")
-	flag.StringVar(&o.wasmimg, "wasmimg", "testdata/build/wasmimg", "wasmimg binary (make testdata)")
 	flag.StringVar(&o.runtime, "runtime", "io.containerd.wazero.v1", "runtime to run the tests with")
-	flag.StringVar(&o.work, "work", "", "directory for the images (default: a temporary one)")
+	flag.StringVar(&o.work, "work", "", "directory for the tests' roots and specs (default: a temporary one)")
 	flag.StringVar(&o.filter, "run", "", "only tests whose suite/name contains this")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "time limit of each test")
 	flag.Parse()
@@ -86,6 +88,10 @@ func run(o options) (failed int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	base, err := exec.Command(o.ctr, "oci", "spec").Output()
+	if err != nil {
+		return 0, fmt.Errorf("ctr oci spec: %w", err)
+	}
 	var results []outcome
 	for _, s := range suites {
 		dir := filepath.Join(o.suite, "tests", s, "testsuite", "wasm32-wasip1")
@@ -100,16 +106,12 @@ func run(o options) (failed int, err error) {
 				suiteName = m.Name
 			}
 		}
-		image := "docker.io/library/wasi-testsuite-" + s + ":latest"
-		if err := buildImage(o, dir, mods, image, filepath.Join(o.work, s+".tar")); err != nil {
-			return 0, err
-		}
 		for _, m := range mods {
 			name := strings.TrimSuffix(filepath.Base(m), ".wasm")
 			if o.filter != "" && !strings.Contains(s+"/"+name, o.filter) {
 				continue
 			}
-			r := runTest(o, dir, image, name)
+			r := runTest(o, base, dir, name)
 			r.suite, r.name = s, name
 			r.wazeroCLI = !skips[suiteName][name]
 			results = append(results, r)
@@ -123,9 +125,9 @@ func run(o options) (failed int, err error) {
 	})
 	word := map[bool]string{true: "pass", false: "FAIL"}
 	shim, cli := 0, 0
-	fmt.Printf("%-50s %-6s %s\n", "test", "shim", "wazero CLI")
+	fmt.Printf("%-54s %-6s %s\n", "test", "shim", "wazero CLI")
 	for _, r := range results {
-		fmt.Printf("%-50s %-6s %s\n", r.suite+"/"+r.name, word[r.pass], word[r.wazeroCLI])
+		fmt.Printf("%-54s %-6s %s\n", r.suite+"/"+r.name, word[r.pass], word[r.wazeroCLI])
 		if r.pass {
 			shim++
 		} else {
@@ -144,31 +146,8 @@ func run(o options) (failed int, err error) {
 	return failed, nil
 }
 
-// buildImage packs a suite's modules and its fs-tests.dir into an image and imports it.
-func buildImage(o options, dir string, mods []string, image, tarball string) error {
-	args := []string{"-o", tarball, "-name", image, "-entrypoint", "/.wasi-testsuite/" + filepath.Base(mods[0])}
-	for _, m := range mods {
-		args = append(args, m+"=/.wasi-testsuite/"+filepath.Base(m))
-	}
-	root := filepath.Join(dir, "fs-tests.dir")
-	_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			rel, _ := filepath.Rel(root, p)
-			args = append(args, p+"=/"+rel)
-		}
-		return nil
-	})
-	if out, err := exec.Command(o.wasmimg, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("wasmimg %s: %v: %s", image, err, out)
-	}
-	if out, err := exec.Command(o.ctr, "--address", o.address, "images", "import", "--all-platforms", tarball).CombinedOutput(); err != nil {
-		return fmt.Errorf("ctr images import %s: %v: %s", tarball, err, out)
-	}
-	return nil
-}
-
 // runTest runs one test as a container and compares what it did with its spec.
-func runTest(o options, dir, image, name string) outcome {
+func runTest(o options, baseSpec []byte, dir, name string) outcome {
 	var s spec
 	if b, err := os.ReadFile(filepath.Join(dir, name+".json")); err == nil {
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -176,26 +155,44 @@ func runTest(o options, dir, image, name string) outcome {
 		}
 	}
 	id := fmt.Sprintf("wasi-testsuite-%d-%s", os.Getpid(), strings.ReplaceAll(strings.ToLower(name), "_", "-"))
-	args := []string{"--address", o.address, "run", "--rm", "--runtime", o.runtime}
+	root := filepath.Join(o.work, id)
+	defer os.RemoveAll(root)
+	if err := os.MkdirAll(filepath.Join(root, ".wasi-testsuite"), 0o755); err != nil {
+		return outcome{why: err.Error()}
+	}
+	if s.Root != "" {
+		if out, err := exec.Command("cp", "-a", filepath.Join(dir, s.Root)+"/.", root).CombinedOutput(); err != nil {
+			return outcome{why: fmt.Sprintf("copy %s: %v: %s", s.Root, err, out)}
+		}
+	}
+	if out, err := exec.Command("cp", filepath.Join(dir, name+".wasm"), filepath.Join(root, ".wasi-testsuite")).CombinedOutput(); err != nil {
+		return outcome{why: fmt.Sprintf("copy the module: %v: %s", err, out)}
+	}
+	env := make([]string, 0, len(s.Env))
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	cfg, err := ociSpec(baseSpec, id, root, append([]string{"/.wasi-testsuite/" + name + ".wasm"}, s.Args...), env)
+	if err != nil {
+		return outcome{why: err.Error()}
+	}
+	cfgPath := root + ".json"
+	defer os.Remove(cfgPath)
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return outcome{why: err.Error()}
+	}
+	args := []string{"--address", o.address, "run", "--rm", "--runtime", o.runtime, "--config", cfgPath}
 	if o.fifoDir != "" {
 		args = append(args, "--fifo-dir", o.fifoDir)
 	}
-	keys := make([]string, 0, len(s.Env))
-	for k := range s.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--env", k+"="+s.Env[k])
-	}
-	args = append(args, image, id, "/.wasi-testsuite/"+name+".wasm")
-	args = append(args, s.Args...)
+	args = append(args, id)
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.ctr, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -247,6 +244,23 @@ func wazeroSkips(path string) (map[string]map[string]bool, error) {
 		}
 	}
 	return skips, sc.Err()
+}
+
+// ociSpec is ctr's default spec with the test's process and root.
+func ociSpec(base []byte, id, root string, args, env []string) ([]byte, error) {
+	var sp map[string]any
+	if err := json.Unmarshal(base, &sp); err != nil {
+		return nil, fmt.Errorf("ctr oci spec: %w", err)
+	}
+	proc, _ := sp["process"].(map[string]any)
+	linux, _ := sp["linux"].(map[string]any)
+	if proc == nil || linux == nil {
+		return nil, fmt.Errorf("ctr oci spec: no process or linux section")
+	}
+	proc["args"], proc["env"], proc["terminal"] = args, env, false
+	sp["root"] = map[string]any{"path": root, "readonly": false}
+	linux["cgroupsPath"] = "/default/" + id
+	return json.MarshalIndent(sp, "", "  ")
 }
 
 func lastLines(s string, n int) string {
