@@ -6,7 +6,8 @@
 #   git clone --branch prod/testsuite-base https://github.com/WebAssembly/wasi-testsuite
 # and point WASI_TESTSUITE at the clone (a checkout of that branch, or any git directory that has
 # the branch: it is then exported with git archive). See docs/WASI.md.
-#   WASI_TESTSUITE=DIR [WASI_TESTSUITE_VERSION=v2.4.2] [WASI_TESTSUITE_RUN=substring] scripts/wasi-testsuite.sh
+#   WASI_TESTSUITE=DIR [WASI_TESTSUITE_VERSION=v2.4.2] [WASI_TESTSUITE_RUN=substring]
+#     [WASI_TESTSUITE_SHIM_DIR=DIR] scripts/wasi-testsuite.sh
 # Prerequisites (done by `make wasi-testsuite`): scripts/install-deps.sh, make build. Root.
 set -euo pipefail
 
@@ -16,11 +17,13 @@ cd "$(dirname "$0")/.."
 
 SUITE=${WASI_TESTSUITE:-}
 V=${WASI_TESTSUITE_VERSION:-v2.4.2}
+# WASI_TESTSUITE_SHIM_DIR: a directory with another build of the shim and its runner (to compare).
+SHIM_DIR=${WASI_TESTSUITE_SHIM_DIR:-$PWD/bin}
 BRANCH=prod/testsuite-base
 
 [ "$(id -u)" -eq 0 ] || { echo "wasi-testsuite: must run as root" >&2; exit 1; }
 [ -n "$SUITE" ] || { echo "wasi-testsuite: set WASI_TESTSUITE to a clone of https://github.com/WebAssembly/wasi-testsuite (branch $BRANCH)" >&2; exit 2; }
-[ -x bin/containerd-shim-wazero-v1 ] || { echo "wasi-testsuite: bin/containerd-shim-wazero-v1 missing (make build)" >&2; exit 1; }
+[ -x "$SHIM_DIR/containerd-shim-wazero-v1" ] || { echo "wasi-testsuite: $SHIM_DIR/containerd-shim-wazero-v1 missing (make build)" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/wasi-testsuite.XXXXXX)
 cleanup() {
@@ -49,8 +52,8 @@ else
 fi
 
 E=$TMP/containerd
-wz_start_containerd "$E" "$V" "$PWD/bin"
+wz_start_containerd "$E" "$V" "$SHIM_DIR"
 mkdir -p "$E/fifo"
-echo "wasi-testsuite: containerd $V, runtime io.containerd.wazero.v1, $(bin/containerd-shim-wazero-v1 -version 2>/dev/null | grep -E '^ *(Version|wazero):' | tr -s ' ' | paste -sd ';')"
+echo "wasi-testsuite: containerd $V, runtime io.containerd.wazero.v1, $("$SHIM_DIR/containerd-shim-wazero-v1" -version 2>/dev/null | grep -E '^ *(Version|wazero):' | tr -s ' ' | paste -sd ';')"
 go run ./scripts/wasi-testsuite -suite "$DIR" -ctr "$(wz_bin "$V")/ctr" -address "$E/containerd.sock" \
 	-fifo-dir "$E/fifo" -work "$TMP" -run "${WASI_TESTSUITE_RUN:-}"
