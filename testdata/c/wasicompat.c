@@ -79,9 +79,12 @@ static void renumber_closed(void) {
 	printf("ok renumber-closed\n");
 }
 
-// poll-write: stdout subscribed for writing, with a 5 s clock, is reported ready at once, alone.
+// poll-write: stdout subscribed for writing and a regular file for reading, with a 5 s clock: both
+// are reported ready at once, and the clock is not.
 static void poll_write(void) {
-	__wasi_subscription_t subs[2] = {0};
+	close(open_or_die(path("r.txt"), O_WRONLY | O_CREAT | O_TRUNC));
+	int rd = open_or_die(path("r.txt"), O_RDONLY);
+	__wasi_subscription_t subs[3] = {0};
 	subs[0].userdata = 1;
 	subs[0].u.tag = __WASI_EVENTTYPE_FD_WRITE;
 	subs[0].u.u.fd_write.file_descriptor = 1;
@@ -89,16 +92,25 @@ static void poll_write(void) {
 	subs[1].u.tag = __WASI_EVENTTYPE_CLOCK;
 	subs[1].u.u.clock.id = __WASI_CLOCKID_MONOTONIC;
 	subs[1].u.u.clock.timeout = 5000000000ull;
-	__wasi_event_t ev[2];
+	subs[2].userdata = 3;
+	subs[2].u.tag = __WASI_EVENTTYPE_FD_READ;
+	subs[2].u.u.fd_read.file_descriptor = rd;
+	__wasi_event_t ev[3];
 	__wasi_size_t n = 0;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	__wasi_errno_t e = __wasi_poll_oneoff(subs, ev, 2, &n);
+	__wasi_errno_t e = __wasi_poll_oneoff(subs, ev, 3, &n);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	CHECK(e == 0, "poll_oneoff = %d, want 0", e);
-	CHECK(n == 1 && ev[0].userdata == 1 && ev[0].type == __WASI_EVENTTYPE_FD_WRITE && ev[0].error == 0,
-	      "poll_oneoff: %lu events (first: userdata %llu type %d error %d), want stdout writable alone",
-	      (unsigned long)n, (unsigned long long)ev[0].userdata, ev[0].type, ev[0].error);
+	int write = 0, read = 0;
+	for (__wasi_size_t i = 0; i < n; i++) {
+		CHECK(ev[i].userdata != 2, "poll_oneoff reported the clock with descriptors ready");
+		CHECK(ev[i].error == 0, "poll_oneoff: event %llu has error %d", (unsigned long long)ev[i].userdata, ev[i].error);
+		write += ev[i].userdata == 1 && ev[i].type == __WASI_EVENTTYPE_FD_WRITE;
+		read += ev[i].userdata == 3 && ev[i].type == __WASI_EVENTTYPE_FD_READ;
+	}
+	CHECK(n == 2 && write == 1 && read == 1, "poll_oneoff: %lu events, want stdout writable and the file readable",
+	      (unsigned long)n);
 	CHECK(t1.tv_sec - t0.tv_sec < 4, "poll_oneoff waited for the clock");
 	printf("ok poll-write\n");
 }
