@@ -9,8 +9,9 @@ import (
 
 // pollOneoff is poll_oneoff(in, out, nsubscriptions, result).
 //
-// A call with FD_WRITE subscriptions does not wait (pollWrites). Other calls go to wazero with
-// the descriptors translated (wazero answers FD_READ, and sleeps for clocks).
+// A call with a subscription that is ready by nature (readyNow) does not wait (pollReady). Other
+// calls go to wazero with the descriptors translated (wazero answers FD_READ, and sleeps for
+// clocks).
 func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 	t := h.tableOf(ctx, mod)
 	if t == nil {
@@ -29,16 +30,11 @@ func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = uint64(errFault)
 		return
 	}
-	writes := false
 	for i := uint32(0); i < n; i++ {
-		if subs[i*subSize+8] == eventFdWrite {
-			writes = true
-			break
+		if t.readyNow(subs[i*subSize:]) {
+			h.pollReady(ctx, mod, t, subs, stack)
+			return
 		}
-	}
-	if writes {
-		h.pollWrites(ctx, mod, t, subs, stack)
-		return
 	}
 	// Translate the FD_READ subscriptions' descriptors for wazero, and put the guest's back.
 	type saved struct{ at, fd uint32 }
@@ -49,7 +45,7 @@ func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 			continue
 		}
 		fd := binary.LittleEndian.Uint32(s[16:])
-		wfd := int32(-1) // not open: wazero reports EBADF for it
+		wfd := int32(notOpen)
 		if e := t.get(uint64(fd)); e != nil {
 			wfd = e.wfd
 		}
@@ -64,12 +60,26 @@ func (h *host) pollOneoff(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 }
 
-// pollWrites answers a poll_oneoff(in, out, n, result) that has FD_WRITE subscriptions, at once,
-// as wasmtime answers it for files and stdio: every FD_WRITE subscription on an open descriptor
-// is ready (EBADF for one that is not open). Its FD_READ subscriptions are answered by wazero as
-// in any other call, without waiting (each FD_WRITE subscription becomes an expired clock for
-// wazero, for the call only); clock events are not reported, since descriptors are ready.
-func (h *host) pollWrites(ctx context.Context, mod api.Module, t *table, subs []byte, stack []uint64) {
+// readyNow tells whether subscription s is answered at once, as wasmtime answers it: FD_WRITE
+// (files and stdio are always writable; wazero answers ENOTSUP), and FD_READ on a regular file,
+// which is always readable (wazero waits for stdin instead).
+func (t *table) readyNow(s []byte) bool {
+	switch s[8] {
+	case eventFdWrite:
+		return true
+	case eventFdRead:
+		e := t.get(uint64(binary.LittleEndian.Uint32(s[16:])))
+		return e != nil && e.ftype == typeRegularFile
+	}
+	return false
+}
+
+// pollReady answers a poll_oneoff(in, out, n, result) with subscriptions that are ready by nature
+// (readyNow) at once: those are reported ready (EBADF for a descriptor that is not open). The
+// call's other FD_READ subscriptions are answered by wazero as in any other call, but without
+// waiting (for wazero, the subscriptions answered here become expired clocks for the call only);
+// clock events are not reported, since descriptors are ready.
+func (h *host) pollReady(ctx context.Context, mod api.Module, t *table, subs []byte, stack []uint64) {
 	in, out, n, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
 	mem := mod.Memory()
 	if uint64(out)+uint64(n)*eventSize > uint64(mem.Size()) {
@@ -77,21 +87,23 @@ func (h *host) pollWrites(ctx context.Context, mod api.Module, t *table, subs []
 		return
 	}
 	var events [][]byte
+	ready := make([]bool, n)
 	reads := false
 	for i := uint32(0); i < n; i++ {
-		reads = reads || subs[i*subSize+8] == eventFdRead
+		ready[i] = t.readyNow(subs[i*subSize:])
+		reads = reads || !ready[i] && subs[i*subSize+8] == eventFdRead
 	}
 	if reads {
 		saved := append([]byte(nil), subs...)
 		for i := uint32(0); i < n; i++ {
 			s := subs[i*subSize : (i+1)*subSize]
-			switch s[8] {
-			case eventFdWrite:
+			switch {
+			case ready[i]:
 				clear(s[8:])
 				s[8] = eventClock
 				binary.LittleEndian.PutUint32(s[16:], 1) // CLOCK_MONOTONIC, relative, 0 ns
-			case eventFdRead:
-				wfd := int32(-1) // not open: wazero reports EBADF for it
+			case s[8] == eventFdRead:
+				wfd := int32(notOpen)
 				if e := t.get(uint64(binary.LittleEndian.Uint32(s[16:]))); e != nil {
 					wfd = e.wfd
 				}
@@ -113,12 +125,12 @@ func (h *host) pollWrites(ctx context.Context, mod api.Module, t *table, subs []
 	}
 	for i := uint32(0); i < n; i++ {
 		s := subs[i*subSize:]
-		if s[8] != eventFdWrite {
+		if !ready[i] {
 			continue
 		}
 		ev := make([]byte, eventSize)
 		copy(ev, s[:8]) // userdata
-		ev[10] = eventFdWrite
+		ev[10] = s[8]   // FD_READ or FD_WRITE
 		if t.get(uint64(binary.LittleEndian.Uint32(s[16:]))) == nil {
 			putU16(ev[8:], uint16(errBadf))
 		}
@@ -133,3 +145,8 @@ func (h *host) pollWrites(ctx context.Context, mod api.Module, t *table, subs []
 	}
 	stack[0] = uint64(errSuccess)
 }
+
+// notOpen is the descriptor wazero is asked about for a guest descriptor that is not open: one it
+// never has (a negative one would fail the whole call), so that it reports EBADF for that
+// subscription alone.
+const notOpen = 1<<31 - 1
