@@ -14,7 +14,7 @@ export TOOLS
 # are all built without it.
 export CGO_ENABLED := 0
 
-.PHONY: all build testdata deps unit fuzz-short fuzz integration k8s test demo bench soak install vet fmt clean
+.PHONY: all build testdata deps unit fuzz-short fuzz integration k8s test demo bench soak install vet fmt clean wasi-testsuite
 
 all: build testdata
 
@@ -68,6 +68,12 @@ soak: deps build testdata
 # bench: wazero shim vs runc on a private containerd, results in docs/BENCHMARKS.md (root; < 15 min).
 bench: deps build testdata
 	scripts/bench.sh
+
+# wasi-testsuite: the official WASI test suite through ctr with this runtime, beside the wazero
+# CLI's results (root; a few minutes). WASI_TESTSUITE is a clone of
+# https://github.com/WebAssembly/wasi-testsuite (branch prod/testsuite-base); docs/WASI.md.
+wasi-testsuite: deps build
+	WASI_TESTSUITE="$(WASI_TESTSUITE)" scripts/wasi-testsuite.sh
 
 install: build
 	install -D -m 0755 $(RUNNER) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1-runner

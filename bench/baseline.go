@@ -1,9 +1,10 @@
 package main
 
 // Before and after: with -before-shim-exe (scripts/bench.sh's BENCH_BASELINE_SHIM, or
-// BENCH_BASELINE_REF, which builds one from a commit), B1, B2 and B3 run a second, earlier build of
-// the wazero shim beside the current one and runc, in the same rounds: each round runs the two
-// wazero builds (their order alternating from round to round) and then the runc baseline. The
+// BENCH_BASELINE_REF, which builds one from a commit), B1, B2, B3 and B4 run a second, earlier build
+// of the wazero shim beside the current one and the baseline, in the same rounds: each round runs the
+// two wazero builds (their order alternating from round to round) and then the baseline; B7 runs
+// each wazero variant through the earlier build right before the current one. The
 // earlier build is registered under its absolute path as the runtime name (containerd runs an
 // absolute runtime name as the shim binary), from a directory of its own, so that each build finds
 // its own runner binary beside it (pkg/shim/runnerexe.go: by name, paired by the build stamp).
@@ -125,6 +126,16 @@ func describeBefore(w io.Writer, c *config, name string) {
 			"  of the shim (its own runner binary beside it), registered with the daemon under its absolute path as\n"+
 			"  the runtime name; every round runs both builds (their order alternating) and then runc, so they share\n"+
 			"  the same load. The last column is the current build's median over the earlier build's.\n", tagOf(c))
+	case "B4":
+		fmt.Fprintf(w, "  **Before and after**: the rows `wazero-before%s` are the same runs through an earlier build\n"+
+			"  of the shim, registered under its absolute path as the runtime name; every round runs both builds\n"+
+			"  (their order alternating) and then `wazero run`. The last column is the current build's median over\n"+
+			"  the earlier build's.\n", tagOf(c))
+	case "B7":
+		fmt.Fprintf(w, "  **Before and after**: the variants `wasm-before` and `wagi-before` (rows `wazero-before%s`) are\n"+
+			"  the same servers through an earlier build of the shim, registered under its absolute path as the\n"+
+			"  runtime name, each run right before the current build's in every round. The last column is the\n"+
+			"  current build's median over the earlier build's.\n", tagOf(c))
 	}
 }
 

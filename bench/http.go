@@ -363,6 +363,20 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 			return fmt.Errorf("-b7-variants: unknown variant %q", k)
 		}
 	}
+	if b.c.beforeShimExe != "" {
+		// Each wazero variant also through the earlier shim build, right before it in each round.
+		var with []httpVariant
+		for _, v := range vs {
+			if v.runtime == wasmRuntime {
+				e := v
+				e.key, e.runtime = v.key+"-before", b.c.beforeShimExe
+				e.what = rtName(e.runtime) + b.beforeTag(e.runtime) + strings.TrimPrefix(v.what, "wazero")
+				with = append(with, e)
+			}
+			with = append(with, v)
+		}
+		vs = with
+	}
 	imgs := map[string]containerd.Image{}
 	for _, v := range vs {
 		img, err := b.image(ctx, v.image, v.wasm)
@@ -435,6 +449,7 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 		{"B7 p99", "ms", "p99 latency of the same runs", p99, false},
 	} {
 		var baseRow *row
+		rows := map[string]*row{}
 		for _, v := range order {
 			what := v.what + ": " + m.what
 			if v.baseline {
@@ -443,6 +458,10 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 			}
 			r := rep.add(m.id, what, m.unit, get(v.key, m.f), baseRow, m.higher)
 			r.solo = baseRow == nil
+			rows[v.key] = r
+		}
+		for k, r := range rows {
+			r.before = rows[k+"-before"] // the earlier shim build's run of the same variant
 		}
 	}
 

@@ -121,7 +121,7 @@ func main() {
 	flag.DurationVar(&c.b7Warmup, "b7-warmup", time.Second, "B7 unmeasured wrk run before each measured one (0 = none)")
 	flag.IntVar(&c.b7Threads, "b7-threads", 1, "B7 wrk -t")
 	flag.IntVar(&c.b7Conns, "b7-connections", 16, "B7 wrk -c")
-	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B3 beside the current one (BENCH_BASELINE_SHIM/_REF)")
+	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B4 and B7 beside the current one (BENCH_BASELINE_SHIM/_REF)")
 	flag.StringVar(&c.beforeLabel, "before-label", "", "what the -before-shim-exe build is (e.g. the commit it was built from)")
 	flag.Parse()
 	if c.address == "" {
@@ -1045,10 +1045,10 @@ func (b *bencher) b4(ctx context.Context, rep *report) error {
 		w, sum, err := parseCPU(out.String())
 		return d, w, sum, err
 	}
-	shim := func() (time.Duration, float64, string, error) {
+	shim := func(rt string) (time.Duration, float64, string, error) {
 		id := b.id("cpu")
 		cmd := exec.Command(b.c.ctr, "--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir,
-			"--runtime", wasmRuntime, imgCPUBench, id, "/cpubench.wasm", work)
+			"--runtime", rt, imgCPUBench, id, "/cpubench.wasm", work)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		t := time.Now()
@@ -1065,34 +1065,48 @@ func (b *bencher) b4(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	_, _, s2, err := shim()
-	if err != nil {
-		return err
-	}
-	if s1 != s2 {
-		return fmt.Errorf("checksums differ: wazero run %s, shim %s", s1, s2)
-	}
-	var we, wi, se, si []float64
-	for i := 0; i < b.c.cpuRounds; i++ {
-		d, w, _, err := shim()
+	// Every shim build (the earlier one too, with -before-shim-exe) in each round, their order
+	// rotating, then the CLI.
+	rts := b.wasmRuntimes()
+	for _, rt := range rts {
+		_, _, s2, err := shim(rt)
 		if err != nil {
 			return err
 		}
-		se, si = append(se, ms(d)), append(si, w)
-		d, w, _, err = wz()
+		if s1 != s2 {
+			return fmt.Errorf("checksums differ: wazero run %s, %s %s", s1, rtName(rt), s2)
+		}
+	}
+	var we, wi []float64
+	se, si := map[string][]float64{}, map[string][]float64{}
+	for i := 0; i < b.c.cpuRounds; i++ {
+		var parts []string
+		for _, rt := range rotate(rts, i) {
+			d, w, _, err := shim(rt)
+			if err != nil {
+				return err
+			}
+			se[rt], si[rt] = append(se[rt], ms(d)), append(si[rt], w)
+			parts = append(parts, fmt.Sprintf("%s %.0f ms (work %.0f)", rtName(rt), ms(d), w))
+		}
+		d, w, _, err := wz()
 		if err != nil {
 			return err
 		}
 		we, wi = append(we, ms(d)), append(wi, w)
-		log.Printf("B4 round %d: shim %.0f ms (work %.0f), wazero run %.0f ms (work %.0f)", i+1, se[i], si[i], we[i], wi[i])
+		log.Printf("B4 round %d: %s, wazero run %.0f ms (work %.0f)", i+1, strings.Join(parts, ", "), we[i], wi[i])
 	}
 	what := fmt.Sprintf("cpubench %s (checksum %s)", work, s1)
 	base := rep.add("B4", "`wazero run` CLI, end to end, warm cache (baseline)", "ms", we, nil, false)
-	rep.add("B4", "wazero shim: `ctr run --rm` "+what+", end to end", "ms", se, base, false)
+	b.addWasmRows(rep, "B4", func(rt string) string {
+		return rtName(rt) + b.beforeTag(rt) + " shim: `ctr run --rm` " + what + ", end to end"
+	}, "ms", se, base, false)
 	base = rep.add("B4", "`wazero run`: time the guest measured for its own work (baseline)", "ms", wi, nil, false)
-	rep.add("B4", "wazero shim: time the guest measured for its own work", "ms", si, base, false)
+	b.addWasmRows(rep, "B4", func(rt string) string {
+		return rtName(rt) + b.beforeTag(rt) + " shim: time the guest measured for its own work"
+	}, "ms", si, base, false)
 	rep.note("B4: overhead of the shim vs `wazero run`: end to end %+.1f%%, guest work alone %+.1f%% (medians).",
-		100*(median(se)/median(we)-1), 100*(median(si)/median(wi)-1))
+		100*(median(se[wasmRuntime])/median(we)-1), 100*(median(si[wasmRuntime])/median(wi)-1))
 	return nil
 }
 
@@ -1454,7 +1468,7 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 		"ratios from one run rather than absolute numbers across runs, and look at min as well as median.\n"+
 		"`BENCH_ONLY=B7 scripts/bench.sh` (any subset) leaves this part alone and writes its results in a section\n"+
 		"of its own at the end of the file; the next full run drops such sections. `BENCH_BASELINE_REF=COMMIT`\n"+
-		"adds a build of the shim from that commit to B1-B3, measured beside this one (before and after).\n\n")
+		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after).\n\n")
 	fmt.Fprintf(&w, "## Results\n\n")
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "## What is measured\n\n")

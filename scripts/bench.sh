@@ -20,9 +20,11 @@
 #
 # Before and after (bench/baseline.go): BENCH_BASELINE_SHIM=/path/to/containerd-shim-wazero-v1 (an earlier
 # build, its runner binary beside it) or BENCH_BASELINE_REF=COMMIT (built here, as `make build` does, in a
-# git worktree of COMMIT under the temp dir) adds that build to B1, B2 and B3: each round runs both shim
-# builds and runc, and the tables get a before → after column. Unset (the default), nothing changes.
+# git worktree of COMMIT under the temp dir) adds that build to B1, B2, B3, B4 and B7's wazero variants:
+# each round runs both shim builds and the baseline, and the tables get a before → after column. Unset
+# (the default), nothing changes.
 #   BENCH_ONLY=B1,B2,B3 BENCH_BASELINE_REF=812ff23 scripts/bench.sh    # the cost of confinement (issue 10)
+#   BENCH_ONLY=B4,B7 BENCH_BASELINE_REF=2889112 scripts/bench.sh       # the WASI layer's cost (issue 19)
 # The earlier build is registered under its absolute path as the runtime name, from a directory of its
 # own, so each build finds its own runner beside it (pkg/shim/runnerexe.go pairs them by build stamp).
 # A partial before/after run writes a section of its own (BENCH_TIMEOUT defaults to 1500 s then).

@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/wasi"
 )
 
 // Prepared is a module compiled and checked, ready to instantiate in its runtime.
@@ -320,7 +321,7 @@ func compile(ctx context.Context, cfg *Config, code []byte, cacheDir string, int
 		// Only on the WASI host module: the guest's compiled code is unchanged.
 		wasiCtx = experimental.WithFunctionListenerFactory(ctx, sw)
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(wasiCtx, r); err != nil {
+	if _, err := wasi.Instantiate(wasiCtx, r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
 	}

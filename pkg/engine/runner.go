@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/wasi"
 )
 
 // File descriptors of a runner besides stdio, set up by Spawn.
@@ -128,6 +129,7 @@ func RunnerMain() int {
 func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout, stderr io.Writer) int {
 	fc, preopens := fsConfig(cfg)
 	ctx, env := withListeners(ctx, cfg, preopens, cfg.Env)
+	ctx = wasi.NewContext(ctx, wasiOptions(cfg))
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(cfg.Args...).
@@ -208,4 +210,21 @@ func fsConfig(cfg *Config) (wazero.FSConfig, int) {
 		mount(host, m.Destination, m.ReadOnly)
 	}
 	return fc, len(paths)
+}
+
+// wasiOptions tells the WASI layer where the preopens of fsConfig are on the host and which
+// only wazero makes read-only: both differ from the guest's view only without isolation.
+func wasiOptions(cfg *Config) wasi.Options {
+	if !cfg.NoIsolation {
+		return wasi.Options{}
+	}
+	o := wasi.Options{HostDirs: map[string]string{"/": cfg.Rootfs}, ReadOnly: map[string]bool{"/": cfg.RootReadOnly}}
+	for _, m := range cfg.Mounts {
+		if st, err := os.Stat(m.Source); err != nil || !st.IsDir() {
+			continue
+		}
+		guest := path.Clean("/" + m.Destination)
+		o.HostDirs[guest], o.ReadOnly[guest] = m.Source, m.ReadOnly
+	}
+	return o
 }

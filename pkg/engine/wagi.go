@@ -26,6 +26,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/wasi"
 )
 
 // The per-request (WAGI) mode (oci.WAGIEnv, docs/networking.md).
@@ -68,6 +69,8 @@ type wagiHandler struct {
 	stderr io.Writer
 	// writeTimeout bounds writing a response (WAGIWriteTimeoutEnv).
 	writeTimeout time.Duration
+	// wasi configures each instance's WASI descriptor table (pkg/wasi).
+	wasi wasi.Options
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -148,7 +151,7 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	if wt <= 0 {
 		wt = oci.DefaultWAGIWriteTimeout
 	}
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wasiOptions(cfg)}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
@@ -254,7 +257,7 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		mod, err := h.p.Runtime.InstantiateModule(ctx, h.p.Compiled, mc)
+		mod, err := h.p.Runtime.InstantiateModule(wasi.NewContext(ctx, h.wasi), h.p.Compiled, mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}

@@ -1,0 +1,175 @@
+package wasi
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// ModuleName is the name guests import WASI preview 1 from.
+const ModuleName = wasi_snapshot_preview1.ModuleName
+
+// host holds wazero's original functions, which this package's call: by name (orig), and
+// those the overrides call in fields (o), saving a map lookup per call.
+type host struct {
+	orig map[string]api.GoModuleFunction
+	o    originals
+}
+
+// originals are wazero's functions that the overrides call.
+type originals struct {
+	fdClose              api.GoModuleFunction
+	fdFdstatGet          api.GoModuleFunction
+	fdFdstatSetFlags     api.GoModuleFunction
+	fdFdstatSetRights    api.GoModuleFunction
+	fdPrestatDirName     api.GoModuleFunction
+	fdPrestatGet         api.GoModuleFunction
+	fdPwrite             api.GoModuleFunction
+	fdRenumber           api.GoModuleFunction
+	fdSeek               api.GoModuleFunction
+	fdTell               api.GoModuleFunction
+	fdWrite              api.GoModuleFunction
+	pathFilestatSetTimes api.GoModuleFunction
+	pathLink             api.GoModuleFunction
+	pathOpen             api.GoModuleFunction
+	pathReadlink         api.GoModuleFunction
+	pollOneoff           api.GoModuleFunction
+	sockAccept           api.GoModuleFunction
+	sockShutdown         api.GoModuleFunction
+}
+
+// Instantiate instantiates the WASI preview 1 host module in r: wazero's functions, those that
+// take descriptors behind this package's table (see the package documentation). ctx is passed
+// to wazero's instantiation (a function listener factory in it applies to these functions).
+func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
+	// wazero's functions, compiled (never instantiated) only to take their Go implementations.
+	ob := r.NewHostModuleBuilder(ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(ob)
+	oc, err := ob.Compile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compile wazero's WASI functions: %w", err)
+	}
+	defer oc.Close(ctx)
+	h := &host{orig: map[string]api.GoModuleFunction{}}
+	defs := oc.ExportedFunctions()
+	for name, def := range defs {
+		fn, ok := def.GoFunction().(api.GoModuleFunction)
+		if !ok {
+			return nil, fmt.Errorf("wazero's WASI function %s is not a Go module function", name)
+		}
+		h.orig[name] = fn
+	}
+	h.o.fdClose = h.orig["fd_close"]
+	h.o.fdFdstatGet = h.orig["fd_fdstat_get"]
+	h.o.fdFdstatSetFlags = h.orig["fd_fdstat_set_flags"]
+	h.o.fdFdstatSetRights = h.orig["fd_fdstat_set_rights"]
+	h.o.fdPrestatDirName = h.orig["fd_prestat_dir_name"]
+	h.o.fdPrestatGet = h.orig["fd_prestat_get"]
+	h.o.fdPwrite = h.orig["fd_pwrite"]
+	h.o.fdRenumber = h.orig["fd_renumber"]
+	h.o.fdSeek = h.orig["fd_seek"]
+	h.o.fdTell = h.orig["fd_tell"]
+	h.o.fdWrite = h.orig["fd_write"]
+	h.o.pathFilestatSetTimes = h.orig["path_filestat_set_times"]
+	h.o.pathLink = h.orig["path_link"]
+	h.o.pathOpen = h.orig["path_open"]
+	h.o.pathReadlink = h.orig["path_readlink"]
+	h.o.pollOneoff = h.orig["poll_oneoff"]
+	h.o.sockAccept = h.orig["sock_accept"]
+	h.o.sockShutdown = h.orig["sock_shutdown"]
+	b := r.NewHostModuleBuilder(ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	for name, fn := range h.overrides() {
+		def, ok := defs[name]
+		if !ok {
+			return nil, fmt.Errorf("wazero's WASI has no function %s to override", name)
+		}
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(fn, def.ParamTypes(), def.ResultTypes()).
+			WithParameterNames(def.ParamNames()...).
+			WithResultNames(def.ResultNames()...).
+			Export(name)
+	}
+	return b.Instantiate(ctx)
+}
+
+// overrides are this package's functions, by name.
+func (h *host) overrides() map[string]api.GoModuleFunction {
+	m := map[string]api.GoModuleFunction{
+		"fd_close":                api.GoModuleFunc(h.fdClose),
+		"fd_renumber":             api.GoModuleFunc(h.fdRenumber),
+		"fd_fdstat_get":           api.GoModuleFunc(h.fdFdstatGet),
+		"fd_fdstat_set_flags":     api.GoModuleFunc(h.fdFdstatSetFlags),
+		"fd_fdstat_set_rights":    api.GoModuleFunc(h.fdFdstatSetRights),
+		"fd_prestat_get":          api.GoModuleFunc(h.fdPrestatGet),
+		"fd_prestat_dir_name":     api.GoModuleFunc(h.fdPrestatDirName),
+		"fd_pwrite":               api.GoModuleFunc(h.fdPwrite),
+		"path_open":               api.GoModuleFunc(h.pathOpen),
+		"path_readlink":           api.GoModuleFunc(h.pathReadlink),
+		"path_filestat_set_times": api.GoModuleFunc(h.pathFilestatSetTimes),
+		"path_link":               api.GoModuleFunc(h.pathLink),
+		"poll_oneoff":             api.GoModuleFunc(h.pollOneoff),
+		"sock_accept":             api.GoModuleFunc(h.sockAccept),
+		"sock_shutdown":           api.GoModuleFunc(h.sockShutdown),
+	}
+	// The others only translate their descriptors (the params at these indexes), after checking
+	// the right they need, if any.
+	for name, t := range map[string]struct {
+		fds   []int
+		right uint64
+	}{
+		"fd_advise":             {[]int{0}, 0},
+		"fd_allocate":           {[]int{0}, rightFdAllocate},
+		"fd_datasync":           {[]int{0}, 0},
+		"fd_filestat_get":       {[]int{0}, 0},
+		"fd_filestat_set_size":  {[]int{0}, rightFdFilestatSetSize},
+		"fd_filestat_set_times": {[]int{0}, 0},
+		"fd_pread":              {[]int{0}, rightFdRead},
+		"fd_read":               {[]int{0}, rightFdRead},
+		"fd_readdir":            {[]int{0}, 0},
+		"fd_seek":               {[]int{0}, 0},
+		"fd_sync":               {[]int{0}, 0},
+		"fd_tell":               {[]int{0}, 0},
+		"fd_write":              {[]int{0}, rightFdWrite},
+		"path_create_directory": {[]int{0}, 0},
+		"path_filestat_get":     {[]int{0}, 0},
+		"path_remove_directory": {[]int{0}, 0},
+		"path_rename":           {[]int{0, 3}, 0},
+		"path_symlink":          {[]int{2}, 0},
+		"path_unlink_file":      {[]int{0}, 0},
+		"sock_recv":             {[]int{0}, rightFdRead},
+		"sock_send":             {[]int{0}, rightFdWrite},
+	} {
+		m[name] = h.translated(name, t.fds, t.right)
+	}
+	return m
+}
+
+// translated is wazero's function name with the guest's descriptors at the indexes fds replaced
+// by wazero's, after checking that the first has right (unless 0).
+func (h *host) translated(name string, fds []int, right uint64) api.GoModuleFunction {
+	orig := h.orig[name]
+	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		t := h.tableOf(ctx, mod)
+		if t == nil {
+			orig.Call(ctx, mod, stack)
+			return
+		}
+		for i, at := range fds {
+			e := t.get(stack[at])
+			if e == nil {
+				stack[0] = uint64(errBadf)
+				return
+			}
+			if i == 0 && right != 0 && !e.may(right) {
+				stack[0] = uint64(errNotcapable)
+				return
+			}
+			stack[at] = uint64(uint32(e.wfd))
+		}
+		orig.Call(ctx, mod, stack)
+	})
+}
