@@ -373,6 +373,10 @@ func TestShimKilledRacingExit(t *testing.T) {
 			if _, se, code := d.ctr(t, "container", "rm", id); code != 0 {
 				t.Errorf("run %d: ctr container rm after the shim was killed: exit %d: %s", i, code, se)
 			}
+			// ctr removes a detached task's FIFOs when it deletes the task; a task containerd
+			// already removed after its shim died leaves them to the client (ctr's own files, in
+			// its --fifo-dir, which the leak test checks).
+			removeFIFOsOf(t, d, id)
 			waitGone(t, "processes of "+id, func() []string { return procsOf(id) })
 		}
 	})
@@ -414,6 +418,17 @@ func procsOf(ids ...string) []string {
 		}
 	}
 	return out
+}
+
+// removeFIFOsOf removes the FIFO sets ctr made for container id in the daemon's FIFO directory.
+func removeFIFOsOf(t *testing.T, d *daemon, id string) {
+	t.Helper()
+	sets, _ := filepath.Glob(filepath.Join(d.dir, "fifo", "*", id+"-std*"))
+	for _, f := range sets {
+		if err := os.RemoveAll(filepath.Dir(f)); err != nil {
+			t.Errorf("remove ctr's FIFOs of %s: %v", id, err)
+		}
+	}
 }
 
 // waitLog waits until the daemon's log has a line about id containing want.

@@ -599,6 +599,7 @@ func deadShimCase(t *testing.T, d *daemon, n int) {
 	for range n {
 		id := newID(t, d)
 		runDetached(t, d, id, testprog("sleep", "60"), extra...)
+		t.Cleanup(func() { removeFIFOsOf(t, d, id) }) // ctr's, left when the dead shim's task is gone
 		c := ctrState{id: id, runner: runnerFor(t, id)}
 		var ok bool
 		if c.rootfs, ok = rootfsMounted(d, id); !ok {
