@@ -3,11 +3,9 @@ package integration
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 )
 
 // Leak accounting: many containers run and removed, one after another and at once, then nothing
@@ -51,9 +49,7 @@ func TestLeaksAfterManyRuns(t *testing.T) {
 		if r := d.run(t, runOpts{args: testprog("hello")}); r.exit != 0 {
 			t.Fatalf("warm-up run: exit %d\n%s", r.exit, r)
 		}
-		ctrdPid := d.cmd.Process.Pid
-		fdsBefore := fdCount(t, ctrdPid)
-		taskDir := filepath.Join(d.dir, "state", "io.containerd.runtime.v2.task", d.ns)
+		fdsBefore := fdCount(t, d.cmd.Process.Pid)
 		for i := 0; i < seq; i++ {
 			r := d.run(t, runOpts{args: testprog("hello")})
 			if r.exit != 0 || r.stdout != "hello from wasm\n" {
@@ -83,32 +79,10 @@ func TestLeaksAfterManyRuns(t *testing.T) {
 		for e := range errs {
 			t.Error(e)
 		}
-		var leaks []string
-		// A shim exits a moment after `ctr run --rm` returns: give them a few seconds.
-		pids := shimPIDs()
-		for end := time.Now().Add(10 * time.Second); len(pids) > 0 && time.Now().Before(end); pids = shimPIDs() {
-			time.Sleep(100 * time.Millisecond)
-		}
-		for _, p := range pids {
-			leaks = append(leaks, fmt.Sprintf("process %d of the shim or a runner", p))
-		}
-		for _, mp := range mountsUnder(d.dir) {
-			leaks = append(leaks, "mount "+mp)
-		}
-		leaks = append(leaks, cgroupLeaks(d.ns)...)
-		if left := entries(taskDir); len(left) > 0 {
-			leaks = append(leaks, fmt.Sprintf("task state in %s: %v", taskDir, left))
-		}
-		if left := entries(filepath.Join(d.dir, "fifo")); len(left) > 0 {
-			leaks = append(leaks, fmt.Sprintf("FIFOs: %v", left))
-		}
-		// containerd's own descriptors settle back to the baseline (a little slack for the
-		// connections ctr just closed).
-		fdsAfter := fdCount(t, ctrdPid)
-		if fdsAfter > fdsBefore+4 {
-			leaks = append(leaks, fmt.Sprintf("containerd holds %d fds, %d before %d runs", fdsAfter, fdsBefore, seq+conc))
-		}
-		t.Logf("%d sequential and %d concurrent runs; containerd fds %d -> %d", seq, conc, fdsBefore, fdsAfter)
+		// The same accounting as the bad-input corpus's (daemonLeaks): processes, mounts,
+		// cgroups, task state, FIFOs, module copies and containerd's descriptors.
+		leaks := daemonLeaks(t, d, fdsBefore)
+		t.Logf("%d sequential and %d concurrent runs", seq, conc)
 		for _, l := range leaks {
 			t.Errorf("left behind: %s", l)
 		}
