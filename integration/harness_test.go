@@ -343,91 +343,18 @@ func (d *daemon) v1() bool {
 	return major < 2
 }
 
-// config is the same configuration scripts/lib.sh writes.
+// config is the daemon's config.toml: the template of scripts/containerd-config for its version
+// (the one scripts/lib.sh writes too), with its directory, the suite's sandbox image and runtime
+// type, and CNI from /usr/lib/cni with its configuration in the daemon's cni directory.
 func (d *daemon) config() string {
-	if d.v1() {
-		return d.configV2()
+	cfg, err := testenv.ContainerdConfig(repoRoot, testenv.DaemonConfig{
+		Version: d.version, Dir: d.dir, SandboxImage: sandboxImage, RuntimeType: runtimeType,
+		CNIBin: "/usr/lib/cni", CNIConf: filepath.Join(d.dir, "cni"),
+	})
+	if err != nil {
+		panic(fmt.Sprintf("containerd %s config: %v", d.version, err))
 	}
-	E := d.dir
-	socketDir := ""
-	if d.hasSocketDir() {
-		socketDir = fmt.Sprintf("socket_dir = %q", filepath.Join(E, "s"))
-	}
-	return fmt.Sprintf(`# private containerd %[2]s for the wazero shim integration tests
-version = 3
-root = %[3]q
-state = %[4]q
-imports = []
-
-[grpc]
-  address = %[5]q
-[ttrpc]
-  address = %[6]q
-
-[plugins]
-  [plugins.'io.containerd.nri.v1.nri']
-    disable = true
-  [plugins.'io.containerd.internal.v1.opt']
-    path = %[7]q
-  [plugins.'io.containerd.shim.v1.manager']
-    %[8]s
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = "overlayfs"
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      sandbox = %[9]q
-  [plugins.'io.containerd.cri.v1.runtime']
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = "runc"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
-        runtime_type = %[10]q
-    [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = ["/usr/lib/cni"]
-      conf_dir = %[11]q
-`, E, d.version, filepath.Join(E, "root"), filepath.Join(E, "state"), d.sock(), d.sock()+".ttrpc",
-		filepath.Join(E, "opt"), socketDir, sandboxImage, runtimeType, filepath.Join(E, "cni"))
-}
-
-// configV2 is the containerd 1.x configuration (config version 2, also what scripts/lib.sh
-// writes): 1.6 has no NRI and no shim socket_dir (the shim picks /run/containerd/s/<hash>), and its
-// CRI plugin is the single io.containerd.grpc.v1.cri with bin_dir (not bin_dirs). The keys are those
-// of `containerd config default` of Debian's 1.6.20.
-func (d *daemon) configV2() string {
-	E := d.dir
-	const cri = `plugins."io.containerd.grpc.v1.cri"`
-	return fmt.Sprintf(`# private containerd %[1]s for the wazero shim integration tests
-version = 2
-root = %[2]q
-state = %[3]q
-imports = []
-
-[grpc]
-  address = %[4]q
-[ttrpc]
-  address = %[5]q
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = %[6]q
-  [%[7]s]
-    sandbox_image = %[8]q
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    [%[7]s.containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-      [%[7]s.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-      [%[7]s.containerd.runtimes.wazero]
-        runtime_type = %[9]q
-    [%[7]s.cni]
-      bin_dir = "/usr/lib/cni"
-      conf_dir = %[10]q
-`, d.version, filepath.Join(E, "root"), filepath.Join(E, "state"), d.sock(), d.sock()+".ttrpc",
-		filepath.Join(E, "opt"), cri, sandboxImage, runtimeType, filepath.Join(E, "cni"))
+	return cfg
 }
 
 // daemonPATH is the daemon's PATH (inherited by the shims it starts): our shim first, then this

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	crand "crypto/rand"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/integration/testenv"
 )
 
 const (
@@ -280,75 +282,17 @@ func (c *cluster) sock() string { return filepath.Join(c.dir, "containerd", "con
 
 func (c *cluster) v1() bool { return strings.HasPrefix(c.version, "v1.") }
 
-// containerdConfig is the configuration of scripts/lib.sh and integration/harness_test.go, with the
-// cluster's CNI directory.
+// containerdConfig is the template of scripts/containerd-config for the cluster's containerd (the
+// integration harness and scripts/lib.sh use the same), with the cluster's CNI directories.
 func (c *cluster) containerdConfig() string {
-	E := filepath.Join(c.dir, "containerd")
-	if c.v1() {
-		const cri = `plugins."io.containerd.grpc.v1.cri"`
-		return fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = %[4]q
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = %[5]q
-  [%[6]s]
-    sandbox_image = %[7]q
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    [%[6]s.containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-      [%[6]s.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-      [%[6]s.containerd.runtimes.wazero]
-        runtime_type = %[8]q
-    [%[6]s.cni]
-      bin_dir = %[9]q
-      conf_dir = %[10]q
-`, filepath.Join(E, "root"), filepath.Join(E, "state"), c.sock(), c.sock()+".ttrpc", filepath.Join(E, "opt"),
-			cri, sandboxImage, runtimeType, cniBin, filepath.Join(c.dir, "cni"))
+	cfg, err := testenv.ContainerdConfig(repoRoot, testenv.DaemonConfig{
+		Version: c.version, Dir: filepath.Join(c.dir, "containerd"), SandboxImage: sandboxImage,
+		RuntimeType: runtimeType, CNIBin: cniBin, CNIConf: filepath.Join(c.dir, "cni"),
+	})
+	if err != nil {
+		panic(fmt.Sprintf("containerd %s config: %v", c.version, err))
 	}
-	socketDir := ""
-	if !strings.HasPrefix(c.version, "v2.2.") && !strings.HasPrefix(c.version, "v2.1.") && !strings.HasPrefix(c.version, "v2.0.") {
-		socketDir = fmt.Sprintf("socket_dir = %q", filepath.Join(E, "s"))
-	}
-	return fmt.Sprintf(`version = 3
-root = %[1]q
-state = %[2]q
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = %[4]q
-[plugins]
-  [plugins.'io.containerd.nri.v1.nri']
-    disable = true
-  [plugins.'io.containerd.internal.v1.opt']
-    path = %[5]q
-  [plugins.'io.containerd.shim.v1.manager']
-    %[6]s
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = "overlayfs"
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      sandbox = %[7]q
-  [plugins.'io.containerd.cri.v1.runtime']
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = "runc"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
-        runtime_type = %[8]q
-    [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = [%[9]q]
-      conf_dir = %[10]q
-`, filepath.Join(E, "root"), filepath.Join(E, "state"), c.sock(), c.sock()+".ttrpc", filepath.Join(E, "opt"),
-		socketDir, sandboxImage, runtimeType, cniBin, filepath.Join(c.dir, "cni"))
+	return cfg
 }
 
 // cniConfig: a bridge with host-local addresses from podSubnet, its state under the cluster's
