@@ -717,18 +717,7 @@ func (d *daemon) waitStatus(t *testing.T, id, want string, timeout time.Duration
 // checkLeaks reports our shim processes still alive (after a grace period), mounts under the
 // suite's temp dir, and container-level cgroups under /<ns>/.
 func checkLeaks() []string {
-	var leaks []string
-	deadline := time.Now().Add(10 * time.Second)
-	pids := shimPIDs()
-	for len(pids) > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		pids = shimPIDs()
-	}
-	for _, pid := range pids {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		leaks = append(leaks, fmt.Sprintf("shim process %d still running: %s", pid,
-			strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
-	}
+	leaks := testenv.Lingering(shimPIDs, 10*time.Second, "shim process")
 	for _, mp := range mountsUnder(suite.tmp) {
 		leaks = append(leaks, "mount left: "+mp)
 	}
@@ -770,51 +759,8 @@ func shimPIDs() []int {
 	return pids
 }
 
-// mountsUnder lists mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	if dir == "" {
-		return nil
-	}
-	if r, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = r
-	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// unescapeMountinfo decodes the \NNN octal escapes of /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// mountsUnder lists mount points at or below dir, deepest first (testenv.MountsUnder).
+var mountsUnder = testenv.MountsUnder
 
 // nsCgroupDirs are the directories for namespace ns: /sys/fs/cgroup/*/<ns> (v1 and hybrid) and
 // /sys/fs/cgroup/<ns> (v2).
@@ -909,23 +855,8 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return out.Close()
 }
 
-// filteredEnv is os.Environ() without the named variables.
-func filteredEnv(drop ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, d := range drop {
-			if k == d {
-				keep = false
-			}
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
+// filteredEnv is os.Environ() without the named variables (testenv.FilteredEnv).
+var filteredEnv = testenv.FilteredEnv
 
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)

@@ -351,22 +351,8 @@ func (c *cluster) startContainerd() {
 	})
 }
 
-func filteredEnv(drop ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, d := range drop {
-			if k == d {
-				keep = false
-			}
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
+// filteredEnv is os.Environ() without the named variables (testenv.FilteredEnv).
+var filteredEnv = testenv.FilteredEnv
 
 // ctr runs this version's ctr in namespace k8s.io (its socket is a file: no need to enter the netns).
 func (c *cluster) ctr(args ...string) result {

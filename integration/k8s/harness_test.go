@@ -283,17 +283,7 @@ func teardownSuite() {
 }
 
 func checkLeaks() []string {
-	var leaks []string
-	deadline := time.Now().Add(10 * time.Second)
-	pids := ourPIDs()
-	for len(pids) > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		pids = ourPIDs()
-	}
-	for _, pid := range pids {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		leaks = append(leaks, fmt.Sprintf("process %d still running: %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
-	}
+	leaks := testenv.Lingering(ourPIDs, 10*time.Second, "process")
 	for _, mp := range mountsUnder(suite.tmp) {
 		leaks = append(leaks, "mount left: "+mp)
 	}
@@ -342,50 +332,8 @@ func ourPIDs() []int {
 	return pids
 }
 
-// mountsUnder lists mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	if dir == "" {
-		return nil
-	}
-	if r, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = r
-	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			mps = append(mps, mp)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(mps)))
-	return mps
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// mountsUnder lists mount points at or below dir, deepest first (testenv.MountsUnder).
+var mountsUnder = testenv.MountsUnder
 
 // cgroupSet lists the cgroup directories up to three levels below each hierarchy's root.
 func cgroupSet() map[string]bool {
