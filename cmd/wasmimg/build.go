@@ -243,12 +243,52 @@ type typedBlob struct {
 }
 
 // Assemble builds the image opts describe, deterministically (fixed timestamps, sorted entries).
+// Its steps: check the options, read the files, build the layers and manifests of the layout, then
+// wrap them in an index when the layout or -index asks for one.
 func Assemble(opts Options) (*Image, error) {
+	if err := checkOptions(&opts); err != nil {
+		return nil, err
+	}
+	files, order, err := readFiles(opts.Files)
+	if err != nil {
+		return nil, err
+	}
+	entrypoint := opts.Entrypoint
+	if len(entrypoint) == 0 {
+		entrypoint = []string{"/" + order[0]}
+	}
+	a := &assembler{opts: opts, img: &Image{Name: opts.Name}, wasmPlatform: Platform{Architecture: opts.Arch, OS: opts.OS}}
+	a.cfg.Created = epoch.Format(time.RFC3339)
+	a.cfg.Config.Entrypoint, a.cfg.Config.Cmd, a.cfg.Config.Env = entrypoint, opts.Cmd, opts.Env
+	a.cfg.RootFS.Type = "layers"
+	a.cfg.RootFS.DiffIDs = []string{}
+
+	var (
+		top     blob
+		indexed []Descriptor // the manifests of an index, with their platforms
+	)
+	switch opts.Layout {
+	case "", LayoutRootfs, LayoutPortable:
+		top, indexed, err = a.tarLayout(files)
+	case LayoutWasmLayers, LayoutArtifact:
+		top, err = a.wasmLayout(files, order)
+	default:
+		err = fmt.Errorf("unknown layout %q: want %s, %s, %s or %s", opts.Layout, LayoutPortable, LayoutRootfs, LayoutWasmLayers, LayoutArtifact)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.finish(top, indexed)
+}
+
+// checkOptions fills in the default platform (wasip1/wasm) and refuses options that contradict
+// each other or the layout.
+func checkOptions(opts *Options) error {
 	if opts.Name == "" {
-		return nil, errors.New("image name is required")
+		return errors.New("image name is required")
 	}
 	if len(opts.Files) == 0 {
-		return nil, errors.New("at least one file is required")
+		return errors.New("at least one file is required")
 	}
 	if opts.Arch == "" {
 		opts.Arch = "wasm"
@@ -258,169 +298,177 @@ func Assemble(opts Options) (*Image, error) {
 	}
 	for _, e := range opts.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return nil, fmt.Errorf("bad env %q: want KEY=VALUE", e)
+			return fmt.Errorf("bad env %q: want KEY=VALUE", e)
 		}
 	}
 	if len(opts.Platforms) > 0 && opts.Layout != LayoutPortable {
-		return nil, fmt.Errorf("node platforms (-platform) are for the %s layout, not %q", LayoutPortable, opts.Layout)
+		return fmt.Errorf("node platforms (-platform) are for the %s layout, not %q", LayoutPortable, opts.Layout)
 	}
 	if opts.Index && opts.Layout == LayoutPortable {
-		return nil, fmt.Errorf("the %s layout is an index already: drop -index", LayoutPortable)
+		return fmt.Errorf("the %s layout is an index already: drop -index", LayoutPortable)
 	}
+	return nil
+}
 
-	files := map[string][]byte{} // cleaned dest without leading "/" -> content
-	var order []string
-	for _, f := range opts.Files {
+// readFiles reads each file into a map from its cleaned destination (no leading "/") to its
+// content, and returns the destinations in the order given. A component (WASI preview 2) is
+// refused: the shim would refuse the image.
+func readFiles(list []File) (files map[string][]byte, order []string, err error) {
+	files = map[string][]byte{}
+	for _, f := range list {
 		dest := f.Dest
 		if dest == "" {
 			dest = path.Base(f.Src)
 		}
 		dest = strings.TrimPrefix(path.Clean("/"+dest), "/")
 		if dest == "" {
-			return nil, fmt.Errorf("file %q: bad destination %q", f.Src, f.Dest)
+			return nil, nil, fmt.Errorf("file %q: bad destination %q", f.Src, f.Dest)
 		}
 		if _, dup := files[dest]; dup {
-			return nil, fmt.Errorf("file %q: duplicate destination /%s", f.Src, dest)
+			return nil, nil, fmt.Errorf("file %q: duplicate destination /%s", f.Src, dest)
 		}
 		data, err := os.ReadFile(f.Src)
 		if err != nil {
-			return nil, fmt.Errorf("file %q: %w", f.Src, err)
+			return nil, nil, fmt.Errorf("file %q: %w", f.Src, err)
 		}
 		if isComponent(data) {
-			return nil, fmt.Errorf("file %q is a WebAssembly component (WASI preview 2): containerd-shim-wazero-v1 runs WASI preview 1 core modules only, so it would refuse this image; build the module for wasip1 (GOOS=wasip1, clang --target=wasm32-wasi, cargo --target wasm32-wasip1)", f.Src)
+			return nil, nil, fmt.Errorf("file %q is a WebAssembly component (WASI preview 2): containerd-shim-wazero-v1 runs WASI preview 1 core modules only, so it would refuse this image; build the module for wasip1 (GOOS=wasip1, clang --target=wasm32-wasi, cargo --target wasm32-wasip1)", f.Src)
 		}
 		files[dest] = data
 		order = append(order, dest)
 	}
-	entrypoint := opts.Entrypoint
-	if len(entrypoint) == 0 {
-		entrypoint = []string{"/" + order[0]}
-	}
+	return files, order, nil
+}
 
-	img := &Image{Name: opts.Name}
-	var cfg ImageConfig
-	cfg.Created = epoch.Format(time.RFC3339)
-	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = entrypoint, opts.Cmd, opts.Env
-	cfg.RootFS.Type = "layers"
-	cfg.RootFS.DiffIDs = []string{}
-	var layers []Descriptor
-	// manifest adds a config and a manifest for platform p over layers and returns the manifest.
-	manifest := func(config any, configType string) (blob, error) {
-		c, err := jsonBlob(config)
+// assembler holds what the layout steps of Assemble share: the image being built, its image
+// config and the layers the next manifest lists.
+type assembler struct {
+	opts         Options
+	img          *Image
+	cfg          ImageConfig
+	layers       []Descriptor
+	wasmPlatform Platform
+}
+
+// manifest adds config (of media type configType) to the image's blobs and returns a manifest of
+// it over a.layers.
+func (a *assembler) manifest(config any, configType string) (blob, error) {
+	c, err := jsonBlob(config)
+	if err != nil {
+		return blob{}, err
+	}
+	a.img.Blobs = append(a.img.Blobs, typedBlob{c, configType})
+	return jsonBlob(Manifest{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: c.desc(configType), Layers: a.layers})
+}
+
+// imageConfig is the image config for platform p.
+func (a *assembler) imageConfig(p Platform) ImageConfig {
+	c := a.cfg
+	c.Architecture, c.OS, c.Variant = p.Architecture, p.OS, p.Variant
+	return c
+}
+
+// tarLayout builds the rootfs layout (one gzipped tar layer holding the files, one wasm
+// manifest) and, for the portable layout, the index entries over that same layer: the wasm
+// manifest first, then one per node platform.
+func (a *assembler) tarLayout(files map[string][]byte) (top blob, indexed []Descriptor, err error) {
+	tarData, err := layerTar(files, a.opts.CharDevices)
+	if err != nil {
+		return blob{}, nil, err
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
+	if _, err := zw.Write(tarData); err != nil {
+		return blob{}, nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return blob{}, nil, err
+	}
+	layer := newBlob(gz.Bytes())
+	a.cfg.RootFS.DiffIDs = []string{newBlob(tarData).digest}
+	a.layers = []Descriptor{layer.desc(MediaTypeLayer)}
+	a.img.Blobs = append(a.img.Blobs, typedBlob{layer, MediaTypeLayer})
+	if top, err = a.manifest(a.imageConfig(a.wasmPlatform), MediaTypeConfig); err != nil {
+		return blob{}, nil, err
+	}
+	if a.opts.Layout != LayoutPortable {
+		return top, nil, nil
+	}
+	// The wasm manifest first, then one per node platform whose config says that platform,
+	// all over the same layer: a CRI pull pinned to the node's platform finds its manifest,
+	// and its unpacker (which checks the config's platform) unpacks it.
+	platforms := a.opts.Platforms
+	if len(platforms) == 0 {
+		platforms = DefaultPlatforms
+	}
+	indexed = []Descriptor{top.desc(MediaTypeManifest)}
+	indexed[0].Platform = &a.wasmPlatform
+	seen := map[Platform]bool{a.wasmPlatform: true}
+	for _, s := range platforms {
+		p, err := ParsePlatform(s)
 		if err != nil {
-			return blob{}, err
+			return blob{}, nil, err
 		}
-		img.Blobs = append(img.Blobs, typedBlob{c, configType})
-		return jsonBlob(Manifest{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: c.desc(configType), Layers: layers})
-	}
-	imageConfig := func(p Platform) ImageConfig {
-		c := cfg
-		c.Architecture, c.OS, c.Variant = p.Architecture, p.OS, p.Variant
-		return c
-	}
-	wasmPlatform := Platform{Architecture: opts.Arch, OS: opts.OS}
-	var (
-		top     blob
-		indexed []Descriptor // the manifests of an index, with their platforms
-	)
-	switch opts.Layout {
-	case "", LayoutRootfs, LayoutPortable:
-		layerTar, err := layerTar(files, opts.CharDevices)
+		if seen[p] {
+			return blob{}, nil, fmt.Errorf("platform %s is given twice", s)
+		}
+		seen[p] = true
+		m, err := a.manifest(a.imageConfig(p), MediaTypeConfig)
 		if err != nil {
-			return nil, err
+			return blob{}, nil, err
 		}
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz) // header ModTime stays zero: deterministic
-		if _, err := zw.Write(layerTar); err != nil {
-			return nil, err
-		}
-		if err := zw.Close(); err != nil {
-			return nil, err
-		}
-		layer := newBlob(gz.Bytes())
-		cfg.RootFS.DiffIDs = []string{newBlob(layerTar).digest}
-		layers = []Descriptor{layer.desc(MediaTypeLayer)}
-		img.Blobs = append(img.Blobs, typedBlob{layer, MediaTypeLayer})
-		if top, err = manifest(imageConfig(wasmPlatform), MediaTypeConfig); err != nil {
-			return nil, err
-		}
-		if opts.Layout != LayoutPortable {
-			break
-		}
-		// The wasm manifest first, then one per node platform whose config says that platform,
-		// all over the same layer: a CRI pull pinned to the node's platform finds its manifest,
-		// and its unpacker (which checks the config's platform) unpacks it.
-		platforms := opts.Platforms
-		if len(platforms) == 0 {
-			platforms = DefaultPlatforms
-		}
-		indexed = []Descriptor{top.desc(MediaTypeManifest)}
-		indexed[0].Platform = &wasmPlatform
-		seen := map[Platform]bool{wasmPlatform: true}
-		for _, s := range platforms {
-			p, err := ParsePlatform(s)
-			if err != nil {
-				return nil, err
-			}
-			if seen[p] {
-				return nil, fmt.Errorf("platform %s is given twice", s)
-			}
-			seen[p] = true
-			m, err := manifest(imageConfig(p), MediaTypeConfig)
-			if err != nil {
-				return nil, err
-			}
-			d := m.desc(MediaTypeManifest)
-			d.Platform = &p
-			indexed = append(indexed, d)
-			img.Manifests = append(img.Manifests, m)
-		}
-		img.Manifests = append([]blob{top}, img.Manifests...)
-	case LayoutWasmLayers, LayoutArtifact:
-		if len(order) != 1 {
-			return nil, fmt.Errorf("layout %s takes exactly one file, the module (got %d)", opts.Layout, len(order))
-		}
-		data := files[order[0]]
-		if len(data) < 4 || string(data[:4]) != "\x00asm" {
-			return nil, fmt.Errorf("file %q is not a WebAssembly module (no \\0asm magic number)", opts.Files[0].Src)
-		}
-		module := newBlob(data)
-		d := module.desc(MediaTypeWasm)
-		d.Annotations = map[string]string{AnnotationTitle: path.Base(order[0])}
-		img.Blobs = append(img.Blobs, typedBlob{module, MediaTypeWasm})
-		if opts.Layout == LayoutWasmLayers {
-			if opts.LayerMediaType != "" {
-				d.MediaType = opts.LayerMediaType
-				img.Blobs[len(img.Blobs)-1].mediaType = d.MediaType
-			}
-			// No tar layer: diff_ids stays empty, and containerd unpacks the image to an
-			// empty snapshot (it skips layers that are not tar media types).
-			layers = []Descriptor{d}
-			var err error
-			if top, err = manifest(imageConfig(wasmPlatform), MediaTypeConfig); err != nil {
-				return nil, err
-			}
-			break
-		}
-		layers = []Descriptor{d}
-		wc := WasmConfig{Created: cfg.Created, Architecture: opts.Arch, OS: opts.OS, LayerDigests: []string{d.Digest}}
-		wc.Config = &cfg.Config
-		var err error
-		if top, err = manifest(wc, MediaTypeWasmConfig); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("unknown layout %q: want %s, %s, %s or %s", opts.Layout, LayoutPortable, LayoutRootfs, LayoutWasmLayers, LayoutArtifact)
+		d := m.desc(MediaTypeManifest)
+		d.Platform = &p
+		indexed = append(indexed, d)
+		a.img.Manifests = append(a.img.Manifests, m)
 	}
-	if opts.Index && indexed == nil {
-		// docker buildx style: an index listing the one wasm manifest.
+	a.img.Manifests = append([]blob{top}, a.img.Manifests...)
+	return top, indexed, nil
+}
+
+// wasmLayout builds the wasm-layers layout (the module as the manifest's one layer, with an OCI
+// image config) or the artifact layout (the module under a wasm config, as runwasi's OCI
+// artifacts): exactly one file, a core module.
+func (a *assembler) wasmLayout(files map[string][]byte, order []string) (blob, error) {
+	if len(order) != 1 {
+		return blob{}, fmt.Errorf("layout %s takes exactly one file, the module (got %d)", a.opts.Layout, len(order))
+	}
+	data := files[order[0]]
+	if len(data) < 4 || string(data[:4]) != "\x00asm" {
+		return blob{}, fmt.Errorf("file %q is not a WebAssembly module (no \\0asm magic number)", a.opts.Files[0].Src)
+	}
+	module := newBlob(data)
+	d := module.desc(MediaTypeWasm)
+	d.Annotations = map[string]string{AnnotationTitle: path.Base(order[0])}
+	a.img.Blobs = append(a.img.Blobs, typedBlob{module, MediaTypeWasm})
+	if a.opts.Layout == LayoutWasmLayers {
+		if a.opts.LayerMediaType != "" {
+			d.MediaType = a.opts.LayerMediaType
+			a.img.Blobs[len(a.img.Blobs)-1].mediaType = d.MediaType
+		}
+		// No tar layer: diff_ids stays empty, and containerd unpacks the image to an
+		// empty snapshot (it skips layers that are not tar media types).
+		a.layers = []Descriptor{d}
+		return a.manifest(a.imageConfig(a.wasmPlatform), MediaTypeConfig)
+	}
+	a.layers = []Descriptor{d}
+	wc := WasmConfig{Created: a.cfg.Created, Architecture: a.opts.Arch, OS: a.opts.OS, LayerDigests: []string{d.Digest}}
+	wc.Config = &a.cfg.Config
+	return a.manifest(wc, MediaTypeWasmConfig)
+}
+
+// finish sets the image's top: the manifest top itself, or an index of indexed (the portable
+// layout's, or with -index a docker buildx style index listing the one wasm manifest).
+func (a *assembler) finish(top blob, indexed []Descriptor) (*Image, error) {
+	img := a.img
+	if a.opts.Index && indexed == nil {
 		d := top.desc(MediaTypeManifest)
-		d.Platform = &wasmPlatform
+		d.Platform = &a.wasmPlatform
 		indexed = []Descriptor{d}
 		img.Manifests = []blob{top}
 	}
 	if indexed == nil {
-		img.Top, img.TopType, img.TopPlatform = top, MediaTypeManifest, &wasmPlatform
+		img.Top, img.TopType, img.TopPlatform = top, MediaTypeManifest, &a.wasmPlatform
 		return img, nil
 	}
 	index, err := jsonBlob(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: indexed})
