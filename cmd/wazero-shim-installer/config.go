@@ -154,6 +154,9 @@ type editOpts struct {
 	template bool
 }
 
+// editConfigWith is editConfig for a file that may be a template or lack its version line. Its
+// steps: scan the file, check its version and that CRI is on, find the runtime's table, then
+// append it when absent or, with force, correct its runtime_type.
 func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte, editResult, error) {
 	var res editResult
 	if err := validHandler(handler); err != nil {
@@ -167,34 +170,10 @@ func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte
 	if err != nil {
 		return nil, res, fmt.Errorf("cannot follow the file (not changed): %w", err)
 	}
-	v, err := configVersion(scanned, doc)
+	v, err := editableVersion(src, scanned, doc, eo)
+	res.version = v
 	if err != nil {
 		return nil, res, err
-	}
-	if v == 1 && eo.defaultVersion != 0 && !hasVersionLine(doc) {
-		v = eo.defaultVersion
-	}
-	res.version = v
-	var disabled string
-	for _, k := range doc.keys {
-		if k.root && len(k.path) == 1 && k.path[0] == "disabled_plugins" {
-			if m := disabledCRI.FindSubmatch(src[k.valStart:k.valEnd]); m != nil {
-				disabled = fmt.Sprintf("line %d: disabled_plugins = %s turns off containerd's CRI plugin (%q), which Kubernetes and this runtime need: remove %q from disabled_plugins (Docker's containerd.io package ships it that way)", k.line, src[k.valStart:k.valEnd], m[1], m[1])
-			}
-		}
-	}
-	switch {
-	case v <= 1:
-		msg := "the file has no \"version = 2\" (or 3, 4) line: it is a version 1 config (containerd 1.x's original format, whose plugin section names differ), which this installer does not edit. " +
-			"Regenerate it with `containerd config default` (and carry your settings over), or on containerd 2.x convert it with `containerd config migrate`, then run the installer again"
-		if disabled != "" {
-			msg += "; also, " + disabled
-		}
-		return nil, res, errors.New(msg)
-	case v > 4:
-		return nil, res, fmt.Errorf("the file has version = %d, which this installer does not know (it knows 2, 3 and 4)", v)
-	case disabled != "":
-		return nil, res, fmt.Errorf("%s; not changed", disabled)
 	}
 
 	target := runtimePath(v, handler)
@@ -203,41 +182,11 @@ func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte
 	if bytes.Contains(src, []byte("\r\n")) {
 		nl = "\r\n"
 	}
-
-	// A key whose path is a strict prefix of the target (runtimes = {...}, containerd = {...})
-	// defines a table inline; TOML forbids extending it with a [header].
-	for _, k := range doc.keys {
-		if len(k.path) < len(target) && hasPrefix(target, k.path) {
-			return nil, res, fmt.Errorf("line %d: %s is defined as an inline table or value; add the runtime there by hand (config not changed)", k.line, strings.Join(k.path, "."))
-		}
+	rt, err := findRuntime(doc, target)
+	if err != nil {
+		return nil, res, err
 	}
-
-	var hdr *header
-	for i, h := range doc.headers {
-		if pathEqual(h.path, target) || (h.array && hasPrefix(target, h.path)) {
-			if h.array {
-				return nil, res, fmt.Errorf("line %d: %s is an array of tables; not a runtime section (config not changed)", h.line, strings.Join(h.path, "."))
-			}
-			hdr = &doc.headers[i]
-		}
-	}
-	var typeKey *keyDef
-	definedByKeys := false
-	for i, k := range doc.keys {
-		// "wazero.runtime_type = ..." or "wazero = {...}" in an enclosing table defines the
-		// table too, and so forbids a [header] for it.
-		if k.table < len(target) && (pathEqual(k.path, target) || hasPrefix(k.path, target)) {
-			definedByKeys = true
-		}
-		if pathEqual(k.path, append(slices.Clone(target), "runtime_type")) {
-			typeKey = &doc.keys[i]
-		}
-	}
-
-	if hdr != nil && definedByKeys {
-		return nil, res, fmt.Errorf("%s is defined both by a [header] (line %d) and by keys elsewhere, which TOML forbids; fix config.toml by hand", strings.Join(target, "."), hdr.line)
-	}
-	if hdr == nil && !definedByKeys {
+	if rt.header == nil && !rt.definedByKeys {
 		// Absent (possibly only sub-tables such as [...wazero.options] exist, after which
 		// defining the table itself is valid TOML). Append at the end of the file, which the
 		// scanner has shown is not inside a string, array or inline table.
@@ -253,14 +202,97 @@ func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte
 		res.summary = "added " + name
 		return out, res, nil
 	}
-
-	if typeKey != nil && typeKey.str != nil && *typeKey.str == runtimeType {
+	if k := rt.typeKey; k != nil && k.str != nil && *k.str == runtimeType {
 		res.summary = "unchanged (" + name + " already set up)"
 		return src, res, nil
 	}
+	return setRuntimeType(src, rt, name, nl, force, res)
+}
+
+// editableVersion returns the file's config version (eo.defaultVersion when it has no version
+// line and one is given), or why the installer does not edit it: a version 1 or unknown config,
+// or one that disables the CRI plugin.
+func editableVersion(src, scanned []byte, doc *document, eo editOpts) (int, error) {
+	v, err := configVersion(scanned, doc)
+	if err != nil {
+		return v, err
+	}
+	if v == 1 && eo.defaultVersion != 0 && !hasVersionLine(doc) {
+		v = eo.defaultVersion
+	}
+	var disabled string
+	for _, k := range doc.keys {
+		if k.root && len(k.path) == 1 && k.path[0] == "disabled_plugins" {
+			if m := disabledCRI.FindSubmatch(src[k.valStart:k.valEnd]); m != nil {
+				disabled = fmt.Sprintf("line %d: disabled_plugins = %s turns off containerd's CRI plugin (%q), which Kubernetes and this runtime need: remove %q from disabled_plugins (Docker's containerd.io package ships it that way)", k.line, src[k.valStart:k.valEnd], m[1], m[1])
+			}
+		}
+	}
+	switch {
+	case v <= 1:
+		msg := "the file has no \"version = 2\" (or 3, 4) line: it is a version 1 config (containerd 1.x's original format, whose plugin section names differ), which this installer does not edit. " +
+			"Regenerate it with `containerd config default` (and carry your settings over), or on containerd 2.x convert it with `containerd config migrate`, then run the installer again"
+		if disabled != "" {
+			msg += "; also, " + disabled
+		}
+		return v, errors.New(msg)
+	case v > 4:
+		return v, fmt.Errorf("the file has version = %d, which this installer does not know (it knows 2, 3 and 4)", v)
+	case disabled != "":
+		return v, fmt.Errorf("%s; not changed", disabled)
+	}
+	return v, nil
+}
+
+// runtimeTable is where a config defines the runtime's table: by a [header], by keys of an
+// enclosing table (definedByKeys), or not at all; typeKey is its runtime_type key, if any.
+type runtimeTable struct {
+	header        *header
+	typeKey       *keyDef
+	definedByKeys bool
+}
+
+// findRuntime locates the table at target, refusing shapes the text edit cannot extend safely:
+// an enclosing inline table, an array of tables, or a table defined both ways.
+func findRuntime(doc *document, target []string) (runtimeTable, error) {
+	var rt runtimeTable
+	// A key whose path is a strict prefix of the target (runtimes = {...}, containerd = {...})
+	// defines a table inline; TOML forbids extending it with a [header].
+	for _, k := range doc.keys {
+		if len(k.path) < len(target) && hasPrefix(target, k.path) {
+			return rt, fmt.Errorf("line %d: %s is defined as an inline table or value; add the runtime there by hand (config not changed)", k.line, strings.Join(k.path, "."))
+		}
+	}
+	for i, h := range doc.headers {
+		if pathEqual(h.path, target) || (h.array && hasPrefix(target, h.path)) {
+			if h.array {
+				return rt, fmt.Errorf("line %d: %s is an array of tables; not a runtime section (config not changed)", h.line, strings.Join(h.path, "."))
+			}
+			rt.header = &doc.headers[i]
+		}
+	}
+	for i, k := range doc.keys {
+		// "wazero.runtime_type = ..." or "wazero = {...}" in an enclosing table defines the
+		// table too, and so forbids a [header] for it.
+		if k.table < len(target) && (pathEqual(k.path, target) || hasPrefix(k.path, target)) {
+			rt.definedByKeys = true
+		}
+		if pathEqual(k.path, append(slices.Clone(target), "runtime_type")) {
+			rt.typeKey = &doc.keys[i]
+		}
+	}
+	if rt.header != nil && rt.definedByKeys {
+		return rt, fmt.Errorf("%s is defined both by a [header] (line %d) and by keys elsewhere, which TOML forbids; fix config.toml by hand", strings.Join(target, "."), rt.header.line)
+	}
+	return rt, nil
+}
+
+// setRuntimeType corrects the runtime_type of an existing runtime table that is not ours: with
+// force, by replacing its value or adding the key under its header; without, errConflict.
+func setRuntimeType(src []byte, rt runtimeTable, name, nl string, force bool, res editResult) ([]byte, editResult, error) {
 	what := "has no runtime_type (containerd would use runc)"
-	if typeKey != nil {
-		what = fmt.Sprintf("has runtime_type = %s (line %d)", src[typeKey.valStart:typeKey.valEnd], typeKey.line)
+	if k := rt.typeKey; k != nil {
+		what = fmt.Sprintf("has runtime_type = %s (line %d)", src[k.valStart:k.valEnd], k.line)
 	}
 	if !force {
 		return nil, res, fmt.Errorf("%w: %s %s, not %q; config not changed (run with -force to set it)", errConflict, name, what, runtimeType)
@@ -268,15 +300,15 @@ func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte
 	quoted := []byte(strconv.Quote(runtimeType))
 	var out []byte
 	switch {
-	case typeKey != nil:
-		out = slices.Concat(src[:typeKey.valStart], quoted, src[typeKey.valEnd:])
-	case hdr != nil:
+	case rt.typeKey != nil:
+		out = slices.Concat(src[:rt.typeKey.valStart], quoted, src[rt.typeKey.valEnd:])
+	case rt.header != nil:
 		line := []byte("  runtime_type = " + string(quoted) + nl)
-		prefix := src[:hdr.end]
+		prefix := src[:rt.header.end]
 		if !bytes.HasSuffix(prefix, []byte("\n")) {
 			prefix = slices.Concat(prefix, []byte(nl))
 		}
-		out = slices.Concat(prefix, line, src[hdr.end:])
+		out = slices.Concat(prefix, line, src[rt.header.end:])
 	default:
 		return nil, res, fmt.Errorf("%s is defined with dotted keys or an inline table and %s; edit it by hand (config not changed)", name, what)
 	}
