@@ -17,9 +17,9 @@ const (
 	// follows the module's size (FillLimits.ForModule).
 	FillMemoryBytesEnv = "CONTAINERD_SHIM_WAZERO_FILL_MEMORY_BYTES"
 	// Without FillMemoryBytesEnv a filler's memory limit is FillMemoryBaseBytes plus
-	// FillMemoryPerModuleByte times the module's size, at most FillMemoryMaxBytes: 336 MiB for a
-	// 2.6 MB Go module (measured: 86 MB peak RSS to compile it), 538 MiB for a 9.2 MB one (193
-	// MB), 2 GiB from 56 MiB up (the module size cap is 64 MiB by default).
+	// FillMemoryPerModuleByte times the module's size, at most FillMemoryMaxBytes (reached from
+	// 56 MiB up; the module size cap is 64 MiB by default). What compiles take under it:
+	// RATIONALE.md, "Why fillers get a cgroup of their own".
 	FillMemoryBaseBytes     int64 = 256 << 20
 	FillMemoryPerModuleByte int64 = 32
 	FillMemoryMaxBytes      int64 = 2 << 30

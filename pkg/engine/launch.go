@@ -61,8 +61,8 @@ type SpawnOptions struct {
 	// always gets), such as CLONE_NEWIPC|CLONE_NEWUTS for a pod sandbox.
 	Cloneflags uintptr
 	// MaxProcs is the runner's GOMAXPROCS; 0 means 1. A runner runs one guest goroutine, and each
-	// P costs memory for its whole life (measured: 0.3 MB less per idle runner with 1 than with 2)
-	// and threads (which count against the node's pid limit); Prepare raises it to the
+	// P costs memory for its whole life (RATIONALE.md, "Why runners and shim servers run with
+	// GOMAXPROCS=1") and threads (which count against the node's pid limit); Prepare raises it to the
 	// container's CPU quota for a cold compile. containerd's GOMAXPROCS=2 for shims does not pass
 	// through.
 	MaxProcs int

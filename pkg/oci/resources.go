@@ -8,9 +8,8 @@ const (
 	// MaxPages is the most pages a 32-bit linear memory can have (4 GiB).
 	MaxPages = 65536
 	// MinReserve is the least memory kept out of the guest's linear memory for the runner itself:
-	// the Go runtime, wazero, the compiled code and the WASI state. An idle runner of a small C
-	// module holds about 3.5 MiB of anonymous memory besides the guest's, but with 8 MiB a guest
-	// at its cap under a 64 MiB limit still got the runner OOM-killed (measured); 16 MiB holds.
+	// the Go runtime, wazero, the compiled code and the WASI state (why 16 MiB: RATIONALE.md,
+	// "Why the guest's memory is capped below the cgroup limit").
 	MinReserve = 16 << 20
 )
 

@@ -20,9 +20,10 @@ func init() {
 		ID:       "task",
 		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
 		InitFn: func(ic *plugin.InitContext) (any, error) {
-			// The server waits on containerd, FIFOs and runners; it runs no guest code. One P
+			// The server waits on containerd, FIFOs and runners; it runs no guest code: one P
 			// instead of the two containerd asks for (GOMAXPROCS=2 in the shim's environment)
-			// saves about 0.3 MB per shim (RATIONALE.md).
+			// is enough and holds less memory (RATIONALE.md, "Why runners and shim servers run
+			// with GOMAXPROCS=1").
 			goruntime.GOMAXPROCS(1)
 			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 			if err != nil {
