@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/warm"
 )
 
@@ -32,7 +33,7 @@ func runWarm(o options) error {
 	if err != nil {
 		return err
 	}
-	if err := engine.PrivateDir(cache.path); err != nil {
+	if err := nodedir.PrivateDir(cache.path); err != nil {
 		return fmt.Errorf("compilation cache %s: %w", o.cacheDir, err)
 	}
 	maxBytes, err := engine.CacheMaxBytes()

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 // The compilation cache directory holds wazero's own entries (in its per-version subdirectory
@@ -170,47 +173,29 @@ func lockModule(dir, hex string, wait time.Duration) (*os.File, error) {
 	return lockFile(filepath.Join(ld, hex+".lock"), time.Now().Add(wait))
 }
 
-// lockFile flocks path exclusively, polling until deadline (flock has no timeout, and a blocked
-// flock cannot be abandoned without leaving it to succeed later). A lock file may be removed by
-// the size bound (under its lock); a runner that locked the removed file opens it again.
+// lockFile flocks path exclusively, polling until deadline. A lock file may be removed by the
+// size bound (under its lock); a runner that locked the removed file opens it again.
 func lockFile(path string, deadline time.Time) (*os.File, error) {
-	delay := 2 * time.Millisecond
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, err
 		}
-		for {
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-			if err == nil {
-				break
-			}
-			if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
-				f.Close()
-				return nil, fmt.Errorf("lock %s: %w", path, err)
-			}
-			if time.Now().After(deadline) {
-				f.Close()
-				return nil, errLockTimeout
-			}
-			time.Sleep(delay)
-			delay = min(2*delay, 50*time.Millisecond)
-		}
-		if sameFile(f, path) {
+		err = nodedir.Poll(ctx, 50*time.Millisecond, func() (bool, error) { return nodedir.TryLock(f, syscall.LOCK_EX) })
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			f.Close()
+			return nil, errLockTimeout
+		case err != nil:
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		case nodedir.SameFile(f, path):
 			return f, nil
 		}
 		f.Close()
 	}
-}
-
-// sameFile reports whether the open file f is still the file at path.
-func sameFile(f *os.File, path string) bool {
-	a, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	b, err := os.Lstat(path)
-	return err == nil && os.SameFile(a, b)
 }
 
 // removeLock removes the lock file of the module with sha256 hex if nobody holds it: it is
@@ -222,7 +207,7 @@ func removeLock(dir, hex string) {
 		return
 	}
 	defer f.Close()
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && sameFile(f, p) {
+	if ok, _ := nodedir.TryLock(f, syscall.LOCK_EX); ok && nodedir.SameFile(f, p) {
 		_ = os.Remove(p)
 	}
 }
@@ -238,58 +223,50 @@ func evict(dir string, maxBytes int64, keep []string) (n int, freed int64) {
 	}
 	removeStaleTmp(dir)
 	entries := listEntries(dir)
-	var total int64
-	for _, e := range entries {
-		total += e.size
-	}
-	if total <= maxBytes {
-		return 0, 0
-	}
 	kept := map[string]bool{}
 	for _, k := range keep {
 		kept[filepath.Clean(k)] = true
 	}
-	// Which markers name each entry.
-	markersOf := map[string][]string{}
-	if ents, err := os.ReadDir(filepath.Join(dir, seenDir)); err == nil {
-		for _, m := range ents {
-			if !m.Type().IsRegular() || strings.HasPrefix(m.Name(), ".") {
-				continue
-			}
-			_, files := readMarker(dir, m.Name())
-			for _, f := range files {
-				markersOf[f] = append(markersOf[f], m.Name())
-			}
-		}
-	}
-	order := make([]cacheEntry, 0, len(entries))
+	var (
+		list      []nodedir.Entry
+		markersOf map[string][]string // which markers name each entry, read only when needed
+	)
 	for _, e := range entries {
-		order = append(order, e)
+		list = append(list, nodedir.Entry{Name: e.rel, Size: e.size, MTime: e.mtime})
 	}
-	sort.Slice(order, func(i, j int) bool {
-		if !order[i].mtime.Equal(order[j].mtime) {
-			return order[i].mtime.Before(order[j].mtime)
+	return nodedir.EvictLRU(list, maxBytes, func(e nodedir.Entry) bool {
+		if kept[e.Name] {
+			return false
 		}
-		return order[i].rel < order[j].rel
-	})
-	for _, e := range order {
-		if total <= maxBytes {
-			break
+		if markersOf == nil {
+			markersOf = entryMarkers(dir)
 		}
-		if kept[e.rel] {
-			continue
-		}
-		for _, m := range markersOf[e.rel] {
+		for _, m := range markersOf[e.Name] {
 			_ = os.Remove(filepath.Join(dir, seenDir, m))
 			removeLock(dir, m)
 		}
-		if err := os.Remove(filepath.Join(dir, e.rel)); err == nil || errors.Is(err, fs.ErrNotExist) {
-			total -= e.size
-			n++
-			freed += e.size
+		err := os.Remove(filepath.Join(dir, e.Name))
+		return err == nil || errors.Is(err, fs.ErrNotExist)
+	})
+}
+
+// entryMarkers maps each cache entry (its path below dir) to the markers that name it.
+func entryMarkers(dir string) map[string][]string {
+	markersOf := map[string][]string{}
+	ents, err := os.ReadDir(filepath.Join(dir, seenDir))
+	if err != nil {
+		return markersOf
+	}
+	for _, m := range ents {
+		if !m.Type().IsRegular() || strings.HasPrefix(m.Name(), ".") {
+			continue
+		}
+		_, files := readMarker(dir, m.Name())
+		for _, f := range files {
+			markersOf[f] = append(markersOf[f], m.Name())
 		}
 	}
-	return n, freed
+	return markersOf
 }
 
 // removeStaleTmp removes temporary files (entries and markers being written) older than staleTmp:

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 // moduleHex is the sha256 of a testdata module, as the cache's bookkeeping names it.
@@ -139,7 +141,7 @@ func TestLockFile(t *testing.T) {
 		t.Fatal("no lock")
 	}
 	defer b.Close()
-	if !sameFile(b, p) {
+	if !nodedir.SameFile(b, p) {
 		t.Error("the waiter holds the lock of a removed file")
 	}
 	if err := syscall.Flock(int(b.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -19,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/wasi"
 )
@@ -97,7 +97,7 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 	}
 	cacheDir, cacheProblems := cfg.CacheDir, []string(nil)
 	if cacheDir != "" {
-		if err := PrivateDir(cacheDir); err != nil {
+		if err := nodedir.PrivateDir(cacheDir); err != nil {
 			cacheDir, cacheProblems = "", append(cacheProblems, "compiled without the compilation cache: "+err.Error())
 		}
 	}
@@ -259,30 +259,6 @@ func noneIn(files, list []string) bool {
 		}
 	}
 	return true
-}
-
-// PrivateDir creates dir (mode 0700) if it is missing, and refuses one that anybody but its
-// owner, this process's user, could write. The compilation cache (compiled machine code is
-// executed from there, so it must come only from the node's own compiler) and the modules copied
-// out of images must both live in such a directory.
-func PrivateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !st.IsDir():
-		return fmt.Errorf("%s is not a directory", dir)
-	case st.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("%s is writable by group or others (mode %v): make it 0700", dir, st.Mode().Perm())
-	case ok && int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("%s is owned by uid %d, not by uid %d", dir, sys.Uid, os.Geteuid())
-	}
-	return nil
 }
 
 // compile compiles code in a new runtime with WASI instantiated, using the cache in cacheDir

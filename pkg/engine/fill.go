@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
@@ -61,24 +62,24 @@ func fillSlot(cacheDir string, deadline time.Time) *os.File {
 	if err := os.MkdirAll(ld, 0o700); err != nil {
 		return nil
 	}
-	delay := 5 * time.Millisecond
-	for {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var slot *os.File
+	_ = nodedir.Poll(ctx, 200*time.Millisecond, func() (bool, error) {
 		for i := range fillSlots {
 			f, err := os.OpenFile(filepath.Join(ld, fmt.Sprintf("fill-%d.lock", i)), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 			if err != nil {
-				return nil
+				return false, err
 			}
-			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-				return f
+			if ok, _ := nodedir.TryLock(f, syscall.LOCK_EX); ok {
+				slot = f
+				return true, nil
 			}
 			f.Close()
 		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 200*time.Millisecond)
-	}
+		return false, nil
+	})
+	return slot
 }
 
 // FillResult is what a filler reports.

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
@@ -179,7 +180,7 @@ func (m *imageModules) store(ctx context.Context, store contentStore, name strin
 		return "", nil, fmt.Errorf("%s: unsupported digest: %w", what, errdefs.ErrInvalidArgument)
 	}
 	dir := filepath.Join(m.dir, "sha256")
-	if err := engine.PrivateDir(m.dir); err != nil {
+	if err := nodedir.PrivateDir(m.dir); err != nil {
 		return "", nil, fmt.Errorf("modules directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

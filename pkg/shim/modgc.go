@@ -6,10 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 // The modules directory (engine.ModulesDir) is bounded like the compilation cache: after a module
@@ -43,50 +44,17 @@ func holdModule(ctx context.Context, path string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flockShared(ctx, f); err != nil {
+	// An eviction holds its exclusive flock only for the time of an unlink, so the wait is short.
+	if err := nodedir.Poll(ctx, 20*time.Millisecond, func() (bool, error) { return nodedir.TryLock(f, syscall.LOCK_SH) }); err != nil {
 		f.Close()
 		return nil, err
 	}
-	if !sameFile(f, path) {
+	if !nodedir.SameFile(f, path) {
 		// Evicted between the open and the flock: the caller copies it again.
 		f.Close()
 		return nil, nil
 	}
 	return f, nil
-}
-
-// flockShared takes a shared flock on f. An eviction holds its exclusive flock only for the time
-// of an unlink, so the wait is short; it polls (flock has no timeout) and gives up when ctx ends.
-func flockShared(ctx context.Context, f *os.File) error {
-	delay := time.Millisecond
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-		switch err {
-		case nil:
-			return nil
-		case syscall.EINTR:
-			continue
-		case syscall.EWOULDBLOCK:
-		default:
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 20*time.Millisecond)
-	}
-}
-
-// sameFile reports whether the open file f is still the file at path.
-func sameFile(f *os.File, path string) bool {
-	a, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	b, err := os.Lstat(path)
-	return err == nil && os.SameFile(a, b)
 }
 
 // touchModule marks the module at path as just used, for the least-recently-used eviction.
@@ -121,15 +89,7 @@ func evictModules(dir string, maxBytes int64, keep string) (n int, freed int64) 
 	if err != nil {
 		return 0, 0
 	}
-	type module struct {
-		name  string
-		size  int64
-		mtime time.Time
-	}
-	var (
-		mods  []module
-		total int64
-	)
+	var mods []nodedir.Entry
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
@@ -144,33 +104,12 @@ func evictModules(dir string, maxBytes int64, keep string) (n int, freed int64) 
 				removeUnheld(filepath.Join(dir, name), info.ModTime())
 			}
 		case isModuleName(name):
-			mods = append(mods, module{name, info.Size(), info.ModTime()})
-			total += info.Size()
+			mods = append(mods, nodedir.Entry{Name: name, Size: info.Size(), MTime: info.ModTime()})
 		}
 	}
-	if maxBytes <= 0 || total <= maxBytes {
-		return 0, 0
-	}
-	sort.Slice(mods, func(i, j int) bool {
-		if !mods[i].mtime.Equal(mods[j].mtime) {
-			return mods[i].mtime.Before(mods[j].mtime)
-		}
-		return mods[i].name < mods[j].name
+	return nodedir.EvictLRU(mods, maxBytes, func(m nodedir.Entry) bool {
+		return m.Name != keep && removeUnheld(filepath.Join(dir, m.Name), m.MTime)
 	})
-	for _, m := range mods {
-		if total <= maxBytes {
-			break
-		}
-		if m.name == keep {
-			continue
-		}
-		if removeUnheld(filepath.Join(dir, m.name), m.mtime) {
-			total -= m.size
-			n++
-			freed += m.size
-		}
-	}
-	return n, freed
 }
 
 // removeUnheld removes the file at path if nobody holds it and it was not used since it was seen
@@ -182,7 +121,7 @@ func removeUnheld(path string, mtime time.Time) bool {
 		return false
 	}
 	defer f.Close() // releases the flock, after the unlink
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || !sameFile(f, path) {
+	if ok, _ := nodedir.TryLock(f, syscall.LOCK_EX); !ok || !nodedir.SameFile(f, path) {
 		return false
 	}
 	if info, err := f.Stat(); err != nil || !info.ModTime().Equal(mtime) {
