@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/integration/testenv"
 )
 
 // buildInstaller builds cmd/wazero-shim-installer once per test.
@@ -194,21 +196,8 @@ func requireInstallerPrereqs(t *testing.T) {
 // configWithoutWazero is the harness's private config for v with the wazero runtime removed.
 func configWithoutWazero(t *testing.T, v, E string) string {
 	d := &daemon{version: v, dir: E, bin: binDir(v)}
-	var out []string
-	skip := false
-	for _, l := range strings.Split(d.config(), "\n") {
-		if strings.Contains(l, "runtimes.wazero]") {
-			skip = true
-			continue
-		}
-		if skip && strings.Contains(l, "runtime_type") {
-			skip = false
-			continue
-		}
-		out = append(out, l)
-	}
-	s := strings.Join(out, "\n")
-	if strings.Contains(s, "runtimes.wazero") {
+	s := testenv.WithoutRuntime(d.config(), "wazero")
+	if strings.Contains(s, "wazero") {
 		t.Fatalf("config still names wazero:\n%s", s)
 	}
 	return s

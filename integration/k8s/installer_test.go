@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/integration/testenv"
 )
 
 // installerImage is the image the test builds like deploy/Dockerfile.installer: the installer,
@@ -91,23 +93,8 @@ func installerManifest(t *testing.T, config, containerd, binDir, sock, cacheDir 
 	return m
 }
 
-// withoutWazero removes the wazero runtime's table (the header line and its runtime_type) from a
-// containerd config.
-func withoutWazero(cfg string) string {
-	var out []string
-	skip := false
-	for _, l := range strings.Split(cfg, "\n") {
-		switch {
-		case strings.Contains(l, "runtimes.wazero]"):
-			skip = true
-		case skip && strings.Contains(l, "runtime_type"):
-			skip = false
-		default:
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
+// withoutWazero removes the wazero runtime's table from a containerd config.
+func withoutWazero(cfg string) string { return testenv.WithoutRuntime(cfg, "wazero") }
 
 // testInstallerDaemonSet: the DaemonSet's pod installs the shim and the runner into the node's
 // bin directory and adds the runtime to the node's containerd config in the form that

@@ -80,3 +80,21 @@ func MajorMinor(version string) (major, minor int, err error) {
 	}
 	return major, minor, nil
 }
+
+// WithoutRuntime returns cfg (a config.toml of ContainerdConfig) without the CRI runtime table
+// named name: its header and every key up to the next table header. The installer tests start
+// from a node config that lacks the runtime they install.
+func WithoutRuntime(cfg, name string) string {
+	var out []string
+	skip := false
+	for _, l := range strings.Split(cfg, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			skip = strings.HasSuffix(t, "runtimes."+name+"]")
+		}
+		if !skip {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -55,3 +55,25 @@ func TestContainerdConfigRefusesQuotes(t *testing.T) {
 		t.Fatal("a version that is not MAJOR.MINOR was accepted")
 	}
 }
+
+// TestWithoutRuntime: the wazero table goes whole, with every key under it, and nothing else.
+func TestWithoutRuntime(t *testing.T) {
+	root := filepath.Join("..", "..")
+	for _, ver := range MustRead(root).Containerd {
+		cfg, err := ContainerdConfig(root, DaemonConfig{Version: ver, Dir: "/e", SandboxImage: "p", RuntimeType: "io.containerd.wazero.v1", CNIBin: "/b", CNIConf: "/c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = strings.Replace(cfg, `runtime_type = "io.containerd.wazero.v1"`, `runtime_type = "io.containerd.wazero.v1"`+"\n        pod_annotations = [\"wazero.dev/*\"]", 1)
+		got := WithoutRuntime(cfg, "wazero")
+		if strings.Contains(got, "wazero") {
+			t.Errorf("%s: the runtime is still named:\n%s", ver, got)
+		}
+		if want := strings.Count(cfg, "\n") - 3; strings.Count(got, "\n") != want {
+			t.Errorf("%s: %d lines left, want %d (header, runtime_type and pod_annotations removed):\n%s", ver, strings.Count(got, "\n"), want, got)
+		}
+		if !strings.Contains(got, "runtimes.runc]") || !strings.Contains(got, "conf_dir") {
+			t.Errorf("%s: other tables went too:\n%s", ver, got)
+		}
+	}
+}
