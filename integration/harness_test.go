@@ -384,6 +384,8 @@ imports = []
         runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
         runtime_type = %[10]q
+        pod_annotations = ["wazero.dev/*"]
+        container_annotations = ["wazero.dev/*"]
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["/usr/lib/cni"]
       conf_dir = %[11]q
@@ -423,6 +425,8 @@ imports = []
         runtime_type = "io.containerd.runc.v2"
       [%[7]s.containerd.runtimes.wazero]
         runtime_type = %[9]q
+        pod_annotations = ["wazero.dev/*"]
+        container_annotations = ["wazero.dev/*"]
     [%[7]s.cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = %[10]q

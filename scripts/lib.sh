@@ -106,6 +106,8 @@ imports = []
         runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
         runtime_type = "io.containerd.wazero.v1"
+        pod_annotations = ["wazero.dev/*"]
+        container_annotations = ["wazero.dev/*"]
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["/usr/lib/cni"]
       conf_dir = "$E/cni"
@@ -141,6 +143,8 @@ imports = []
         runtime_type = "io.containerd.runc.v2"
       [$cri.containerd.runtimes.wazero]
         runtime_type = "io.containerd.wazero.v1"
+        pod_annotations = ["wazero.dev/*"]
+        container_annotations = ["wazero.dev/*"]
     [$cri.cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = "$E/cni"
