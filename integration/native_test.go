@@ -145,7 +145,7 @@ func runcStatus(ns, id string) string {
 }
 
 // TestCtrNativeLifecycle: a long-running native container through ctr: its cgroup, pause and
-// resume (runc's freezer), metrics, exec refused with a clear error, a graceful SIGTERM; then a
+// resume (runc's freezer), metrics, exec (output, exit status, a missing program), a graceful SIGTERM; then a
 // second one whose shim is SIGKILLed: containerd's `delete` action removes it with runc (process,
 // cgroup, runc state, rootfs mount).
 func TestCtrNativeLifecycle(t *testing.T) {
@@ -180,8 +180,14 @@ func TestCtrNativeLifecycle(t *testing.T) {
 		if out, se, code := d.ctr(t, "task", "metrics", id); code != 0 || !strings.Contains(out, "memory") {
 			t.Errorf("ctr task metrics: exit %d, output %q %s; want memory metrics", code, out, se)
 		}
-		if _, se, code := d.ctr(t, "task", "exec", "--exec-id", "x1", id, "/nativetool", "hello"); code == 0 || !strings.Contains(se, "not supported yet") {
-			t.Errorf("ctr task exec into a native container: exit %d, stderr %q; want a not-supported error", code, se)
+		if out, se, code := d.ctr(t, "task", "exec", "--exec-id", "x1", id, "/nativetool", "hello", "from-exec"); code != 0 || !strings.Contains(out, "hello from native from-exec") {
+			t.Errorf("ctr task exec into a native container: exit %d, stdout %q, stderr %q; want 0 and %q", code, out, se, "hello from native from-exec")
+		}
+		if _, se, code := d.ctr(t, "task", "exec", "--exec-id", "x2", id, "/nativetool", "exit", "5"); code != 5 {
+			t.Errorf("ctr task exec of a failing command: exit %d (stderr %q), want 5", code, se)
+		}
+		if _, se, code := d.ctr(t, "task", "exec", "--exec-id", "x3", id, "/no-such-program"); code == 0 || !strings.Contains(se, "no-such-program") {
+			t.Errorf("ctr task exec of a missing program: exit %d, stderr %q; want an error naming it", code, se)
 		}
 		if _, se, code := d.ctr(t, "task", "kill", "--signal", "SIGTERM", id); code != 0 {
 			t.Errorf("ctr task kill SIGTERM: exit %d: %s", code, se)

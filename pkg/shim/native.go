@@ -78,6 +78,7 @@ type nativeInstance struct {
 	rt      *nativeRuntime
 	r       *runc.Runc
 	id      string
+	ns      string // containerd namespace (for binary:// loggers)
 	bundle  string
 	rootfs  string // mounted by the shim, unmounted by Cleanup; empty when nothing was mounted
 	spec    *specs.Spec
@@ -96,7 +97,7 @@ type nativeInstance struct {
 // create runs `runc create` for the container of r, whose spec is spec and whose rootfs the
 // caller mounted at rootfs (ownership passes to the instance: "" when nothing was mounted).
 func (n *nativeRuntime) create(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, rootfs, namespace string, onExit func(int, time.Time), onOOM func()) (_ instance, retErr error) {
-	inst := &nativeInstance{rt: n, id: r.ID, bundle: r.Bundle, rootfs: rootfs, spec: spec, exited: make(chan struct{})}
+	inst := &nativeInstance{rt: n, id: r.ID, ns: namespace, bundle: r.Bundle, rootfs: rootfs, spec: spec, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			close(inst.exited)
@@ -244,11 +245,6 @@ func (i *nativeInstance) Stats() (*anypb.Any, error) {
 }
 
 func (i *nativeInstance) CloseStdin() { i.stdio.CloseStdin() }
-
-// Exec is not supported for native containers yet.
-func (i *nativeInstance) Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(int, time.Time)) (process, error) {
-	return nil, fmt.Errorf("exec %s in container %s: exec into native (runc) containers of a wazero pod is not supported yet: %w", execID, i.id, errdefs.ErrNotImplemented)
-}
 
 // Update changes the container's resources with runc update.
 func (i *nativeInstance) Update(res *specs.LinuxResources) error {
