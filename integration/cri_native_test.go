@@ -8,6 +8,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,8 @@ func (c *criClient) importNativeTool() {
 //     the pod's network namespace) and exits 0 only with the server's answer;
 //   - a long-running native container: in the sandbox's network, IPC and UTS namespaces, in its
 //     own cgroup, with stats, stopped gracefully (SIGTERM, exit 0);
-//   - a failing native container's exit code and stderr;
+//   - exec in a native container, and a live memory limit update;
+//   - a failing native container's exit code and stderr, and one OOM-killed at its limit;
 //   - a pod annotation that forces one container to wasm, refused with the wasm error;
 //   - stop and removal with nothing left: processes, mounts, cgroups, runc state.
 func TestCRINativeMixedPod(t *testing.T) {
@@ -119,6 +121,20 @@ func TestCRINativeMixedPod(t *testing.T) {
 			t.Errorf("no runc state for the native container in %s: %v", runcStateDir(criNS), err)
 		}
 		checkStats(t, c, lr)
+		// Exec (kubectl exec, exec probes) runs in the container through runc exec.
+		if r := c.crictl("exec", lr, "/nativetool", "hello", "via-crictl-exec"); r.exit != 0 || !strings.Contains(r.stdout, "hello from native via-crictl-exec") {
+			t.Errorf("crictl exec in the native container: %s", r)
+		}
+		// crictl exits 1 for any failure and reports the command's exit code on stderr.
+		if r := c.crictl("exec", "--sync", lr, "/nativetool", "exit", "4"); r.exit == 0 || !strings.Contains(r.stderr, "exit code 4") && !strings.Contains(r.stderr, "exited with 4") {
+			t.Errorf("crictl exec --sync of a command that exits 4: crictl must report exit code 4:\n%s", r)
+		}
+		// A live resource update (in-place resize) reaches the container's cgroup through runc.
+		const newLimit = 96 << 20
+		c.must("update", "--memory", strconv.Itoa(newLimit), lr)
+		if got := memoryLimitOf(li.Info.Pid); got != newLimit {
+			t.Errorf("memory limit of the native container after crictl update: %d, want %d", got, newLimit)
+		}
 		for end := time.Now().Add(10 * time.Second); !strings.Contains(c.logs(lr), "ready") && time.Now().Before(end); {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -138,6 +154,14 @@ func TestCRINativeMixedPod(t *testing.T) {
 		}
 		if out := c.logs(fl); !strings.Contains(out, "native container exiting with 3") {
 			t.Errorf("crictl logs of the failing native container = %q", out)
+		}
+
+		// A native container over its memory limit: OOMKilled, as containerd's runc shim reports it.
+		oom, _ := p.run(ctrSpec{name: "oom", image: nativeToolImage, command: []string{"/nativetool", "alloc", "512"},
+			linux: map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 48 << 20}}})
+		tr.ids = append(tr.ids, oom)
+		if oi := c.waitState(oom, stateExited, 60*time.Second); oi.Status.ExitCode != 137 || oi.Status.Reason != "OOMKilled" {
+			t.Errorf("native container over its memory limit: exitCode %d, reason %q; want 137, OOMKilled", oi.Status.ExitCode, oi.Status.Reason)
 		}
 
 		// The pod annotation wazero.dev/runtime.forced=wasm: that container must be wasm.
@@ -172,4 +196,21 @@ func TestCRINativeMixedPod(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+}
+
+// memoryLimitOf reads the memory limit of pid's cgroup (v1 memory.limit_in_bytes or v2
+// memory.max); -1 when none is found.
+func memoryLimitOf(pid int) int64 {
+	for _, dir := range procCgroups(pid) {
+		for _, f := range []string{"memory.limit_in_bytes", "memory.max"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				continue
+			}
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }

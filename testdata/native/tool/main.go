@@ -8,6 +8,7 @@
 //	nativetool exit N                 print to stderr and exit with status N
 //	nativetool wait-term              print "ready", then exit 0 on SIGTERM
 //	nativetool script PATH ARGS...    the interpreter of /script.sh (#!/nativetool script)
+//	nativetool alloc MIB              touch MIB MiB of memory (the OOM killer stops it at a lower limit)
 package main
 
 import (
@@ -51,6 +52,17 @@ func main() {
 		fmt.Println("ready")
 		<-c
 		fmt.Println("got SIGTERM")
+	case "alloc":
+		n, _ := strconv.Atoi(args[0])
+		var hold [][]byte
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			hold = append(hold, b)
+		}
+		fmt.Printf("allocated %d MiB\n", len(hold))
 	case "script":
 		fmt.Println(strings.Join(append([]string{"hello from script"}, args[1:]...), " "))
 	default:
