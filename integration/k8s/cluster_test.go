@@ -307,6 +307,7 @@ state = %[2]q
         runtime_type = "io.containerd.runc.v2"
       [%[6]s.containerd.runtimes.wazero]
         runtime_type = %[8]q
+        pod_annotations = ["wazero.dev/*"]
     [%[6]s.cni]
       bin_dir = %[9]q
       conf_dir = %[10]q
@@ -344,6 +345,7 @@ state = %[2]q
         runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]
         runtime_type = %[8]q
+        pod_annotations = ["wazero.dev/*"]
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = [%[9]q]
       conf_dir = %[10]q
@@ -446,6 +448,9 @@ func (c *cluster) importImages() {
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "hello.tar")),
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "httpserver.tar")),
 		append(append([]string{}, wasm...), suite.probeImage),
+		// The native images of deploy/example-mixed-pod.yaml (its init container and sidecar).
+		{"images", "import", filepath.Join(imagesDir, "native-tool.tar")},
+		{"images", "import", filepath.Join(imagesDir, "native-httpserver.tar")},
 	} {
 		if r := c.ctr(imp...); r.exit != 0 {
 			c.t.Fatalf("ctr -n k8s.io %s:\n%s", strings.Join(imp, " "), r)
