@@ -160,8 +160,9 @@ func readAnnotations(bundle string) (map[string]string, error) {
 }
 
 // Stop is the `delete` action: containerd runs it when a shim died, to clean up after it. It kills
-// the container's runner if it still lives (a native container: runc delete --force), unmounts the rootfs, removes the cgroup, and reports
-// the recorded exit status, or 137 (SIGKILL) when none was recorded.
+// the container's runner if it still lives (a native container: runc delete --force), unmounts
+// the rootfs, removes the cgroup, and reports the recorded exit status, or 137 (SIGKILL) when
+// none was recorded.
 func (m *Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) {
 	bundle := ""
 	if o, ok := ctx.Value(cshim.OptsKey{}).(cshim.Opts); ok {

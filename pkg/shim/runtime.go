@@ -62,9 +62,8 @@ type wasmRuntime struct {
 	self      string
 	namespace string
 	cacheDir  string
-	images    *imageModules  // modules in image layers (image.go); nil: rootfs only
-	runnerBin *runnerBinary  // the runner executable beside the shim (runnerexe.go); nil: self
-	native    *nativeRuntime // runs native containers (native.go); made on first use
+	images    *imageModules // modules in image layers (image.go); nil: rootfs only
+	runnerBin *runnerBinary // the runner executable beside the shim (runnerexe.go); nil: self
 }
 
 type wasmInstance struct {
@@ -259,10 +258,7 @@ func logChoice(ctx context.Context, id string, rt oci.Runtime, reason string) {
 func (w *wasmRuntime) handOff(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, inst *wasmInstance, onExit func(int, time.Time), onOOM func()) (instance, error) {
 	mounted := inst.rootfs
 	inst.rootfs = ""
-	if w.native == nil {
-		w.native = newNativeRuntime(w.namespace)
-	}
-	return w.native.create(ctx, r, spec, mounted, w.namespace, onExit, onOOM)
+	return newNativeRuntime(w.namespace).create(ctx, r, spec, mounted, w.namespace, onExit, onOOM)
 }
 
 // explain turns a runner that died before it was ready into a message that says why, when the
