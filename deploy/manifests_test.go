@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
@@ -435,5 +437,160 @@ func TestInstallerDaemonSet(t *testing.T) {
 	rc, _ := os.ReadFile("runtimeclass.yaml")
 	if !strings.Contains(string(rc), "scheduling:\n  nodeSelector:\n    wazero.io/enabled: \"true\"") {
 		t.Errorf("the RuntimeClass does not schedule onto the labelled nodes:\n%s", rc)
+	}
+}
+
+// TestMixedPodExample: deploy/example-mixed-pod.yaml is a mixed pod the shim runs as its comments
+// say. Each container's image is one testdata/Makefile builds; the shim's rule puts those built
+// for linux (-os linux) in runc and the others in wazero, and the example has a native init
+// container, a native sidecar and a wasm container. A runtime annotation names a container of the
+// pod and agrees with the rule (oci.ChosenRuntime reads it as the shim does). The init container
+// writes into a volume the wasm container mounts, and the containers, which share the pod's
+// network namespace, listen on distinct ports that their probes ask for.
+func TestMixedPodExample(t *testing.T) {
+	docs := parseManifest(t, "example-mixed-pod.yaml")
+	if len(docs) != 1 || str(t, docs[0], "kind") != "Deployment" {
+		t.Fatalf("want one Deployment")
+	}
+	tmpl := get(t, docs[0], "spec", "template")
+	pod := get(t, tmpl, "spec")
+	if rc := str(t, pod, "runtimeClassName"); rc != "wazero" {
+		t.Errorf("runtimeClassName %q, want wazero", rc)
+	}
+	mk, err := os.ReadFile("../testdata/Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool, err := os.ReadFile("../testdata/native/tool/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// native reports whether testdata/Makefile builds image for linux, and its entrypoint.
+	native := func(image string) (bool, string) {
+		m := regexp.MustCompile(`-name ` + regexp.QuoteMeta(image) + `\s((?:[^\n]*\\\n)*[^\n]*)`).FindSubmatch(mk)
+		if m == nil {
+			t.Errorf("image %s: testdata/Makefile builds no image of that name", image)
+			return false, ""
+		}
+		ep := regexp.MustCompile(`-entrypoint (\S+)`).FindSubmatch(m[1])
+		if ep == nil {
+			t.Errorf("image %s: no -entrypoint in testdata/Makefile", image)
+			return false, ""
+		}
+		return strings.Contains(string(m[1]), "-os linux"), string(ep[1])
+	}
+	annotations := map[string]any{}
+	if a, ok := mapping(t, get(t, tmpl, "metadata"), "pod metadata")["annotations"]; ok {
+		annotations = mapping(t, a, "pod annotations")
+	}
+	type ctr struct {
+		name   string
+		native bool
+		init   bool
+		v      any
+	}
+	var ctrs []ctr
+	for _, kind := range []string{"initContainers", "containers"} {
+		for _, c := range list(t, get(t, pod, kind), kind) {
+			nat, ep := native(str(t, c, "image"))
+			cmd := ep
+			if v, ok := mapping(t, c, "container")["command"]; ok {
+				cmd = str(t, map[string]any{"c": list(t, v, "command")[0]}, "c")
+			}
+			if cmd != ep {
+				t.Errorf("container %s runs %s, its image's entrypoint is %s: the rule would look at a file the image may not have", str(t, c, "name"), cmd, ep)
+			}
+			ctrs = append(ctrs, ctr{name: str(t, c, "name"), native: nat, init: kind == "initContainers", v: c})
+		}
+	}
+	var nativeInit, nativeSidecar, wasm *ctr
+	for i := range ctrs {
+		c := &ctrs[i]
+		switch {
+		case c.native && c.init:
+			nativeInit = c
+		case c.native:
+			nativeSidecar = c
+		default:
+			wasm = c
+		}
+		// The annotation, read as the shim reads it from the container's spec.
+		spec := &specs.Spec{Annotations: map[string]string{oci.ContainerNameAnnotation: c.name}}
+		for k := range annotations {
+			spec.Annotations[k] = str(t, annotations, k)
+		}
+		rt, key, err := oci.ChosenRuntime(spec)
+		if err != nil {
+			t.Errorf("container %s: %v", c.name, err)
+		}
+		want := oci.RuntimeWasm
+		if c.native {
+			want = oci.RuntimeNative
+		}
+		if key != "" && rt != oci.RuntimeAuto && rt != want {
+			t.Errorf("container %s: annotation %s chooses %s, but its image is %s", c.name, key, rt, want)
+		}
+	}
+	for k := range annotations {
+		if name, ok := strings.CutPrefix(k, oci.RuntimeAnnotationPrefix); ok && !slices.ContainsFunc(ctrs, func(c ctr) bool { return c.name == name }) {
+			t.Errorf("annotation %s names no container of the pod", k)
+		}
+	}
+	if nativeInit == nil || nativeSidecar == nil || wasm == nil {
+		t.Fatalf("a mixed pod example needs a native init container, a native sidecar and a wasm container")
+	}
+
+	// The init container writes (nativetool write PATH TEXT) into a volume the wasm container mounts.
+	if !strings.Contains(string(tool), `case "write":`) {
+		t.Fatalf("testdata/native/tool has no write command")
+	}
+	cmd := list(t, get(t, nativeInit.v, "command"), "command")
+	if len(cmd) != 4 || cmd[1] != "write" {
+		t.Fatalf("init container command %v, want /nativetool write PATH TEXT", cmd)
+	}
+	mountOf := func(c any, path string) string {
+		for _, m := range list(t, get(t, c, "volumeMounts"), "volumeMounts") {
+			if mp := str(t, m, "mountPath"); strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/") {
+				return str(t, m, "name")
+			}
+		}
+		return ""
+	}
+	vol := mountOf(nativeInit.v, cmd[2].(string))
+	if vol == "" {
+		t.Errorf("init container writes %s, outside its volume mounts", cmd[2])
+	} else if mountOf(wasm.v, cmd[2].(string)) != vol {
+		t.Errorf("the wasm container does not mount volume %s at the path the init container writes (%s)", vol, cmd[2])
+	}
+
+	// One network namespace: distinct ports, each probed where its container listens.
+	seen := map[int]string{}
+	for _, c := range ctrs {
+		if c.init {
+			continue
+		}
+		var ports []int
+		for _, e := range list(t, get(t, c.v, "env"), "env") {
+			if str(t, e, "name") != oci.ListenEnv {
+				continue
+			}
+			addrs, err := oci.Listen([]string{oci.ListenEnv + "=" + str(t, e, "value")})
+			if err != nil {
+				t.Fatalf("container %s: %v", c.name, err)
+			}
+			for _, a := range addrs {
+				ports = append(ports, a.Port)
+			}
+		}
+		if len(ports) != 1 {
+			t.Fatalf("container %s listens on %v, want one port", c.name, ports)
+		}
+		if other, dup := seen[ports[0]]; dup {
+			t.Errorf("containers %s and %s both listen on %d in the pod's one network namespace", other, c.name, ports[0])
+		}
+		seen[ports[0]] = c.name
+		if p := num(t, get(t, c.v, "readinessProbe", "httpGet"), "port"); p != ports[0] {
+			t.Errorf("container %s: readiness probe on port %d, it listens on %d", c.name, p, ports[0])
+		}
 	}
 }

@@ -184,6 +184,12 @@ type pod struct {
 // runPod runs a pod sandbox (crictl runp --runtime handler) with a fresh log directory; hostNet
 // selects NamespaceMode NODE for the network. It is removed at the end of the test.
 func (c *criClient) runPod(name, handler string, hostNet bool) *pod {
+	c.t.Helper()
+	return c.runPodAnnotated(name, handler, hostNet, nil)
+}
+
+// runPodAnnotated is runPod with pod annotations.
+func (c *criClient) runPodAnnotated(name, handler string, hostNet bool, annotations map[string]string) *pod {
 	t := c.t
 	t.Helper()
 	dir := t.TempDir()
@@ -191,6 +197,9 @@ func (c *criClient) runPod(name, handler string, hostNet bool) *pod {
 	cfg := map[string]any{
 		"metadata":      map[string]any{"name": uid, "namespace": "default", "uid": uid, "attempt": 0},
 		"log_directory": filepath.Join(dir, "logs"),
+	}
+	if annotations != nil {
+		cfg["annotations"] = annotations
 	}
 	if hostNet {
 		cfg["linux"] = map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}}
@@ -225,14 +234,15 @@ func (p *pod) dumpLogs() {
 
 // ctrSpec is the part of a CRI ContainerConfig the tests use.
 type ctrSpec struct {
-	name    string
-	attempt int
-	image   string   // default testImage
-	command []string // replaces the image entrypoint
-	args    []string // replaces the image cmd
-	envs    map[string]string
-	mounts  map[string]string // container path -> host path
-	linux   map[string]any    // the LinuxContainerConfig (security_context, resources); nil: empty
+	name        string
+	attempt     int
+	image       string   // default testImage
+	command     []string // replaces the image entrypoint
+	args        []string // replaces the image cmd
+	envs        map[string]string
+	mounts      map[string]string // container path -> host path
+	linux       map[string]any    // the LinuxContainerConfig (security_context, resources); nil: empty
+	annotations map[string]string
 }
 
 // tryCreate runs crictl create for s and returns the container's id and log file, and crictl's
@@ -255,6 +265,9 @@ func (p *pod) tryCreate(s ctrSpec) (id, logPath string, r result) {
 	}
 	if s.command != nil {
 		cfg["command"] = s.command
+	}
+	if s.annotations != nil {
+		cfg["annotations"] = s.annotations
 	}
 	if s.args != nil {
 		cfg["args"] = s.args

@@ -376,6 +376,9 @@ func (c *cluster) importImages() {
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "hello.tar")),
 		append(append([]string{}, wasm...), filepath.Join(imagesDir, "httpserver.tar")),
 		append(append([]string{}, wasm...), suite.probeImage),
+		// The native images of deploy/example-mixed-pod.yaml (its init container and sidecar).
+		{"images", "import", filepath.Join(imagesDir, "native-tool.tar")},
+		{"images", "import", filepath.Join(imagesDir, "native-httpserver.tar")},
 	} {
 		if r := c.ctr(imp...); r.exit != 0 {
 			c.t.Fatalf("ctr -n k8s.io %s:\n%s", strings.Join(imp, " "), r)

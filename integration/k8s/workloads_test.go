@@ -45,6 +45,7 @@ func TestKubernetes(t *testing.T) {
 				}{
 					{"ExampleDeployment", testExampleDeployment},
 					{"ExampleHTTPServer", testExampleHTTPServer},
+					{"ExampleMixedPod", testExampleMixedPod},
 					{"Job", testJob},
 					{"RestartOnFailure", testRestartOnFailure},
 					{"HTTPProbes", testHTTPProbes},
@@ -560,3 +561,33 @@ spec:
 }
 
 var _ = strconv.Itoa
+
+// testExampleMixedPod applies deploy/example-mixed-pod.yaml unchanged: a wazero pod whose native
+// init container (run by runc under the shim) completes, whose wasm server and native sidecar
+// both turn ready on their probes, and which serves both through the API server's proxy: the
+// wasm module on :8080 and the native server on :15000 of the same pod IP.
+func testExampleMixedPod(t *testing.T, c *cluster) {
+	manifest := filepath.Join(repoRoot, "deploy", "example-mixed-pod.yaml")
+	c.kubectl(t, "apply", "-f", manifest)
+	defer c.kubectlR("delete", "-f", manifest, "--wait=false")
+	c.kubectl(t, "rollout", "status", "deployment/mixed-pod", "--timeout=4m")
+	pods := c.podsOf(t, "app=mixed-pod")
+	if len(pods) != 1 {
+		t.Fatalf("%d mixed-pod pods, want 1", len(pods))
+	}
+	p := pods[0]
+	name := podName(p)
+	inits, _ := jsonPath(p, "status", "initContainerStatuses").([]any)
+	if len(inits) != 1 || num(jsonPath(inits[0], "state", "terminated", "exitCode")) != 0 || str(jsonPath(inits[0], "state", "terminated", "reason")) != "Completed" {
+		t.Errorf("init container status %v, want one Completed with exit code 0", inits)
+	}
+	if out := c.kubectl(t, "logs", name, "-c", "init-config"); !strings.Contains(out, "wrote /shared/greeting.txt") {
+		t.Errorf("kubectl logs -c init-config = %q", out)
+	}
+	if got := c.kubectl(t, "get", "--raw", "/api/v1/namespaces/default/pods/"+name+":8080/proxy/hello"); got != "hello from wasm http" {
+		t.Errorf("GET /hello of the wasm container through pod %s: %q", name, got)
+	}
+	if got := c.kubectl(t, "get", "--raw", "/api/v1/namespaces/default/pods/"+name+":15000/proxy/health"); got != "ok" {
+		t.Errorf("GET /health of the native sidecar through pod %s: %q", name, got)
+	}
+}

@@ -46,6 +46,23 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 	}
 	defer root.Close()
 
+	candidates := programCandidates(args0, cwd, env)
+	for _, guest := range candidates {
+		m, err := checkModule(root, rootfs, guest)
+		// A bare name not found is reported as a PATH lookup even when PATH has one directory:
+		// the user typed the name, not the path it was looked for at.
+		if errors.Is(err, errdefs.ErrNotFound) && !strings.Contains(args0, "/") {
+			continue
+		}
+		return m, err
+	}
+	return Module{}, fmt.Errorf("module %q not found in the container's PATH (%s): %w", args0, strings.Join(candidates, ", "), errdefs.ErrNotFound)
+}
+
+// programCandidates are the guest paths args0 may name, in the order a shell tries them: an
+// absolute name as is, a name with a slash relative to cwd, a bare name in each directory of the
+// PATH of env (default "/usr/local/bin:/usr/bin:/bin").
+func programCandidates(args0, cwd string, env []string) []string {
 	var candidates []string
 	switch {
 	case strings.HasPrefix(args0, "/"):
@@ -71,16 +88,7 @@ func ResolveModule(rootfs, args0, cwd string, env []string) (Module, error) {
 		}
 	}
 
-	for _, guest := range candidates {
-		m, err := checkModule(root, rootfs, guest)
-		// A bare name not found is reported as a PATH lookup even when PATH has one directory:
-		// the user typed the name, not the path it was looked for at.
-		if errors.Is(err, errdefs.ErrNotFound) && !strings.Contains(args0, "/") {
-			continue
-		}
-		return m, err
-	}
-	return Module{}, fmt.Errorf("module %q not found in the container's PATH (%s): %w", args0, strings.Join(candidates, ", "), errdefs.ErrNotFound)
+	return candidates
 }
 
 func checkModule(root *os.Root, rootfs, guest string) (Module, error) {

@@ -160,8 +160,9 @@ func readAnnotations(bundle string) (map[string]string, error) {
 }
 
 // Stop is the `delete` action: containerd runs it when a shim died, to clean up after it. It kills
-// the container's runner if it still lives, unmounts the rootfs, removes the cgroup, and reports
-// the recorded exit status, or 137 (SIGKILL) when none was recorded.
+// the container's runner if it still lives (a native container: runc delete --force), unmounts
+// the rootfs, removes the cgroup, and reports the recorded exit status, or 137 (SIGKILL) when
+// none was recorded.
 func (m *Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) {
 	bundle := ""
 	if o, ok := ctx.Value(cshim.OptsKey{}).(cshim.Opts); ok {
@@ -177,6 +178,14 @@ func (m *Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error)
 	st, err := readState(bundle)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		log.G(ctx).WithError(err).Warn("cannot read the shim state of the dead shim")
+	}
+	if st.Native && st.RuncRoot != "" {
+		// runc kills what is left of the container, removes its cgroup and its state.
+		if r, err := (&nativeRuntime{root: st.RuncRoot}).runc(bundle); err != nil {
+			log.G(ctx).WithError(err).Warn("cannot delete the native container")
+		} else if err := runcDelete(r, id); err != nil {
+			log.G(ctx).WithError(err).Warn("cannot delete the native container")
+		}
 	}
 	if st.Pid > 0 && st.isLive() {
 		_ = syscall.Kill(-st.Pid, syscall.SIGKILL)

@@ -6,7 +6,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/containerd/v2/plugins"
+	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
@@ -51,6 +53,11 @@ func init() {
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
 			images := newImageModules(ic.Context, ic.Properties[plugins.PropertyGRPCAddress], ns, cacheDir)
+			// runc's exits (native containers, native.go) are seen by the shim's reaper, which
+			// reaps every child of the shim server: go-runc must wait through it, not through
+			// exec.Cmd.Wait, which would race with it. (The `delete` action has no reaper and
+			// keeps go-runc's default.)
+			runc.Monitor = reaper.Default
 			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images, runnerBin: newRunnerBinary()}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},

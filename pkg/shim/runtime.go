@@ -87,7 +87,7 @@ type wasmInstance struct {
 
 func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (_ instance, retErr error) {
 	if r.Terminal {
-		return nil, fmt.Errorf("a terminal (tty) is not supported for wasm containers; run without -t: %w", errdefs.ErrNotImplemented)
+		return nil, fmt.Errorf("a terminal (tty) is not supported by this runtime (wasm or native containers); run without -t: %w", errdefs.ErrNotImplemented)
 	}
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restoring a checkpoint is not supported: %w", errdefs.ErrNotImplemented)
@@ -116,9 +116,34 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		}
 	}
 	inst.rootDir = rootfs
+	// Which runtime runs the container (runtimechoice.go): an annotation, else the module lookup
+	// of runnerConfig, else a native program at args[0]. The wasm path pays two map lookups.
+	sandbox := oci.IsSandbox(spec)
+	choice, annotation, err := oci.ChosenRuntime(spec)
+	if err != nil && !sandbox {
+		return nil, err
+	}
+	if !sandbox && choice == oci.RuntimeNative {
+		logChoice(ctx, r.ID, oci.RuntimeNative, fmt.Sprintf("annotation %s=native", annotation))
+		return w.handOff(ctx, r, spec, inst, onExit, onOOM)
+	}
 	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
 	if err != nil {
+		if !sandbox && choice == oci.RuntimeAuto {
+			p := spec.Process
+			if guest, kind, ok := oci.NativeProgram(rootfs, p.Args[0], p.Cwd, p.Env); ok {
+				logChoice(ctx, r.ID, oci.RuntimeNative, fmt.Sprintf("args[0] %q is %s, a native %s, not a WebAssembly module", p.Args[0], guest, kind))
+				return w.handOff(ctx, r, spec, inst, onExit, onOOM)
+			}
+		}
 		return nil, err
+	}
+	if !sandbox {
+		reason := fmt.Sprintf("args[0] is the WebAssembly module %s", cfg.Module.GuestPath)
+		if choice == oci.RuntimeWasm {
+			reason = fmt.Sprintf("annotation %s=wasm; %s", annotation, reason)
+		}
+		logChoice(ctx, r.ID, oci.RuntimeWasm, reason)
 	}
 	// A module copied out of the image is held until the runner has read it, which it does first
 	// thing in Configure, below: until then no other Create's eviction can remove it.
@@ -221,6 +246,19 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			Info("compilation cache: removed least recently used entries")
 	}
 	return inst, nil
+}
+
+// logChoice logs which runtime runs container id, and why (docs/kubernetes.md, "Mixed pods").
+func logChoice(ctx context.Context, id string, rt oci.Runtime, reason string) {
+	log.G(ctx).WithFields(log.Fields{"id": id, "runtime": string(rt), "reason": reason}).Info("container runtime chosen")
+}
+
+// handOff gives the container of r to the native runtime: the rootfs the wasm Create mounted
+// becomes the native instance's to unmount.
+func (w *wasmRuntime) handOff(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, inst *wasmInstance, onExit func(int, time.Time), onOOM func()) (instance, error) {
+	mounted := inst.rootfs
+	inst.rootfs = ""
+	return newNativeRuntime(w.namespace).create(ctx, r, spec, mounted, w.namespace, onExit, onOOM)
 }
 
 // explain turns a runner that died before it was ready into a message that says why, when the

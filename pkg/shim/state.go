@@ -26,6 +26,10 @@ type persisted struct {
 	Exited      bool      `json:"exited,omitempty"`
 	ExitStatus  uint32    `json:"exitStatus,omitempty"`
 	ExitedAt    time.Time `json:"exitedAt,omitzero"`
+	// Native is a container run by runc (native.go), RuncRoot its runc --root: the `delete`
+	// action runs `runc --root RuncRoot delete --force ID`.
+	Native   bool   `json:"native,omitempty"`
+	RuncRoot string `json:"runcRoot,omitempty"`
 }
 
 func writeState(bundle string, st persisted) error {

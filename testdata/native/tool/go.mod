@@ -1,0 +1,3 @@
+module nativetool
+
+go 1.22

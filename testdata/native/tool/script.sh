@@ -1,0 +1,2 @@
+#!/nativetool script
+# a script: the kernel runs "/nativetool script /script.sh ARGS"
