@@ -2,8 +2,8 @@ package testenv
 
 import (
 	"os/exec"
-	"regexp"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
