@@ -30,7 +30,7 @@ type moduleSource interface {
 //
 // release, never nil, must be called once the runner has read the module (after its Configure):
 // a module from the image's layers is held until then.
-func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir string, images moduleSource) (_ *engine.Config, release func(), retErr error) {
+func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs string, node *settings, images moduleSource) (_ *engine.Config, release func(), retErr error) {
 	hold := func() {}
 	defer func() {
 		if retErr != nil {
@@ -89,9 +89,8 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 		return nil, nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
 			variable, errdefs.ErrInvalidArgument)
 	}
-	// The container's cold-start policy, else the node's (a bad node value was logged at startup).
-	node, _ := engine.ColdStartDefault()
-	coldStart, err := oci.ParseColdStart(proc.Env, node)
+	// The container's cold-start policy, else the node's.
+	coldStart, err := oci.ParseColdStart(proc.Env, node.ColdStart)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,11 +102,11 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs, cacheDir st
 			env = append(append([]string(nil), env...), "PWD="+cwd)
 		}
 	}
-	// The cache's size bound comes from the shim's environment (containerd's), which the runner,
-	// started with an environment of its own, does not see. A bad value was logged at startup.
-	var maxBytes int64
-	if cacheDir != "" {
-		maxBytes, _ = engine.CacheMaxBytes()
+	// The cache and its size bound come from the shim's settings (containerd's environment),
+	// which the runner, started with an environment of its own, does not see.
+	cacheDir, maxBytes := node.CacheDir, node.CacheMaxBytes
+	if cacheDir == "" {
+		maxBytes = 0
 	}
 	return &engine.Config{
 		ID:             id,

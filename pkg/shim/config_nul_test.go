@@ -26,7 +26,7 @@ func TestRunnerConfigNUL(t *testing.T) {
 		{args: []string{"/m.wasm\x00"}, errHas: "process.args[0]"},
 	} {
 		spec := &specs.Spec{Process: &specs.Process{Args: tc.args, Env: tc.env, Cwd: "/"}}
-		_, _, err := runnerConfig(context.Background(), spec, "id", rootfs, "", nil)
+		_, _, err := runnerConfig(context.Background(), spec, "id", rootfs, noCache, nil)
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.errHas) || !strings.Contains(err.Error(), "NUL") {
 			t.Errorf("args %q env %q: err %v, want InvalidArgument naming %s and the NUL byte", tc.args, tc.env, err, tc.errHas)
 		}
@@ -35,7 +35,7 @@ func TestRunnerConfigNUL(t *testing.T) {
 		}
 	}
 	spec := &specs.Spec{Process: &specs.Process{Args: []string{"/m.wasm", "a"}, Env: []string{"A=1"}, Cwd: "/"}}
-	if _, _, err := runnerConfig(context.Background(), spec, "id", rootfs, "", nil); err != nil {
+	if _, _, err := runnerConfig(context.Background(), spec, "id", rootfs, noCache, nil); err != nil {
 		t.Errorf("no NUL: %v", err)
 	}
 }

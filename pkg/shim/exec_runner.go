@@ -66,13 +66,13 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		return nil, fmt.Errorf("container %s is a pod sandbox, which runs no module and has no filesystem to exec into: %w", i.id, errdefs.ErrInvalidArgument)
 	}
 	spec.Process = proc
-	cfg, release, err := runnerConfig(ctx, &spec, i.id, i.rootDir, i.rt.cacheDir, i.rt.images)
+	cfg, release, err := runnerConfig(ctx, &spec, i.id, i.rootDir, &i.rt.node, i.rt.images)
 	if err != nil {
 		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
 	}
 	defer release()
 	cfg.Listen, cfg.WAGI, cfg.BindPrivileged = nil, nil, false
-	cfg.ColdStart = execColdStart(proc.Env)
+	cfg.ColdStart = execColdStart(proc.Env, i.rt.node.ColdStart)
 
 	e := &wasmExec{exited: make(chan struct{})}
 	defer func() {
@@ -164,8 +164,7 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 // background compile is started for an exec: a filler holds the module's file open, in the
 // container's rootfs, and would keep its unmount busy when the container is deleted while
 // execs' fillers wait for a slot.
-func execColdStart(env []string) oci.ColdStart {
-	node, _ := engine.ColdStartDefault()
+func execColdStart(env []string, node oci.ColdStart) oci.ColdStart {
 	c, _ := oci.ParseColdStart(env, node) // a bad value failed in runnerConfig already
 	if c == oci.ColdStartInterpret {
 		return c

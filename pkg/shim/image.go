@@ -27,7 +27,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
@@ -53,15 +52,10 @@ type imageModules struct {
 	maxBytes int64
 }
 
-// newImageModules returns the image lookups of a shim, with the modules directory beside the
-// compilation cache cacheDir and bounded by engine.ModulesMaxBytes. A bad bound is logged (the
-// default is used), as the compilation cache's is.
-func newImageModules(ctx context.Context, address, namespace, cacheDir string) *imageModules {
-	maxBytes, err := engine.ModulesMaxBytes()
-	if err != nil {
-		log.G(ctx).WithError(err).Warn("modules directory size bound")
-	}
-	return &imageModules{address: address, namespace: namespace, dir: engine.ModulesDir(cacheDir), maxBytes: maxBytes}
+// newImageModules returns the image lookups of a shim, with the modules directory and its bound
+// from the node's settings.
+func newImageModules(address, namespace string, node settings) *imageModules {
+	return &imageModules{address: address, namespace: namespace, dir: node.ModulesDir, maxBytes: node.ModulesMaxBytes}
 }
 
 // module returns the module of container id from its image: a wasm layer (runwasi style) or the

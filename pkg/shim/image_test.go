@@ -149,12 +149,12 @@ func TestRunnerConfigImageFallback(t *testing.T) {
 	ctx := context.Background()
 
 	src := &fakeSource{mod: oci.Module{GuestPath: "/app.wasm", HostPath: "/modules/x.wasm"}}
-	cfg, _, err := runnerConfig(ctx, spec("/in-rootfs.wasm"), "id", rootfs, "", src)
+	cfg, _, err := runnerConfig(ctx, spec("/in-rootfs.wasm"), "id", rootfs, noCache, src)
 	if err != nil || src.calls != 0 || cfg.Module.HostPath != filepath.Join(rootfs, "in-rootfs.wasm") {
 		t.Errorf("module in the rootfs: %+v, %v, %d image lookups: want the rootfs's file and no lookup", cfg, err, src.calls)
 	}
 
-	cfg, release, err := runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, "", src)
+	cfg, release, err := runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, noCache, src)
 	if err != nil || src.calls != 1 || cfg.Module != src.mod {
 		t.Fatalf("module not in the rootfs: %+v, %v: want the image's", cfg, err)
 	}
@@ -169,25 +169,25 @@ func TestRunnerConfigImageFallback(t *testing.T) {
 	// An error after the module was found releases it at once.
 	bad := spec("/app.wasm")
 	bad.Process.Env = []string{oci.ListenEnv + "=nonsense"}
-	if _, _, err := runnerConfig(ctx, bad, "id", rootfs, "", src); !errdefs.IsInvalidArgument(err) || src.released != 2 {
+	if _, _, err := runnerConfig(ctx, bad, "id", rootfs, noCache, src); !errdefs.IsInvalidArgument(err) || src.released != 2 {
 		t.Errorf("bad %s: %v, %d releases: want InvalidArgument and the module released", oci.ListenEnv, err, src.released)
 	}
 
 	src = &fakeSource{err: fmt.Errorf("image x has no layer of a wasm media type: %w", oci.ErrNoWasmLayer)}
-	_, _, err = runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, "", src)
+	_, _, err = runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, noCache, src)
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "/app.wasm not found in the container rootfs") || !strings.Contains(err.Error(), "no module in the image's layers either: image x has no layer of a wasm media type") {
 		t.Errorf("no wasm layer either: %v", err)
 	}
 
 	src = &fakeSource{err: oci.ComponentError("layer y of image x")}
-	if _, _, err = runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, "", src); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "component") {
+	if _, _, err = runnerConfig(ctx, spec("/app.wasm"), "id", rootfs, noCache, src); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "component") {
 		t.Errorf("component: %v", err)
 	}
 
 	// A module in the rootfs that is not wasm is an error of its own: the image is not asked.
 	os.WriteFile(filepath.Join(rootfs, "bad.wasm"), []byte("text"), 0o644)
 	src = &fakeSource{}
-	if _, _, err = runnerConfig(ctx, spec("/bad.wasm"), "id", rootfs, "", src); !errdefs.IsInvalidArgument(err) || src.calls != 0 {
+	if _, _, err = runnerConfig(ctx, spec("/bad.wasm"), "id", rootfs, noCache, src); !errdefs.IsInvalidArgument(err) || src.calls != 0 {
 		t.Errorf("not wasm in the rootfs: %v, %d lookups", err, src.calls)
 	}
 }

@@ -12,11 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sirupsen/logrus"
-
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 )
 
 // modulesEnv is a modules directory in a temporary directory, with n distinct core modules of
@@ -277,28 +273,5 @@ func TestModulesConcurrentCreates(t *testing.T) {
 		if !isModuleName(ent.Name()) {
 			t.Errorf("left behind: %s", ent.Name())
 		}
-	}
-}
-
-func TestNewImageModulesBound(t *testing.T) {
-	var buf bytes.Buffer
-	logger := logrus.New()
-	logger.Out = &buf
-	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
-	cache := filepath.Join(t.TempDir(), "cache")
-
-	t.Setenv(engine.ModulesMaxBytesEnv, "4096")
-	m := newImageModules(ctx, "/run/containerd.sock", "ns", cache)
-	if m.maxBytes != 4096 || m.dir != engine.ModulesDir(cache) || buf.Len() != 0 {
-		t.Errorf("good bound: %+v, log %q", m, buf.String())
-	}
-
-	t.Setenv(engine.ModulesMaxBytesEnv, "1GiB")
-	m = newImageModules(ctx, "/run/containerd.sock", "ns", cache)
-	if m.maxBytes != engine.DefaultModulesMaxBytes {
-		t.Errorf("bad bound: maxBytes %d, want the default %d", m.maxBytes, engine.DefaultModulesMaxBytes)
-	}
-	if out := buf.String(); !strings.Contains(out, "level=warning") || !strings.Contains(out, engine.ModulesMaxBytesEnv) || !strings.Contains(out, "1GiB") {
-		t.Errorf("bad bound: log %q, want a warning naming the variable and its value", out)
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
-
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
 )
 
 func init() {
@@ -43,22 +41,19 @@ func init() {
 			// containerd 1.6 sets no NAMESPACE in the shim's environment; pkg/shim puts the
 			// -namespace flag in the context.
 			ns, _ := namespaces.Namespace(ic.Context)
-			cacheDir := engine.CacheDir()
-			if _, err := engine.CacheMaxBytes(); err != nil {
-				log.G(ic.Context).WithError(err).Warn("compilation cache size bound")
-			}
-			if _, err := engine.ColdStartDefault(); err != nil {
-				log.G(ic.Context).WithError(err).Warn("cold-start policy: using auto")
+			node, err := loadSettings()
+			if err != nil {
+				log.G(ic.Context).WithError(err).Warn("bad shim settings in containerd's environment: their defaults are used")
 			}
 			// containerd's GRPC address: the shim connects back, only when a module is not in
 			// the rootfs, to read it from the image's layers (image.go).
-			images := newImageModules(ic.Context, ic.Properties[plugins.PropertyGRPCAddress], ns, cacheDir)
+			images := newImageModules(ic.Properties[plugins.PropertyGRPCAddress], ns, node)
 			// runc's exits (native containers, native.go) are seen by the shim's reaper, which
 			// reaps every child of the shim server: go-runc must wait through it, not through
 			// exec.Cmd.Wait, which would race with it. (The `delete` action has no reaper and
 			// keeps go-runc's default.)
 			runc.Monitor = reaper.Default
-			rt := &wasmRuntime{self: self, namespace: ns, cacheDir: cacheDir, images: images, runnerBin: newRunnerBinary()}
+			rt := &wasmRuntime{self: self, namespace: ns, node: node, images: images, runnerBin: newRunnerBinary()}
 			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
 		},
 	})

@@ -61,7 +61,7 @@ type instance interface {
 type wasmRuntime struct {
 	self      string
 	namespace string
-	cacheDir  string
+	node      settings      // the node's settings, read once at start (settings.go)
 	images    *imageModules // modules in image layers (image.go); nil: rootfs only
 	runnerBin *runnerBinary // the runner executable beside the shim (runnerexe.go); nil: self
 }
@@ -127,7 +127,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		logChoice(ctx, r.ID, oci.RuntimeNative, fmt.Sprintf("annotation %s=native", annotation))
 		return w.handOff(ctx, r, spec, inst, onExit, onOOM)
 	}
-	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, w.cacheDir, w.images)
+	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, &w.node, w.images)
 	if err != nil {
 		if !sandbox && choice == oci.RuntimeAuto {
 			p := spec.Process
@@ -406,10 +406,7 @@ func sandboxMaxProcs(cfg *engine.Config) int {
 // background at all.
 func (w *wasmRuntime) fillCache(ctx context.Context, cfg *engine.Config) {
 	lg := log.G(ctx).WithFields(log.Fields{"id": cfg.ID, "module": cfg.Module.GuestPath})
-	limits, err := engine.FillLimitsFromEnv()
-	if err != nil {
-		lg.WithError(err).Warn("compilation cache: bad background compile setting")
-	}
+	limits := w.node.Fill
 	// Copied here, while the rootfs is surely mounted, into memory the filler reads: it never
 	// holds the rootfs (fillModule).
 	f, err := fillModule(cfg.Module.HostPath, limits.MaxModuleBytes)
