@@ -151,7 +151,11 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	if wt <= 0 {
 		wt = oci.DefaultWAGIWriteTimeout
 	}
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wasiOptions(cfg)}
+	// Every instance starts with the same descriptors: the WASI layer reads them from the first
+	// and copies them into the others (pkg/wasi Layout).
+	wo := wasiOptions(cfg)
+	wo.Layout = wasi.NewLayout()
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
