@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -71,6 +72,8 @@ type wagiHandler struct {
 	writeTimeout time.Duration
 	// wasi configures each instance's WASI descriptor table (pkg/wasi).
 	wasi wasi.Options
+	// mem lends instances linear memory that earlier ones used, zeroed (wagi_pool.go).
+	mem *wagiMemoryPool
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -155,7 +158,7 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	// and copies them into the others (pkg/wasi Layout).
 	wo := wasiOptions(cfg)
 	wo.Layout = wasi.NewLayout()
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency)}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
@@ -261,7 +264,8 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		mod, err := h.p.Runtime.InstantiateModule(wasi.NewContext(ctx, h.wasi), h.p.Compiled, mc)
+		ictx := experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem)
+		mod, err := h.p.Runtime.InstantiateModule(ictx, h.p.Compiled, mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}

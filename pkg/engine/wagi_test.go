@@ -189,6 +189,31 @@ func TestWAGIServe(t *testing.T) {
 	}
 }
 
+// TestWAGIIsolation: a request never sees what an earlier one left in linear memory (a static
+// variable, the heap, the stack) or in its descriptor table (a file left open), although its
+// instance reuses the earlier one's memory buffer (wagi_pool.go) and descriptor layout (pkg/wasi
+// Layout). One instance at a time, so that each reuses the previous one's buffer; the trap and
+// the exit end instances in the other ways, which must not hand back unzeroed memory either.
+func TestWAGIIsolation(t *testing.T) {
+	base, _, _ := wagiServer(t, oci.WAGI{Concurrency: 1, Timeout: 5 * time.Second, MaxBody: 64})
+	for i, before := range []string{"", "/trap", "/exit", "/grow?3"} {
+		secret := fmt.Sprintf("secret-%d-%d", i, time.Now().UnixNano())
+		r := do(t, "GET", base+"/keep?"+secret, "", nil)
+		var fd, found int
+		if _, err := fmt.Sscanf(r.body, "kept fd=%d found=%d", &fd, &found); err != nil || r.code != 200 || fd < 4 || found < 2 {
+			t.Fatalf("GET /keep: %d %q: want the kept file's descriptor and at least 2 copies (static and heap) found in the same instance", r.code, r.body)
+		}
+		if before != "" {
+			do(t, "GET", base+before, "", nil)
+		}
+		for range 2 {
+			if r := do(t, "GET", base+"/find?"+secret, "", nil); r.code != 200 || r.body != "found 0\nfds\n" {
+				t.Errorf("GET /find after /keep and %q: %d %q: want no copy of the secret and no descriptor past the preopens", before, r.code, r.body)
+			}
+		}
+	}
+}
+
 // At most Concurrency instances run at once; requests beyond wait for a free one, and get 503
 // when none frees up within the timeout.
 func TestWAGIConcurrency(t *testing.T) {
