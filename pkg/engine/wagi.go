@@ -63,6 +63,10 @@ type wagiHandler struct {
 	w    *oci.WAGI
 	p    *Prepared
 	base wazero.ModuleConfig
+	// env is the container's environment (KEY=VALUE, without repeated names), envAt the index
+	// of each name in it: a request's CGI variables replace those of the same name.
+	env   []string
+	envAt map[string]int
 	// slots holds a token per running instance; its capacity is the concurrency bound. A token
 	// is taken before the body is read and given back only once the instance has ended (also
 	// after its request got a 504), so all tokens free means no instance runs.
@@ -145,10 +149,21 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
 		WithFSConfig(fc)
+	// The environment is given per instance through the WASI layer (wasi.WithEnviron), not
+	// the ModuleConfig, whose WithEnv copies the whole configuration per variable.
+	var env []string
+	envAt := map[string]int{}
 	for _, kv := range cfg.Env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
-			base = base.WithEnv(k, v)
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue // not KEY=VALUE: a guest could not see it as a variable either
 		}
+		if i, ok := envAt[k]; ok {
+			env[i] = kv // a later entry of the same name replaces the earlier, in its place
+			continue
+		}
+		envAt[k] = len(env)
+		env = append(env, kv)
 	}
 	wt := cfg.WAGI.WriteTimeout
 	if wt <= 0 {
@@ -158,7 +173,7 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	// and copies them into the others (pkg/wasi Layout).
 	wo := wasiOptions(cfg)
 	wo.Layout = wasi.NewLayout()
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency)}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, env: env, envAt: envAt, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency)}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
@@ -259,12 +274,14 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	out := &cappedBuffer{max: MaxWAGIResponse}
 	mc := h.base.WithStdin(bytes.NewReader(body)).WithStdout(out)
-	for _, kv := range cgiEnv(r, int64(len(body))) {
-		mc = mc.WithEnv(kv[0], kv[1])
+	ictx, err := wasi.WithEnviron(experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem), h.environ(r, int64(len(body))))
+	if err != nil {
+		// A NUL byte, from a %00 in the path: a C program would see the variable cut short.
+		http.Error(rw, fmt.Sprintf("request not representable as CGI variables: %v", err), http.StatusBadRequest)
+		return
 	}
 	done := make(chan error, 1)
 	go func() {
-		ictx := experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem)
 		mod, err := h.p.Runtime.InstantiateModule(ictx, h.p.Compiled, mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
@@ -310,6 +327,22 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
 		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
 	}
+}
+
+// environ is the environment of r's instance: the container's, with r's CGI variables
+// replacing those of the same name, and the others after it.
+func (h *wagiHandler) environ(r *http.Request, bodyLen int64) []string {
+	cgi := cgiEnv(r, bodyLen)
+	env := make([]string, len(h.env), len(h.env)+len(cgi))
+	copy(env, h.env)
+	for _, kv := range cgi {
+		if i, ok := h.envAt[kv[0]]; ok {
+			env[i] = kv[0] + "=" + kv[1]
+		} else {
+			env = append(env, kv[0]+"="+kv[1])
+		}
+	}
+	return env
 }
 
 // drain waits until no instance runs (every slot is free) or ctx ends, and keeps the slots.

@@ -131,6 +131,10 @@ func TestWAGIServe(t *testing.T) {
 	if r := do(t, "GET", base+"/env?REQUEST_METHOD", "", nil); r.body != "GET\n" {
 		t.Errorf("GET /env?REQUEST_METHOD: %d %q", r.code, r.body)
 	}
+	// A NUL byte cannot be in a C string: the request is refused, not run with a variable cut short.
+	if r := do(t, "GET", base+"/env%00x", "", nil); r.code != 400 || !strings.Contains(r.body, "PATH_INFO has a NUL byte") {
+		t.Errorf("GET /env%%00x: %d %q, want 400 naming PATH_INFO", r.code, r.body)
+	}
 	if r := do(t, "GET", base+"/status", "", nil); r.code != 404 || r.body != "nothing here\n" {
 		t.Errorf("GET /status: %d %q, want 404", r.code, r.body)
 	}

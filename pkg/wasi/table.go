@@ -244,4 +244,5 @@ func (h *host) scratch(mod api.Module, n uint32, f func(ptr uint32) errno) errno
 }
 
 func putU16(b []byte, v uint16) { binary.LittleEndian.PutUint16(b, v) }
+func putU32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func putU64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }

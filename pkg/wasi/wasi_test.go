@@ -174,3 +174,14 @@ func TestLayoutShared(t *testing.T) {
 		t.Errorf("second instance's fd 3 = %+v: not the initial layout", second.fds[3])
 	}
 }
+
+func TestWithEnviron(t *testing.T) {
+	for _, bad := range [][]string{{"NOVALUE"}, {"=v"}, {"A=1", "B=x\x00y"}} {
+		if _, err := WithEnviron(context.Background(), bad); err == nil {
+			t.Errorf("WithEnviron(%q) accepted", bad)
+		}
+	}
+	if _, err := WithEnviron(context.Background(), []string{"A=", "B=c=d"}); err != nil {
+		t.Errorf("WithEnviron refused valid entries: %v", err)
+	}
+}
