@@ -54,6 +54,9 @@ const wagiMaxHeaderBytes = 32 << 10
 // sending them slowly is disconnected). A variable for tests.
 var wagiReadHeaderTimeout = 10 * time.Second
 
+// wagiGCPercent is the runner's GOGC in the per-request mode, unless GOGC is set.
+const wagiGCPercent = 400
+
 // wagiServerSoftware is SERVER_SOFTWARE in a handler's environment.
 const wagiServerSoftware = "containerd-shim-wazero-v1"
 
@@ -97,6 +100,14 @@ func ServeWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer) 
 // serveWAGI is ServeWAGI with the stop signal as a channel (tests close it).
 func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, stop <-chan os.Signal) int {
 	w := cfg.WAGI
+	if os.Getenv("GOGC") == "" {
+		// Each request allocates a little garbage (its request, environment and response, and
+		// wazero's instance): collect at five times the live heap, not twice, which spends
+		// about a quarter of the CPU per request on collections (docs/PERFORMANCE.md). The
+		// live heap is small (the instances' memories, kept in the pool), and the memory limit
+		// below still applies.
+		debug.SetGCPercent(wagiGCPercent)
+	}
 	if cfg.MemoryLimit > 0 {
 		// Instances' memory is Go heap: collect before the container's limit, not at twice the
 		// live heap (GOGC's default), which would get the runner OOM-killed under load.
