@@ -56,16 +56,16 @@ const (
 var wasmPlatform = ocispec.Platform{OS: "wasip1", Architecture: "wasm"}
 
 type config struct {
-	address, ns, ctr, fifoDir, cacheDir, wazero, cpubenchWasm, wazeroCache string
-	shimExe, runcShimExe, daemonLog, out, command, only                    string
-	containerdBin, runcBin, goVersion                                      string
-	rounds, coldRounds, n, conc, b2Rounds, b3Rounds, cpuWork, cpuRounds    int
-	sizes                                                                  []int
-	crictl, criNS, workDir, criIDs, daemonDir, b6Runtimes                  string
-	daemonPid, b5Rounds, b6N, b6Conc                                       int
-	wrk, b7Variants                                                        string
-	b7Rounds, b7Threads, b7Conns                                           int
-	b7Duration, b7Warmup                                                   time.Duration
+	address, ns, ctr, fifoDir, cacheDir, wazero, cpubenchWasm, wazeroCache, httpserverWasm string
+	shimExe, runcShimExe, daemonLog, out, command, only                                    string
+	containerdBin, runcBin, goVersion                                                      string
+	rounds, coldRounds, n, conc, b2Rounds, b3Rounds, cpuWork, cpuRounds                    int
+	sizes                                                                                  []int
+	crictl, criNS, workDir, criIDs, daemonDir, b6Runtimes                                  string
+	daemonPid, b5Rounds, b6N, b6Conc                                                       int
+	wrk, b7Variants                                                                        string
+	b7Rounds, b7Threads, b7Conns                                                           int
+	b7Duration, b7Warmup                                                                   time.Duration
 	// beforeShimExe is a second, earlier build of the wazero shim (its runner binary beside it),
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
@@ -86,6 +86,7 @@ func main() {
 	flag.StringVar(&c.wazero, "wazero", "wazero", "wazero CLI")
 	flag.StringVar(&c.wazeroCache, "wazero-cache", "", "wazero run -cachedir")
 	flag.StringVar(&c.cpubenchWasm, "cpubench-wasm", "", "cpubench.wasm on the host (for wazero run)")
+	flag.StringVar(&c.httpserverWasm, "httpserver-wasm", "", "httpserver.wasm on the host (B7's cli variant, under wazero run)")
 	flag.StringVar(&c.shimExe, "shim-exe", "", "the wazero shim binary the daemon runs (private copy)")
 	flag.StringVar(&c.runcShimExe, "runc-shim-exe", "", "the daemon's containerd-shim-runc-v2")
 	flag.StringVar(&c.containerdBin, "containerd", "containerd", "containerd binary (for --version)")
