@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 	}
 }
 
-// fsConfig preopens "/" and each directory bind mount at its destination, and returns how many
+// fsConfig preopens "/" (unless cfg.NoRootPreopen) and each directory bind mount at its destination, and returns how many
 // distinct preopens the guest gets (its fds 3 on; mounts on one path replace each other, as in
 // wazero). With isolation the
 // runner has already pivoted into the rootfs, so the host paths are the guest paths, and read-only
@@ -194,9 +194,11 @@ func fsConfig(cfg *Config) (wazero.FSConfig, int) {
 			fc = fc.WithDirMount(host, guest)
 		}
 	}
-	if cfg.NoIsolation {
+	switch {
+	case cfg.NoRootPreopen:
+	case cfg.NoIsolation:
 		mount(cfg.Rootfs, "/", cfg.RootReadOnly)
-	} else {
+	default:
 		mount("/", "/", cfg.RootReadOnly)
 	}
 	for _, m := range cfg.Mounts {
