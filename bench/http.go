@@ -575,7 +575,10 @@ func serverProcs(order []httpVariant, samples map[string][]httpSample) string {
 		if s := samples[v.key]; len(s) > 0 && s[0].serverProc != "" {
 			name = s[0].serverProc
 		}
-		if v.wasm {
+		switch {
+		case v.cli:
+			name += ": the CLI, wazero and guest"
+		case v.wasm:
 			name += ": the runner, wazero and guest"
 		}
 		out = append(out, name)

@@ -1453,7 +1453,10 @@ func describe(w io.Writer, c *config, name string) {
 			"  0.5× the requests/s of (b). (b1) is (b) with `GOMAXPROCS=1`: one thread, as the wasip1 build has, to\n"+
 			"  separate the cost of one thread from the cost of running Go's wasm code. (c) is the per-request mode (`WAZERO_WAGI`, image wasm-wagi): the runner\n"+
 			"  serves HTTP itself and runs a fresh instance of the C handler testdata/c/wagi.c for every request\n"+
-			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n",
+			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n"+
+			"  (a2), variant cli, is (a)'s module (testdata/build/httpserver.wasm) under `wazero run -listen ADDR\n"+
+			"  -cachedir DIR` as a host process (no container, no shim): the engine alone, which (a) is compared\n"+
+			"  with (issue 15 goal 5: within 10%%).\n",
 			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())
 	}
 }
