@@ -1455,7 +1455,8 @@ func describe(w io.Writer, c *config, name string) {
 			"  serves HTTP itself and runs a fresh instance of the C handler testdata/c/wagi.c for every request\n"+
 			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n"+
 			"  (a2), variant cli, is (a)'s module (testdata/build/httpserver.wasm) under `wazero run -listen ADDR\n"+
-			"  -cachedir DIR` as a host process (no container, no shim): the engine alone, which (a) is compared\n"+
+			"  -cachedir DIR` as a host process (no container, no shim), in a cgroup of its own as a container's\n"+
+			"  process is (under load the cgroup changes the CPU per request): the engine alone, which (a) is compared\n"+
 			"  with (issue 15 goal 5: within 10%%).\n",
 			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())
 	}
