@@ -49,6 +49,7 @@ type httpVariant struct {
 	path     string   // what wrk requests
 	want     string   // the body path must answer with ("" = any)
 	baseline bool     // the others' ratios are to this one
+	cli      bool     // not a container: the module under `wazero run` on the host (httpRunCLI)
 }
 
 // httpVariants are the servers B7 can compare, in the order each round runs them (-b7-variants
@@ -70,6 +71,11 @@ var httpVariants = []httpVariant{
 		key: "native1", what: "runc: (b1) the same native server with `GOMAXPROCS=1`, one thread as the wasip1 build",
 		image: imgHTTPNative, runtime: runcRuntime, addrEnv: "WAZERO_LISTEN", env: []string{"GOMAXPROCS=1"},
 		ready: "/health", path: "/hello", want: "hello from wasm http",
+	},
+	{
+		// Goal 5 of issue 15: the shim's (a) against the engine alone on the same module.
+		key: "cli", what: "`wazero run`: (a2) the same wasip1 module under the wazero CLI on the host (`-listen`, a cgroup of its own)",
+		wasm: true, cli: true, ready: "/health", path: "/hello", want: "hello from wasm http",
 	},
 	{
 		key: "wagi", what: "wazero: (c) per-request (WAGI) mode, a fresh instance of a C handler per request (`WAZERO_WAGI`)",
@@ -234,6 +240,9 @@ func httpGet(url string) (int, string, error) {
 // ready and checks its answer; when measure is set it also warms it up and measures it with wrk.
 // Then it removes the container.
 func (b *bencher) httpRun(ctx context.Context, v httpVariant, img containerd.Image, measure bool) (s httpSample, err error) {
+	if v.cli {
+		return b.httpRunCLI(v, measure)
+	}
 	port, err := freeLoopbackPort()
 	if err != nil {
 		return s, err
@@ -290,17 +299,77 @@ func (b *bencher) httpRun(ctx context.Context, v httpVariant, img containerd.Ima
 	if err := tk.Start(ctx); err != nil {
 		return s, withLog(err)
 	}
-	started := time.Now()
 	base := "http://" + addr
+	exited := func() error {
+		select {
+		case st := <-exitCh:
+			return fmt.Errorf("exited with status %d", st.ExitCode())
+		default:
+			return nil
+		}
+	}
+	return b.httpLoad(v, base, int(tk.Pid()), measure, s, exited, withLog)
+}
+
+// httpRunCLI is httpRun for the variant under `wazero run` on the host: the module's process,
+// its listener preopened by the CLI (-listen) at fd 3, as the shim's runner preopens it.
+func (b *bencher) httpRunCLI(v httpVariant, measure bool) (s httpSample, err error) {
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return s, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	a := []string{"run", "-listen", addr, "-env", "WAZERO_LISTEN_FDS=3", "-env", "WAZERO_LISTEN=" + addr}
+	if b.c.wazeroCache != "" {
+		a = append(a, "-cachedir", b.c.wazeroCache)
+	}
+	cmd := exec.Command(b.c.wazero, append(a, b.c.httpserverWasm)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return s, fmt.Errorf("wazero run %s: %w", b.c.httpserverWasm, err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	// In a cgroup of its own, as each container's runner is: on a loaded machine a process in a
+	// cgroup of its own gets the CPU as a group and costs more per request than one in the
+	// bench's cgroup (docs/PERFORMANCE.md), so the comparison is like for like.
+	uncg, cgErr := ownCgroup(filepath.Join(b.c.ns, fmt.Sprintf("wazero-run-%d", cmd.Process.Pid)), cmd.Process.Pid)
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-waited
+		uncg()
+	}()
+	if cgErr != nil {
+		return s, cgErr
+	}
+	withLog := func(err error) error {
+		return fmt.Errorf("wazero run %s on %s: %w; output: %q", b.c.httpserverWasm, addr, err, lastLines(out.String(), 5))
+	}
+	exited := func() error {
+		select {
+		case err := <-waited:
+			waited <- err
+			return fmt.Errorf("exited: %v", err)
+		default:
+			return nil
+		}
+	}
+	return b.httpLoad(v, "http://"+addr, cmd.Process.Pid, measure, httpSample{}, exited, withLog)
+}
+
+// httpLoad waits for v's server at base (process pid) to answer its readiness path, checks its
+// answer, and unless !measure warms it up and loads it with wrk. exited tells whether the server
+// has ended; withLog adds its output to an error.
+func (b *bencher) httpLoad(v httpVariant, base string, pid int, measure bool, s httpSample, exited func() error, withLog func(error) error) (httpSample, error) {
+	started := time.Now()
 	for {
 		code, _, gerr := httpGet(base + v.ready)
 		if gerr == nil && code >= 200 && code < 300 {
 			break
 		}
-		select {
-		case st := <-exitCh:
-			return s, withLog(fmt.Errorf("exited with status %d before %s answered", st.ExitCode(), v.ready))
-		default:
+		if err := exited(); err != nil {
+			return s, withLog(fmt.Errorf("%v before %s answered", err, v.ready))
 		}
 		if time.Since(started) > httpReadyBound {
 			return s, withLog(fmt.Errorf("GET %s: no 2xx answer in %s: status %d, %v", v.ready, httpReadyBound, code, gerr))
@@ -319,7 +388,6 @@ func (b *bencher) httpRun(ctx context.Context, v httpVariant, img containerd.Ima
 			return s, withLog(fmt.Errorf("warm-up: %w", err))
 		}
 	}
-	pid := int(tk.Pid())
 	cpu0, err := procCPU(pid)
 	if err != nil {
 		return s, err
@@ -340,10 +408,8 @@ func (b *bencher) httpRun(ctx context.Context, v httpVariant, img containerd.Ima
 	s.pssKB, _ = pssOf(pid)
 	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	s.serverProc = filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
-	select {
-	case st := <-exitCh:
-		return s, withLog(fmt.Errorf("exited with status %d during the load", st.ExitCode()))
-	default:
+	if err := exited(); err != nil {
+		return s, withLog(fmt.Errorf("%v during the load", err))
 	}
 	return s, nil
 }
@@ -379,6 +445,9 @@ func (b *bencher) b7(ctx context.Context, rep *report) error {
 	}
 	imgs := map[string]containerd.Image{}
 	for _, v := range vs {
+		if v.cli {
+			continue
+		}
 		img, err := b.image(ctx, v.image, v.wasm)
 		if err != nil {
 			return fmt.Errorf("%s: %w (is its image imported? scripts/bench.sh, B7 images)", v.key, err)
@@ -514,10 +583,52 @@ func serverProcs(order []httpVariant, samples map[string][]httpSample) string {
 		if s := samples[v.key]; len(s) > 0 && s[0].serverProc != "" {
 			name = s[0].serverProc
 		}
-		if v.wasm {
+		switch {
+		case v.cli:
+			name += ": the CLI, wazero and guest"
+		case v.wasm:
 			name += ": the runner, wazero and guest"
 		}
 		out = append(out, name)
 	}
 	return strings.Join(out, " vs ")
+}
+
+// ownCgroup moves pid into the cgroup name (a path relative to each hierarchy's root, at most two
+// levels deep): in every
+// v1 hierarchy that has a controller (as runc places a container), or in the unified hierarchy
+// (cgroup v2). It returns what removes the cgroups, to call once pid has exited.
+func ownCgroup(name string, pid int) (func(), error) {
+	var roots []string
+	if strings.HasPrefix(cgroupMode(), "v2") {
+		roots = []string{"/sys/fs/cgroup"}
+	} else {
+		for _, c := range []string{"cpu", "cpuacct", "memory", "pids", "blkio"} {
+			if fi, err := os.Stat(filepath.Join("/sys/fs/cgroup", c)); err == nil && fi.IsDir() {
+				roots = append(roots, filepath.Join("/sys/fs/cgroup", c))
+			}
+		}
+	}
+	var made []string
+	undo := func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			_ = os.Remove(made[i])
+		}
+	}
+	for _, r := range roots {
+		d := filepath.Join(r, name)
+		if _, err := os.Stat(filepath.Dir(d)); os.IsNotExist(err) && filepath.Dir(d) != r {
+			made = append(made, filepath.Dir(d)) // removed after d (one level: name has two at most)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			undo()
+			return func() {}, fmt.Errorf("cgroup %s: %w", d, err)
+		}
+		made = append(made, d)
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			undo()
+			return func() {}, fmt.Errorf("move process %d into cgroup %s: %w", pid, d, err)
+		}
+	}
+	return undo, nil
 }

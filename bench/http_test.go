@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -75,5 +79,35 @@ func TestMergePartial(t *testing.T) {
 	// Merging the same section again changes nothing.
 	if d := string(mergePartial([]byte(c), "B7", "B7 two\n")); d != c {
 		t.Errorf("merge not idempotent:\n%s\nthen\n%s", c, d)
+	}
+}
+
+func TestOwnCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (cgroups)")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("wzbench-test-%d/proc", cmd.Process.Pid)
+	undo, err := ownCgroup(name, cmd.Process.Pid)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	cmd.Process.Kill()
+	cmd.Wait()
+	undo()
+	if !strings.Contains(string(b), "/"+name+"\n") {
+		t.Errorf("/proc/PID/cgroup does not name %s:\n%s", name, b)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/wzbench-test-*"); len(left) > 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/sys/fs/cgroup/wzbench-test-%d", cmd.Process.Pid)); err == nil {
+		t.Error("the v2 cgroup is left")
 	}
 }

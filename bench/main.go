@@ -56,16 +56,16 @@ const (
 var wasmPlatform = ocispec.Platform{OS: "wasip1", Architecture: "wasm"}
 
 type config struct {
-	address, ns, ctr, fifoDir, cacheDir, wazero, cpubenchWasm, wazeroCache string
-	shimExe, runcShimExe, daemonLog, out, command, only                    string
-	containerdBin, runcBin, goVersion                                      string
-	rounds, coldRounds, n, conc, b2Rounds, b3Rounds, cpuWork, cpuRounds    int
-	sizes                                                                  []int
-	crictl, criNS, workDir, criIDs, daemonDir, b6Runtimes                  string
-	daemonPid, b5Rounds, b6N, b6Conc                                       int
-	wrk, b7Variants                                                        string
-	b7Rounds, b7Threads, b7Conns                                           int
-	b7Duration, b7Warmup                                                   time.Duration
+	address, ns, ctr, fifoDir, cacheDir, wazero, cpubenchWasm, wazeroCache, httpserverWasm string
+	shimExe, runcShimExe, daemonLog, out, command, only                                    string
+	containerdBin, runcBin, goVersion                                                      string
+	rounds, coldRounds, n, conc, b2Rounds, b3Rounds, cpuWork, cpuRounds                    int
+	sizes                                                                                  []int
+	crictl, criNS, workDir, criIDs, daemonDir, b6Runtimes                                  string
+	daemonPid, b5Rounds, b6N, b6Conc                                                       int
+	wrk, b7Variants                                                                        string
+	b7Rounds, b7Threads, b7Conns                                                           int
+	b7Duration, b7Warmup                                                                   time.Duration
 	// beforeShimExe is a second, earlier build of the wazero shim (its runner binary beside it),
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
@@ -86,6 +86,7 @@ func main() {
 	flag.StringVar(&c.wazero, "wazero", "wazero", "wazero CLI")
 	flag.StringVar(&c.wazeroCache, "wazero-cache", "", "wazero run -cachedir")
 	flag.StringVar(&c.cpubenchWasm, "cpubench-wasm", "", "cpubench.wasm on the host (for wazero run)")
+	flag.StringVar(&c.httpserverWasm, "httpserver-wasm", "", "httpserver.wasm on the host (B7's cli variant, under wazero run)")
 	flag.StringVar(&c.shimExe, "shim-exe", "", "the wazero shim binary the daemon runs (private copy)")
 	flag.StringVar(&c.runcShimExe, "runc-shim-exe", "", "the daemon's containerd-shim-runc-v2")
 	flag.StringVar(&c.containerdBin, "containerd", "containerd", "containerd binary (for --version)")
@@ -1452,7 +1453,11 @@ func describe(w io.Writer, c *config, name string) {
 			"  0.5× the requests/s of (b). (b1) is (b) with `GOMAXPROCS=1`: one thread, as the wasip1 build has, to\n"+
 			"  separate the cost of one thread from the cost of running Go's wasm code. (c) is the per-request mode (`WAZERO_WAGI`, image wasm-wagi): the runner\n"+
 			"  serves HTTP itself and runs a fresh instance of the C handler testdata/c/wagi.c for every request\n"+
-			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n",
+			"  (`GET /hello`, 16 bytes), at most 8 at once (the default); no other variant isolates requests.\n"+
+			"  (a2), variant cli, is (a)'s module (testdata/build/httpserver.wasm) under `wazero run -listen ADDR\n"+
+			"  -cachedir DIR` as a host process (no container, no shim), in a cgroup of its own as a container's\n"+
+			"  process is (under load the cgroup changes the CPU per request): the engine alone, which (a) is compared\n"+
+			"  with (issue 15 goal 5: within 10%%).\n",
 			c.b7Threads, c.b7Conns, runtime.NumCPU(), c.b7Rounds, strings.ReplaceAll(c.b7Variants, ",", ", "), c.b7Warmup, c.b7Duration, runtime.NumCPU())
 	}
 }

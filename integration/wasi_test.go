@@ -53,7 +53,16 @@ func TestWASICompat(t *testing.T) {
 			}
 		}},
 		{"shutdown-notsock", nil},
+		// Without the root preopen the mount is the only one, at fd 3 (the official suite's
+		// c/sock_shutdown-invalid_fd expects nothing there).
+		{"no-root", func(t *testing.T, dir string) {
+			if _, err := os.Stat(filepath.Join(dir, "made")); err != nil {
+				t.Errorf("the guest could not create a file through its only preopen: %v", err)
+			}
+		}},
 	}
+	// More ctr run flags, by check.
+	flags := map[string][]string{"no-root": {"--annotation", "io.containerd.wazero.v1.root-preopen=false"}}
 	forEachDaemon(t, func(t *testing.T, d *daemon) {
 		d.importImage(t, filepath.Join(imagesDir, "wasicompat.tar"))
 		for _, c := range checks {
@@ -63,6 +72,7 @@ func TestWASICompat(t *testing.T) {
 					image:  wasiCompatImage,
 					args:   []string{"/wasicompat.wasm", c.name, "/data"},
 					mounts: []mount{{src: dir, dst: "/data"}},
+					flags:  flags[c.name],
 				})
 				wantSuccess(t, r)
 				// renumber-stdout says ok on stderr: its stdout is the file.

@@ -10,6 +10,7 @@
 #   B1_ROUNDS=15 B1_COLD_ROUNDS=8 B2_N=500 B2_CONCURRENCY=4 B2_ROUNDS=5 B3_SIZES=1,10,100 B3_ROUNDS=3
 #   B4_WORK=48 B4_ROUNDS=5 B5_ROUNDS=10 B6_N=500 B6_CONCURRENCY=4 B6_RUNTIMES=wazero (or wazero,runc)
 #   B7_ROUNDS=3 B7_DURATION=10s B7_WARMUP=1s B7_THREADS=1 B7_CONNECTIONS=16 B7_VARIANTS=wasm,native,native1,wagi
+#   (B7_VARIANTS may add cli: the wasm server under `wazero run` on the host)
 #   BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7 BENCH_OUT=docs/BENCHMARKS.md BENCH_TIMEOUT=840
 # BENCH_ONLY with a subset (e.g. BENCH_ONLY=B7) is a partial run: it leaves the full run's results in
 # BENCH_OUT alone and writes its own section at the end of the file, replacing the one an earlier run of
@@ -195,7 +196,7 @@ timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" \
 	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" -warm-agent "$TMP/wazero-shim-installer" \
 	-shim-exe "$TMP/shimbin/containerd-shim-wazero-v1" -runc-shim-exe "$(readlink -f "$BIN/containerd-shim-runc-v2")" \
 	-containerd "$BIN/containerd" -runc "$(command -v runc)" \
-	-wazero "$WAZERO" -wazero-cache "$TMP/wazero-cache" -cpubench-wasm "$CPUBENCH" \
+	-wazero "$WAZERO" -wazero-cache "$TMP/wazero-cache" -cpubench-wasm "$CPUBENCH" -httpserver-wasm testdata/build/httpserver.wasm \
 	-rounds "${B1_ROUNDS:-15}" -cold-rounds "${B1_COLD_ROUNDS:-8}" \
 	-n "${B2_N:-500}" -concurrency "${B2_CONCURRENCY:-4}" -b2-rounds "${B2_ROUNDS:-5}" \
 	-sizes "${B3_SIZES:-1,10,100}" -b3-rounds "${B3_ROUNDS:-3}" \

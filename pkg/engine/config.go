@@ -117,6 +117,9 @@ type Config struct {
 	Rootfs string `json:"rootfs"`
 	// RootReadOnly makes the whole rootfs read-only to the guest (root.readonly in the spec).
 	RootReadOnly bool `json:"rootReadOnly,omitempty"`
+	// NoRootPreopen leaves the rootfs out of the guest's preopens (oci.RootPreopenAnnotation):
+	// only the directory bind mounts are preopened, from descriptor 3 on.
+	NoRootPreopen bool `json:"noRootPreopen,omitempty"`
 	// Mounts are the bind mounts the guest sees at their destinations.
 	Mounts []oci.Mount `json:"mounts,omitempty"`
 	// MemoryPages caps the guest's linear memory, in 64 KiB pages (see oci.MemoryPages).

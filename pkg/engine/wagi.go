@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
@@ -53,6 +54,9 @@ const wagiMaxHeaderBytes = 32 << 10
 // sending them slowly is disconnected). A variable for tests.
 var wagiReadHeaderTimeout = 10 * time.Second
 
+// wagiGCPercent is the runner's GOGC in the per-request mode, unless GOGC is set.
+const wagiGCPercent = 400
+
 // wagiServerSoftware is SERVER_SOFTWARE in a handler's environment.
 const wagiServerSoftware = "containerd-shim-wazero-v1"
 
@@ -62,6 +66,10 @@ type wagiHandler struct {
 	w    *oci.WAGI
 	p    *Prepared
 	base wazero.ModuleConfig
+	// env is the container's environment (KEY=VALUE, without repeated names), envAt the index
+	// of each name in it: a request's CGI variables replace those of the same name.
+	env   []string
+	envAt map[string]int
 	// slots holds a token per running instance; its capacity is the concurrency bound. A token
 	// is taken before the body is read and given back only once the instance has ended (also
 	// after its request got a 504), so all tokens free means no instance runs.
@@ -71,6 +79,8 @@ type wagiHandler struct {
 	writeTimeout time.Duration
 	// wasi configures each instance's WASI descriptor table (pkg/wasi).
 	wasi wasi.Options
+	// mem lends instances linear memory that earlier ones used, zeroed (wagi_pool.go).
+	mem *wagiMemoryPool
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -90,6 +100,14 @@ func ServeWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer) 
 // serveWAGI is ServeWAGI with the stop signal as a channel (tests close it).
 func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, stop <-chan os.Signal) int {
 	w := cfg.WAGI
+	if os.Getenv("GOGC") == "" {
+		// Each request allocates a little garbage (its request, environment and response, and
+		// wazero's instance): collect at five times the live heap, not twice, which spends
+		// about a quarter of the CPU per request on collections (docs/PERFORMANCE.md). The
+		// live heap is small (the instances' memories, kept in the pool), and the memory limit
+		// below still applies.
+		debug.SetGCPercent(wagiGCPercent)
+	}
 	if cfg.MemoryLimit > 0 {
 		// Instances' memory is Go heap: collect before the container's limit, not at twice the
 		// live heap (GOGC's default), which would get the runner OOM-killed under load.
@@ -142,16 +160,31 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
 		WithFSConfig(fc)
+	// The environment is given per instance through the WASI layer (wasi.WithEnviron), not
+	// the ModuleConfig, whose WithEnv copies the whole configuration per variable.
+	var env []string
+	envAt := map[string]int{}
 	for _, kv := range cfg.Env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
-			base = base.WithEnv(k, v)
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue // not KEY=VALUE: a guest could not see it as a variable either
 		}
+		if i, ok := envAt[k]; ok {
+			env[i] = kv // a later entry of the same name replaces the earlier, in its place
+			continue
+		}
+		envAt[k] = len(env)
+		env = append(env, kv)
 	}
 	wt := cfg.WAGI.WriteTimeout
 	if wt <= 0 {
 		wt = oci.DefaultWAGIWriteTimeout
 	}
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wasiOptions(cfg)}
+	// Every instance starts with the same descriptors: the WASI layer reads them from the first
+	// and copies them into the others (pkg/wasi Layout).
+	wo := wasiOptions(cfg)
+	wo.Layout = wasi.NewLayout()
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, env: env, envAt: envAt, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency)}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
@@ -252,12 +285,15 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	out := &cappedBuffer{max: MaxWAGIResponse}
 	mc := h.base.WithStdin(bytes.NewReader(body)).WithStdout(out)
-	for _, kv := range cgiEnv(r, int64(len(body))) {
-		mc = mc.WithEnv(kv[0], kv[1])
+	ictx, err := wasi.WithEnviron(experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem), h.environ(r, int64(len(body))))
+	if err != nil {
+		// A NUL byte, from a %00 in the path: a C program would see the variable cut short.
+		http.Error(rw, fmt.Sprintf("request not representable as CGI variables: %v", err), http.StatusBadRequest)
+		return
 	}
 	done := make(chan error, 1)
 	go func() {
-		mod, err := h.p.Runtime.InstantiateModule(wasi.NewContext(ctx, h.wasi), h.p.Compiled, mc)
+		mod, err := h.p.Runtime.InstantiateModule(ictx, h.p.Compiled, mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}
@@ -302,6 +338,22 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
 		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
 	}
+}
+
+// environ is the environment of r's instance: the container's, with r's CGI variables
+// replacing those of the same name, and the others after it.
+func (h *wagiHandler) environ(r *http.Request, bodyLen int64) []string {
+	cgi := cgiEnv(r, bodyLen)
+	env := make([]string, len(h.env), len(h.env)+len(cgi))
+	copy(env, h.env)
+	for _, kv := range cgi {
+		if i, ok := h.envAt[kv[0]]; ok {
+			env[i] = kv[0] + "=" + kv[1]
+		} else {
+			env = append(env, kv[0]+"="+kv[1])
+		}
+	}
+	return env
 }
 
 // drain waits until no instance runs (every slot is free) or ctx ends, and keeps the slots.

@@ -89,6 +89,10 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs string, node
 		return nil, nil, fmt.Errorf("%s is set, but the container asks for a new network namespace of its own, which this runtime does not create: give it a network namespace to join (Kubernetes pods have one) or host networking (ctr run --net-host): %w",
 			variable, errdefs.ErrInvalidArgument)
 	}
+	rootPreopen, err := oci.RootPreopen(spec)
+	if err != nil {
+		return nil, nil, err
+	}
 	// The container's cold-start policy, else the node's.
 	coldStart, err := oci.ParseColdStart(proc.Env, node.ColdStart)
 	if err != nil {
@@ -115,6 +119,7 @@ func runnerConfig(ctx context.Context, spec *specs.Spec, id, rootfs string, node
 		Env:            env,
 		Rootfs:         rootfs,
 		RootReadOnly:   spec.Root != nil && spec.Root.Readonly,
+		NoRootPreopen:  !rootPreopen,
 		Mounts:         mounts,
 		MemoryPages:    oci.MemoryPages(oci.MemoryLimit(spec)),
 		MemoryLimit:    oci.MemoryLimit(spec),

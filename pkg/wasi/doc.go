@@ -27,6 +27,9 @@
 //   - path_link with LOOKUPFLAGS_SYMLINK_FOLLOW is EINVAL (wazero ignored the flag);
 //   - sock_shutdown on a descriptor that is not a socket is ENOTSOCK (wazero: EBADF).
 //
+// An instance's environment can also come from its context (WithEnviron) instead of its
+// ModuleConfig, which is cheaper to give per instance.
+//
 // The table lives in the context of the instantiation (NewContext): one per guest instance. An
 // instance instantiated without one gets wazero's functions unchanged.
 //

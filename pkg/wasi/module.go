@@ -99,6 +99,8 @@ func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
 // overrides are this package's functions, by name.
 func (h *host) overrides() map[string]api.GoModuleFunction {
 	m := map[string]api.GoModuleFunction{
+		"environ_get":             api.GoModuleFunc(h.environGet),
+		"environ_sizes_get":       api.GoModuleFunc(h.environSizesGet),
 		"fd_close":                api.GoModuleFunc(h.fdClose),
 		"fd_renumber":             api.GoModuleFunc(h.fdRenumber),
 		"fd_fdstat_get":           api.GoModuleFunc(h.fdFdstatGet),

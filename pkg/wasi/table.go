@@ -3,6 +3,7 @@ package wasi
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -57,6 +58,46 @@ type Options struct {
 	// ReadOnly names the preopened directories that wazero makes read-only (not the kernel: the
 	// runner without isolation); what this package changes itself there fails with EROFS too.
 	ReadOnly map[string]bool
+	// Layout, when set, is shared by every instance of one module configuration (the same
+	// stdio, preopens and listeners: the per-request mode's instances): the first instance reads
+	// wazero's descriptors into it, the others copy it instead of asking wazero again (which
+	// costs a few WASI calls and opening each preopened directory per instance). Nil: each
+	// instance reads its own.
+	Layout *Layout
+}
+
+// Layout is the initial descriptor table of instances that share a configuration (Options):
+// read once from the first instance, copied into each later one. The zero value is ready.
+type Layout struct {
+	once sync.Once
+	fds  []entry
+}
+
+// NewLayout returns an empty Layout for Options.Layout.
+func NewLayout() *Layout { return &Layout{} }
+
+// fill reads wazero's descriptors into t, from l once it holds them (the first caller reads
+// them from wazero and keeps a copy; callers meanwhile wait for it).
+func (l *Layout) fill(ctx context.Context, h *host, mod api.Module, t *table) {
+	first := false
+	l.once.Do(func() {
+		first = true
+		h.initTable(ctx, mod, t)
+		l.fds = make([]entry, len(t.fds))
+		for i, e := range t.fds {
+			l.fds[i] = *e
+		}
+	})
+	if first {
+		return
+	}
+	// One allocation for every entry: each instance changes its own copies only.
+	es := make([]entry, len(l.fds))
+	copy(es, l.fds)
+	t.fds = make([]*entry, len(es), len(es)+4)
+	for i := range es {
+		t.fds[i] = &es[i]
+	}
 }
 
 type tableKey struct{}
@@ -73,7 +114,11 @@ func (h *host) tableOf(ctx context.Context, mod api.Module) *table {
 	t, _ := ctx.Value(tableKey{}).(*table)
 	if t != nil && !t.ready {
 		t.ready = true
-		h.initTable(ctx, mod, t)
+		if t.opts.Layout != nil {
+			t.opts.Layout.fill(ctx, h, mod, t)
+		} else {
+			h.initTable(ctx, mod, t)
+		}
 	}
 	return t
 }
@@ -199,4 +244,5 @@ func (h *host) scratch(mod api.Module, n uint32, f func(ptr uint32) errno) errno
 }
 
 func putU16(b []byte, v uint16) { binary.LittleEndian.PutUint16(b, v) }
+func putU32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func putU64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }

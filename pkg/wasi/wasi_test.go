@@ -3,6 +3,7 @@ package wasi
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -126,5 +127,61 @@ func TestSameFunctionsAsWazero(t *testing.T) {
 		if fmt.Sprint(got.ParamTypes(), got.ResultTypes()) != fmt.Sprint(d.ParamTypes(), d.ResultTypes()) {
 			t.Errorf("%s: %v %v, wazero's %v %v", name, got.ParamTypes(), got.ResultTypes(), d.ParamTypes(), d.ResultTypes())
 		}
+	}
+}
+
+// TestLayoutShared: instances sharing a Layout get the first one's descriptors, each as its own
+// copy: what one instance changes in its table (rights it drops, a descriptor it closes) is
+// never seen by the next.
+func TestLayoutShared(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if _, err := Instantiate(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := r.CompileModule(ctx, callsWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mc := wazero.NewModuleConfig().WithStdout(io.Discard).WithName("").
+		WithFSConfig(wazero.NewFSConfig().WithDirMount(dir, "/data"))
+	layout := NewLayout()
+	own := func() *table {
+		ictx := NewContext(ctx, Options{Layout: layout, HostDirs: map[string]string{"/data": dir}})
+		mod, err := r.InstantiateModule(ictx, compiled, mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mod.Close(ctx)
+		if _, err := mod.ExportedFunction("fdstat").Call(ictx, 1); err != nil {
+			t.Fatal(err)
+		}
+		return ictx.Value(tableKey{}).(*table)
+	}
+	first := own()
+	if len(first.fds) != 4 || first.fds[3].preopen != "/data" || first.fds[3].host != dir || first.fds[3].ftype != typeDirectory {
+		t.Fatalf("first instance's table: %d entries, fd 3 %+v; want stdio and the preopen /data", len(first.fds), first.fds[3])
+	}
+	first.fds[3].dropped = rightFdReaddir
+	first.del(1)
+	second := own()
+	if len(second.fds) != 4 || second.fds[1] == nil || second.fds[3] == first.fds[3] {
+		t.Fatal("the second instance shares entries with the first")
+	}
+	if second.fds[3].dropped != 0 || second.fds[3].preopen != "/data" || second.fds[3].host != dir {
+		t.Errorf("second instance's fd 3 = %+v: not the initial layout", second.fds[3])
+	}
+}
+
+func TestWithEnviron(t *testing.T) {
+	for _, bad := range [][]string{{"NOVALUE"}, {"=v"}, {"A=1", "B=x\x00y"}} {
+		if _, err := WithEnviron(context.Background(), bad); err == nil {
+			t.Errorf("WithEnviron(%q) accepted", bad)
+		}
+	}
+	if _, err := WithEnviron(context.Background(), []string{"A=", "B=c=d"}); err != nil {
+		t.Errorf("WithEnviron refused valid entries: %v", err)
 	}
 }

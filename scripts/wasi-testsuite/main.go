@@ -8,8 +8,10 @@
 // with exactly the test's arguments and environment (a container run from an image always gets
 // the image's environment, or containerd's default PATH, which the environ tests count), and as
 // its root a fresh copy of the suite's fs-tests.dir (the "root" the tests expect preopened as "/",
-// as the suite's wazero adapter mounts it; an empty directory for tests without one) with the
-// module under /.wasi-testsuite/. A test passes when the container exits with the spec's
+// as the suite's wazero adapter mounts it) with the module under /.wasi-testsuite/. A test
+// that declares no directory runs without the root preopened (annotation
+// io.containerd.wazero.v1.root-preopen=false), as under the suite's adapters: nothing is open
+// past stdio. A test passes when the container exits with the spec's
 // exit_code (default 0) and, if the spec has one, prints exactly its stdout.
 package main
 
@@ -173,7 +175,7 @@ func runTest(o options, baseSpec []byte, dir, name string) outcome {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	cfg, err := ociSpec(baseSpec, id, root, append([]string{"/.wasi-testsuite/" + name + ".wasm"}, s.Args...), env)
+	cfg, err := ociSpec(baseSpec, id, root, append([]string{"/.wasi-testsuite/" + name + ".wasm"}, s.Args...), env, s.Root == "")
 	if err != nil {
 		return outcome{why: err.Error()}
 	}
@@ -246,8 +248,14 @@ func wazeroSkips(path string) (map[string]map[string]bool, error) {
 	return skips, sc.Err()
 }
 
-// ociSpec is ctr's default spec with the test's process and root.
-func ociSpec(base []byte, id, root string, args, env []string) ([]byte, error) {
+// rootPreopenAnnotation is the shim's annotation (pkg/oci RootPreopenAnnotation) that leaves
+// the container's root out of the guest's preopens.
+const rootPreopenAnnotation = "io.containerd.wazero.v1.root-preopen"
+
+// ociSpec is ctr's default spec with the test's process and root. With noRoot (a test that
+// declares no directory) the guest gets no preopen at all, as under the suite's own adapters:
+// the container's root holds only the module.
+func ociSpec(base []byte, id, root string, args, env []string, noRoot bool) ([]byte, error) {
 	var sp map[string]any
 	if err := json.Unmarshal(base, &sp); err != nil {
 		return nil, fmt.Errorf("ctr oci spec: %w", err)
@@ -260,6 +268,14 @@ func ociSpec(base []byte, id, root string, args, env []string) ([]byte, error) {
 	proc["args"], proc["env"], proc["terminal"] = args, env, false
 	sp["root"] = map[string]any{"path": root, "readonly": false}
 	linux["cgroupsPath"] = "/default/" + id
+	if noRoot {
+		ann, _ := sp["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+		}
+		ann[rootPreopenAnnotation] = "false"
+		sp["annotations"] = ann
+	}
 	return json.MarshalIndent(sp, "", "  ")
 }
 

@@ -18,15 +18,43 @@
 //   /noheader     writes a body without a header block: 500
 //   /grow?MB      allocates and touches MB MiB, then answers "grew MB"
 //   /big?KB       answers KB KiB of 'x' (for clients that never read their response)
+//   /keep?S       keeps S (its bytes + 1, so the query in the environment does not match) in a
+//                 static buffer, on the heap and on the stack, leaves a file open, and answers
+//                 its descriptor and how many copies /find would see now (at least 3)
+//   /find?S       answers "found N" with the number of places in the whole linear memory that
+//                 hold what /keep?S kept (0 when memory is fresh), and "fds" with the open
+//                 descriptors past the preopens (none when the descriptor table is fresh)
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static int calls; // in linear memory: a reused instance would count up
+static char kept[64]; // /keep's static copy
+static char *volatile kept_heap; // /keep's heap copy, observable to the compiler
+
+// shifted writes s with each byte plus one into out (at most n-1 bytes and a NUL).
+static void shifted(const char *s, char *out, size_t n) {
+	size_t i = 0;
+	for (; s[i] && i + 1 < n; i++)
+		out[i] = (char)(s[i] + 1);
+	out[i] = 0;
+}
+
+// keep_on_stack leaves a copy of v in its stack frame, which stays in linear memory after it
+// returns.
+static __attribute__((noinline)) void keep_on_stack(const char *v) {
+	volatile char frame[64];
+	for (size_t i = 0; i < sizeof frame; i++) {
+		frame[i] = v[i];
+		if (!v[i])
+			break;
+	}
+}
 static char *volatile grown; // keeps /grow's allocation observable to the compiler
 
 static const char *env(const char *name) {
@@ -50,6 +78,22 @@ static int count_active(void) {
 			n++;
 	closedir(d);
 	return n;
+}
+
+// find_kept counts the places in the whole linear memory that hold what /keep?s kept, besides
+// its own needle.
+static size_t find_kept(const char *s) {
+	char *needle = malloc(64);
+	shifted(s, needle, 64);
+	size_t n = strlen(needle), found = 0;
+	const char *volatile base = 0; // address 0 is NULL to the compiler: hide it
+	const char *mem = base;
+	size_t size = __builtin_wasm_memory_size(0) * 65536;
+	for (size_t i = 0; n > 0 && i + n <= size; i++)
+		if (mem + i != needle && memcmp(mem + i, needle, n) == 0)
+			found++;
+	free(needle);
+	return found;
 }
 
 int main(void) {
@@ -129,6 +173,20 @@ int main(void) {
 		printf("Content-Type: text/plain\n\n");
 		for (long i = 0; i < kb; i++)
 			fwrite(chunk, 1, sizeof chunk, stdout);
+	} else if (strcmp(path, "/keep") == 0) {
+		shifted(query, kept, sizeof kept);
+		kept_heap = strdup(kept);
+		keep_on_stack(kept);
+		FILE *f = fopen("/tmp/wagi-kept", "w"); // not closed
+		printf("Content-Type: text/plain\n\nkept fd=%d found=%zu\n", f ? fileno(f) : -1, find_kept(query));
+	} else if (strcmp(path, "/find") == 0) {
+		size_t found = find_kept(query);
+		printf("Content-Type: text/plain\n\nfound %zu\nfds", found);
+		struct stat st;
+		for (int fd = 4; fd < 64; fd++)
+			if (fstat(fd, &st) == 0)
+				printf(" %d", fd);
+		printf("\n");
 	} else {
 		printf("Status: 404 Not Found\nContent-Type: text/plain\n\nno route %s\n", path);
 	}

@@ -220,6 +220,27 @@ static void shutdown_notsock(void) {
 	printf("ok shutdown-notsock\n");
 }
 
+// no-root: run with the root preopen left out (annotation io.containerd.wazero.v1.root-preopen=false),
+// the bind mount DIR is the only preopen, at descriptor 3; the rootfs (this module's own file)
+// is out of reach, and descriptor 4 is not open.
+static void no_root(void) {
+	__wasi_prestat_t ps;
+	char name[256];
+	for (int fd = 3; fd < 64; fd++) {
+		if (__wasi_fd_prestat_get(fd, &ps) != 0)
+			continue;
+		CHECK(ps.u.dir.pr_name_len < sizeof name, "fd %d: name length %lu", fd, (unsigned long)ps.u.dir.pr_name_len);
+		CHECK(__wasi_fd_prestat_dir_name(fd, (uint8_t *)name, ps.u.dir.pr_name_len) == 0, "fd %d: no name", fd);
+		name[ps.u.dir.pr_name_len] = 0;
+		CHECK(fd == 3 && strcmp(name, dir) == 0, "preopen %s at fd %d, want only %s at 3", name, fd, dir);
+	}
+	CHECK(__wasi_fd_prestat_get(3, &ps) == 0, "fd 3 is no preopen");
+	CHECK(open("/wasicompat.wasm", O_RDONLY) < 0, "the rootfs is reachable: /wasicompat.wasm opened");
+	CHECK(shutdown(4, SHUT_RD) < 0 && errno == EBADF, "shutdown(4): %s, want EBADF (nothing open)", strerror(errno));
+	close(open_or_die(path("made"), O_WRONLY | O_CREAT | O_TRUNC));
+	printf("ok no-root\n");
+}
+
 int main(int argc, char **argv) {
 	static const struct {
 		const char *name;
@@ -231,6 +252,7 @@ int main(int argc, char **argv) {
 		{"readlink-short", readlink_short}, {"open-flags", open_flags},
 		{"rights", rights}, {"prestat-name", prestat_name},
 		{"link-follow", link_follow}, {"shutdown-notsock", shutdown_notsock},
+		{"no-root", no_root},
 	};
 	if (argc == 3) {
 		dir = argv[2];
