@@ -26,9 +26,10 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
-// runtime creates the instances behind containers. The task service depends only on this, so
+// containerRuntime creates the instances behind containers (wasm runners, or runc for native
+// containers: runtime.go, native.go). The task service depends only on this, so
 // its state machine and event order are tested with a fake.
-type runtime interface {
+type containerRuntime interface {
 	// Create prepares the container of r and starts its runner, which waits for instance.Start.
 	// onExit is called exactly once, from another goroutine, when the runner exits, unless
 	// Create fails; onOOM each time the kernel OOM-kills in the container's cgroup.

@@ -35,7 +35,7 @@ import (
 // handled under that same lock: an exit that happens while Start is still returning waits for
 // Start to queue TaskStart first.
 type service struct {
-	rt     runtime
+	rt     containerRuntime
 	events chan any
 	sd     shutdown.Service
 
@@ -68,7 +68,7 @@ type container struct {
 
 // newService returns the task service. Events go to publisher in order, from one goroutine,
 // until the shim shuts down.
-func newService(ctx context.Context, rt runtime, publisher events.Publisher, sd shutdown.Service) *service {
+func newService(ctx context.Context, rt containerRuntime, publisher events.Publisher, sd shutdown.Service) *service {
 	s := &service{
 		rt:         rt,
 		events:     make(chan any, 256),
