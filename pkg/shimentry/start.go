@@ -17,8 +17,8 @@ import (
 )
 
 // defaultSocketDir is where shim sockets go when containerd names no directory: containerd's
-// default state directory's "s" (what its pkg/shim uses).
-const defaultSocketDir = "/run/containerd/s"
+// default state directory's "s" (what its pkg/shim uses). A variable for tests only.
+var defaultSocketDir = "/run/containerd/s"
 
 // groupLabels are the annotations that make containers share one shim, in order of precedence:
 // the runc shim's own grouping label and the Kubernetes pod (sandbox) ID (as in pkg/shim).
