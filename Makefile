@@ -4,6 +4,8 @@ BIN      := bin/containerd-shim-wazero-v1
 # The runner binary: the shim runs it for each container when it was built together with the shim
 # (same build stamp, engine.BuildStamp; see RATIONALE.md), else the shim's own binary.
 RUNNER   := bin/containerd-shim-wazero-v1-runner
+# The shim's server: BIN is a lean entry (start and delete, package shimentry) that runs it for the rest.
+SERVER   := bin/containerd-shim-wazero-v1-server
 LDFLAGS   = -s -w -X github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine.BuildStamp=$(shell scripts/buildstamp.sh $(GO))
 # TOOLS holds the containerd daemons, ctr and runc shims the tests and the demo run against
 # (built from the Go module proxy by scripts/install-deps.sh). Kept outside the checkout so it survives clean clones.
@@ -20,7 +22,7 @@ all: build testdata
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/ ./cmd/containerd-shim-wazero-v1 ./cmd/containerd-shim-wazero-v1-runner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/ ./cmd/containerd-shim-wazero-v1 ./cmd/containerd-shim-wazero-v1-server ./cmd/containerd-shim-wazero-v1-runner
 
 testdata:
 	$(MAKE) -C testdata
@@ -77,6 +79,7 @@ wasi-testsuite: deps build
 
 install: build
 	install -D -m 0755 $(RUNNER) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1-runner
+	install -D -m 0755 $(SERVER) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1-server
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/containerd-shim-wazero-v1
 
 clean:

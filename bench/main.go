@@ -964,11 +964,11 @@ func (b *bencher) pss(rt string) (int64, int, error) {
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
 		exe = strings.TrimSuffix(exe, " (deleted)")
 		switch {
-		case rt == wasmRuntime && exe == b.c.shimExe && b.isOurShim(pid):
+		case rt == wasmRuntime && isShimExe(exe, b.c.shimExe) && b.isOurShim(pid):
 			roots = append(roots, pid)
 		case rt == runcRuntime && exe == b.c.runcShimExe && b.isOurShim(pid):
 			roots = append(roots, pid)
-		case rt == b.c.beforeShimExe && exe == b.c.beforeShimExe && b.isOurShim(pid):
+		case rt == b.c.beforeShimExe && isShimExe(exe, b.c.beforeShimExe) && b.isOurShim(pid):
 			roots = append(roots, pid)
 		}
 	}
@@ -993,6 +993,12 @@ func (b *bencher) pss(rt string) (int64, int, error) {
 		total += kb
 	}
 	return total, len(in), nil
+}
+
+// isShimExe reports whether exe runs the wazero shim installed as shim: shim itself (a shim that is
+// one binary) or the server binary beside it, which the shim's entry starts (package shimentry).
+func isShimExe(exe, shim string) bool {
+	return exe == shim || exe == filepath.Join(filepath.Dir(shim), "containerd-shim-wazero-v1-server")
 }
 
 // isOurShim: the shim's command line names our daemon's socket (-address SOCK).

@@ -48,6 +48,7 @@ const (
 	runtimeType  = "io.containerd.wazero.v1"
 	shimName     = "containerd-shim-wazero-v1"
 	runnerName   = "containerd-shim-wazero-v1-runner" // engine.RunnerBinary, built beside the shim
+	serverName   = "containerd-shim-wazero-v1-server" // shimentry.ServerBinary: the entry (shimName) starts it
 	sandboxImage = "registry.k8s.io/pause:3.10.2"
 
 	ctrTimeout   = 60 * time.Second  // default bound for one ctr invocation
@@ -134,6 +135,7 @@ type suiteState struct {
 	tmp        string // everything private lives below here
 	shimBin    string // copy of the shim; /proc/PID/exe of our shim processes points here
 	runnerBin  string // copy of the runner binary beside shimBin ("" when make build made none); runners run it
+	serverBin  string // copy of the server binary beside shimBin ("" for a shim that is one binary); shim servers run it
 	ns         string // containerd namespace (also the cgroup parent /<ns>/<id>)
 	daemons    map[string]*daemon
 }
@@ -218,10 +220,16 @@ func setupSuite() error {
 	if err := copyFile(shimSrc, suite.shimBin, 0o755); err != nil {
 		return err
 	}
-	// The runner binary goes beside the shim, where the shim looks for it.
+	// The runner and server binaries go beside the shim, where the shim looks for them.
 	if src := filepath.Join(filepath.Dir(shimSrc), runnerName); isFile(src) {
 		suite.runnerBin = filepath.Join(dir, runnerName)
 		if err := copyFile(src, suite.runnerBin, 0o755); err != nil {
+			return err
+		}
+	}
+	if src := filepath.Join(filepath.Dir(shimSrc), serverName); isFile(src) {
+		suite.serverBin = filepath.Join(dir, serverName)
+		if err := copyFile(src, suite.serverBin, 0o755); err != nil {
 			return err
 		}
 	}
@@ -728,8 +736,8 @@ func checkLeaks() []string {
 	return leaks
 }
 
-// shimPIDs lists live processes whose executable is the suite's copy of the shim or of the runner
-// binary (the shims and their per-container runner children).
+// shimPIDs lists live processes whose executable is the suite's copy of the shim, of its server or
+// of the runner binary (the shims and their per-container runner children).
 func shimPIDs() []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -746,7 +754,7 @@ func shimPIDs() []int {
 			continue
 		}
 		exe = strings.TrimSuffix(exe, " (deleted)")
-		if exe != suite.shimBin && (suite.runnerBin == "" || exe != suite.runnerBin) {
+		if exe != suite.shimBin && (suite.runnerBin == "" || exe != suite.runnerBin) && (suite.serverBin == "" || exe != suite.serverBin) {
 			continue
 		}
 		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {

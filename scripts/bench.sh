@@ -140,9 +140,11 @@ mkdir -p "$TMP/shimbin" "$TMP/fifo" "$TMP/wazero-cache"
 # A private copy of the shim: its /proc/PID/exe tells our shims apart from anyone else's (runners are
 # their descendants). The runner binary built with it goes beside it, where the shim looks for it.
 cp "$SHIM" "$TMP/shimbin/containerd-shim-wazero-v1"
-if [ -x bin/containerd-shim-wazero-v1-runner ]; then
-	cp bin/containerd-shim-wazero-v1-runner "$TMP/shimbin/containerd-shim-wazero-v1-runner"
-fi
+for b in runner server; do # the runner, and the server the shim's entry starts (when built)
+	if [ -x "bin/containerd-shim-wazero-v1-$b" ]; then
+		cp "bin/containerd-shim-wazero-v1-$b" "$TMP/shimbin/containerd-shim-wazero-v1-$b"
+	fi
+done
 # The earlier build (BENCH_BASELINE_SHIM/_REF) gets a directory of its own: its runner binary, which
 # carries its build stamp, must be beside it under the same name as the current build's.
 BASE_ARGS=()
@@ -165,6 +167,9 @@ if [ -n "$BASE_SHIM" ]; then
 		cp "$(dirname "$BASE_SHIM")/containerd-shim-wazero-v1-runner" "$TMP/shimbin-before/"
 	else
 		log "warning: no runner binary beside $BASE_SHIM: its runners run from the shim binary itself"
+	fi
+	if [ -x "$(dirname "$BASE_SHIM")/containerd-shim-wazero-v1-server" ]; then
+		cp "$(dirname "$BASE_SHIM")/containerd-shim-wazero-v1-server" "$TMP/shimbin-before/"
 	fi
 	BASE_ARGS=(-before-shim-exe "$TMP/shimbin-before/containerd-shim-wazero-v1" -before-label "$BASE_LABEL")
 fi

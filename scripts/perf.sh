@@ -52,6 +52,7 @@ cmd_build() {
 		stamp=$(scripts/buildstamp.sh 2>/dev/null || true)
 		pkgs=./cmd/containerd-shim-wazero-v1
 		[ -d cmd/containerd-shim-wazero-v1-runner ] && pkgs="$pkgs ./cmd/containerd-shim-wazero-v1-runner"
+		[ -d cmd/containerd-shim-wazero-v1-server ] && pkgs="$pkgs ./cmd/containerd-shim-wazero-v1-server"
 		# shellcheck disable=SC2086
 		CGO_ENABLED=0 go build -trimpath \
 			-ldflags="-s -w -X github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine.BuildStamp=$stamp" \
@@ -117,6 +118,8 @@ pss() {
 	python3 - "$1" "$2" <<'PY'
 import os, sys
 exe, n = sys.argv[1], int(sys.argv[2])
+# The shim's server runs from the server binary beside the entry, when the shim has one.
+exes = {exe, os.path.join(os.path.dirname(exe), 'containerd-shim-wazero-v1-server')}
 ppid, roots = {}, []
 for d in os.listdir('/proc'):
     if not d.isdigit():
@@ -125,7 +128,7 @@ for d in os.listdir('/proc'):
         st = open(f'/proc/{d}/stat').read()
         ppid[int(d)] = int(st[st.rindex(')') + 2:].split()[1])
         argv = open(f'/proc/{d}/cmdline', 'rb').read().split(b'\0')
-        if os.readlink(f'/proc/{d}/exe').replace(' (deleted)', '') == exe and argv[1:2] != [b'runner']:
+        if os.readlink(f'/proc/{d}/exe').replace(' (deleted)', '') in exes and argv[1:2] != [b'runner']:
             roots.append(int(d))
     except (OSError, IndexError, ValueError):
         pass

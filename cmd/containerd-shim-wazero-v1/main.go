@@ -1,25 +1,14 @@
-// Command containerd-shim-wazero-v1 is the containerd runtime shim io.containerd.wazero.v1: it runs
-// WASI preview 1 modules with wazero. Started with "runner" as its first argument it is the
-// per-container runner process instead, with "fill-cache" a background compile into the node's
-// compilation cache (see package engine).
+// Command containerd-shim-wazero-v1 is the containerd runtime shim io.containerd.wazero.v1, the
+// binary containerd executes: a lean entry (package shimentry) that answers the `start` and
+// `delete` actions containerd runs for every task without initialising containerd's, gRPC's or
+// wazero's packages, and hands everything else to containerd-shim-wazero-v1-server beside it (the
+// task server, runners, cache fillers).
 package main
 
 import (
-	"context"
 	"os"
 
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine"
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/shim"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/shimentry"
 )
 
-func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case engine.RunnerArg:
-			os.Exit(engine.RunnerMain())
-		case engine.FillArg:
-			os.Exit(engine.FillMain())
-		}
-	}
-	shim.Main(context.Background())
-}
+func main() { os.Exit(shimentry.Main()) }

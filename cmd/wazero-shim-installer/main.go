@@ -40,6 +40,11 @@ const shimName = "containerd-shim-wazero-v1"
 // the order of the two copies does not matter (the runner goes first).
 const runnerName = "containerd-shim-wazero-v1-runner"
 
+// serverName is the shim's server binary, which shimName (a lean entry, package shimentry) starts
+// from beside itself. It is installed before shimName, so that a new entry never finds an old
+// installation's directory without its server.
+const serverName = "containerd-shim-wazero-v1-server"
+
 // backupSuffix names the copy of config.toml kept before the first change.
 const backupSuffix = ".bak-wazero"
 
@@ -50,6 +55,9 @@ type options struct {
 	shimSrc  string // the shim binary to install (a path in the installer's own filesystem)
 	// runnerSrc is the runner binary to install beside the shim; "" or a missing file: none.
 	runnerSrc string
+	// serverSrc is the server binary to install beside the shim; "" or a missing file: none (a
+	// shim built before the entry and the server were split is one binary).
+	serverSrc string
 	binDir    string // host directory to install it into
 	handler   string
 	restart   string // auto, none, systemctl
@@ -89,6 +97,7 @@ func main() {
 	flag.StringVar(&o.containerd, "containerd", "", "host path of the node's containerd binary, run to learn its version and to check the edited config (default: the distribution's)")
 	flag.StringVar(&o.containerdVersionFlag, "containerd-version", "", "the node's containerd version (e.g. 1.6.20 or 2.4.2) instead of asking `containerd --version`")
 	flag.StringVar(&o.shimSrc, "shim-src", "/opt/wazero/"+shimName, "shim binary to install (in the installer's filesystem)")
+	flag.StringVar(&o.serverSrc, "server-src", "/opt/wazero/"+serverName, "shim server binary to install beside the shim, if it exists (in the installer's filesystem; \"\" for none)")
 	flag.StringVar(&o.runnerSrc, "runner-src", "/opt/wazero/"+runnerName, "runner binary to install beside the shim, if it exists (in the installer's filesystem; \"\" for none)")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "host directory on containerd's PATH to install the shim into")
 	flag.StringVar(&o.handler, "handler", "wazero", "runtime name in config.toml, which is the RuntimeClass handler")
@@ -195,6 +204,15 @@ func run(o options) (string, error) {
 				return summary(), err
 			}
 			parts = append(parts, "runner: "+r)
+		}
+	}
+	if o.serverSrc != "" {
+		if _, err := os.Stat(o.serverSrc); err == nil {
+			r, err := installBinary(o.serverSrc, binDir.path, serverName, filepath.Join(binDir.host, serverName), o.dryRun)
+			if err != nil {
+				return summary(), err
+			}
+			parts = append(parts, "server: "+r)
 		}
 	}
 	b, err := installBinary(o.shimSrc, binDir.path, shimName, filepath.Join(binDir.host, shimName), o.dryRun)

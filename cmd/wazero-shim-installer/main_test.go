@@ -345,3 +345,32 @@ func TestRunInstallsRunnerBeforeShim(t *testing.T) {
 		t.Errorf("without a runner: %s, %v", sum, err)
 	}
 }
+
+func TestRunInstallsServerBeforeShim(t *testing.T) {
+	restarts := 0
+	o, _ := node(t, nil, &restarts)
+	o.runnerSrc = filepath.Join(t.TempDir(), runnerName)
+	o.serverSrc = filepath.Join(t.TempDir(), serverName)
+	for src, data := range map[string]string{o.runnerSrc: "\x7fELF runner v1", o.serverSrc: "\x7fELF server v1"} {
+		if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sum, "runner: installed /usr/local/bin/containerd-shim-wazero-v1-runner; server: installed /usr/local/bin/containerd-shim-wazero-v1-server; binary: installed /usr/local/bin/containerd-shim-wazero-v1; config: ") {
+		t.Errorf("summary = %s", sum)
+	}
+	got, err := os.ReadFile(filepath.Join(o.hostRoot, "usr/local/bin", serverName))
+	if err != nil || string(got) != "\x7fELF server v1" {
+		t.Errorf("installed server = %q, %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(o.hostRoot, "usr/local/bin", serverName)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("installed server: %v %v", fi, err)
+	}
+	if sum, err = run(o); err != nil || !strings.HasPrefix(sum, "runner: unchanged; server: unchanged; binary: unchanged; config: unchanged") {
+		t.Errorf("second run: %s, %v", sum, err)
+	}
+}

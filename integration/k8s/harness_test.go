@@ -47,6 +47,7 @@ var kubeVersion = env.Kubernetes
 const (
 	shimName     = "containerd-shim-wazero-v1"
 	runnerName   = "containerd-shim-wazero-v1-runner"
+	serverName   = "containerd-shim-wazero-v1-server" // the shim's server, started by its entry (shimName)
 	runtimeType  = "io.containerd.wazero.v1"
 	sandboxImage = "registry.k8s.io/pause:3.10.2"
 	cniBin       = "/usr/lib/cni"
@@ -213,9 +214,11 @@ func setupSuite() error {
 	if err := copyFile(shimSrc, filepath.Join(suite.shimDir, shimName)); err != nil {
 		return err
 	}
-	if src := filepath.Join(filepath.Dir(shimSrc), runnerName); isFile(src) {
-		if err := copyFile(src, filepath.Join(suite.shimDir, runnerName)); err != nil {
-			return err
+	for _, name := range []string{runnerName, serverName} {
+		if src := filepath.Join(filepath.Dir(shimSrc), name); isFile(src) {
+			if err := copyFile(src, filepath.Join(suite.shimDir, name)); err != nil {
+				return err
+			}
 		}
 	}
 	suite.cgroups = cgroupSet()

@@ -38,8 +38,10 @@ func buildInstallerImage() error {
 	}
 	suite.installerImage = filepath.Join(dir, "installer.tar")
 	files := []string{inst + "=/opt/wazero/wazero-shim-installer", filepath.Join(suite.shimDir, shimName) + "=/opt/wazero/" + shimName}
-	if runner := filepath.Join(suite.shimDir, runnerName); isFile(runner) {
-		files = append(files, runner+"=/opt/wazero/"+runnerName)
+	for _, name := range []string{runnerName, serverName} {
+		if f := filepath.Join(suite.shimDir, name); isFile(f) {
+			files = append(files, f+"=/opt/wazero/"+name)
+		}
 	}
 	args := append([]string{"run", "./cmd/wasmimg", "-o", suite.installerImage, "-name", installerImage,
 		"-arch", goarch(), "-os", "linux", "-entrypoint", "/opt/wazero/wazero-shim-installer"}, files...)
@@ -152,10 +154,10 @@ func testInstallerDaemonSet(t *testing.T, c *cluster) {
 	if r := run(t.Context(), nil, containerd, "--config", config, "config", "dump"); r.exit != 0 || !strings.Contains(r.stdout, runtimeType) {
 		t.Errorf("containerd %s does not load the edited config with the runtime: %s", c.version, r)
 	}
-	for _, name := range []string{shimName, runnerName} {
+	for _, name := range []string{shimName, runnerName, serverName} {
 		want, err := os.ReadFile(filepath.Join(suite.shimDir, name))
 		if err != nil {
-			continue // no runner built beside the shim
+			continue // no runner or server built beside the shim
 		}
 		got, err := os.ReadFile(filepath.Join(binDir, name))
 		if err != nil || !bytes.Equal(got, want) {
