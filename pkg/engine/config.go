@@ -10,9 +10,6 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
-// RunnerArg is the first argument that makes the shim binary act as a runner.
-const RunnerArg = "runner"
-
 // DefaultCacheDir is the node-wide compilation cache used when CacheDirEnv is not set.
 const DefaultCacheDir = "/var/lib/containerd-shim-wazero/cache"
 
@@ -168,22 +165,4 @@ type Config struct {
 	// NoIsolation skips the private mount namespace and pivot_root: the guest's "/" is then a wazero
 	// preopen of Rootfs. For unit tests that run without root; the shim always isolates.
 	NoIsolation bool `json:"noIsolation,omitempty"`
-}
-
-// status is what a runner reports once, when it is ready to run guest code or has failed to get there.
-type status struct {
-	Error string `json:"error,omitempty"`
-	// CacheHit tells whether the compiled module came from the compilation cache.
-	CacheHit bool `json:"cacheHit"`
-	// CompileMillis is how long compiling (or loading from the cache) took.
-	CompileMillis int64 `json:"compileMillis"`
-	// CacheProblem is Prepared.CacheProblem.
-	CacheProblem string `json:"cacheProblem,omitempty"`
-	// Digest is Prepared.Digest, the module's sha256.
-	Digest string `json:"digest,omitempty"`
-	// Interpreted is Prepared.Interpreted.
-	Interpreted bool `json:"interpreted,omitempty"`
-	// Evicted and EvictedBytes are Prepared's.
-	Evicted      int   `json:"evicted,omitempty"`
-	EvictedBytes int64 `json:"evictedBytes,omitempty"`
 }

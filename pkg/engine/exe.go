@@ -26,10 +26,6 @@ var BuildStamp string
 // stamp with -build-stamp.
 const BuildStampVar = "github.com/wazero-shim/containerd-shim-wazero-v1/pkg/engine.BuildStamp"
 
-// runnerExeFD is the runner's file descriptor for its own executable when Spawn starts it from an
-// open file (SpawnOptions.Exe). The runner closes it at start.
-const runnerExeFD = 5
-
 // runnerComm is the runner's process name (/proc/PID/comm, shown by ps and in the kernel's OOM
 // messages) however it was executed; otherwise it would be "exe" or "5".
 const runnerComm = "wazero-runner"

@@ -173,7 +173,7 @@ func FillCache(self string, cfg *Config, module *os.File, opts FillOptions) (*Fi
 	cmd := exec.Command(self, FillArg, cfg.ID)
 	cmd.Stdin = inR
 	cmd.Stdout = outW
-	cmd.ExtraFiles = []*os.File{module} // fd 3
+	cmd.ExtraFiles = []*os.File{module} // fillModuleFD
 	// No GOMAXPROCS (containerd sets 2 for shims): the compile uses the CPUs of the filler's
 	// cgroup (wazero's compilation workers), at nice 10, one filler per CPU on the node (fillSlot).
 	cmd.Env = []string{}
@@ -264,7 +264,7 @@ func fillMain() FillResult {
 	if m := req.Limits.MemoryBytes; m > 0 {
 		debug.SetMemoryLimit(m - m/8) // the GC works harder before the cgroup's OOM killer acts
 	}
-	module := os.NewFile(3, "module")
+	module := os.NewFile(fillModuleFD, "module")
 	defer module.Close()
 	size := int64(-1)
 	if fi, err := module.Stat(); err == nil && fi.Mode().IsRegular() {

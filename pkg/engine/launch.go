@@ -33,25 +33,6 @@ type Runner struct {
 // most often by the OOM killer while compiling the module under a small memory limit.
 var ErrRunnerDied = errors.New("the runner exited before it was ready")
 
-// Ready is what a runner reports when it is ready to run guest code.
-type Ready struct {
-	// CacheHit is true when the compiled module came from the compilation cache.
-	CacheHit bool
-	// CompileMillis is the time spent compiling or loading the module from the cache.
-	CompileMillis int64
-	// CacheProblem says what was wrong with the compilation cache, if anything (see Prepared).
-	CacheProblem string
-	// Digest is the module's sha256 digest, "sha256:<hex>" (empty for a pod sandbox).
-	Digest string
-	// Interpreted is true when the module will run in wazero's interpreter (Prepared.Interpreted):
-	// the shim should then have the cache filled (FillCache).
-	Interpreted bool
-	// Evicted is how many least recently used cache entries the runner removed after compiling,
-	// to keep the cache under Config.CacheMaxBytes, and EvictedBytes their size.
-	Evicted      int
-	EvictedBytes int64
-}
-
 // SpawnOptions tune how Spawn starts a runner.
 type SpawnOptions struct {
 	// Start starts the command; the shim passes the reaper's Start so the exit is not lost.
@@ -109,7 +90,7 @@ func Spawn(self, id string, stdio Stdio, opts SpawnOptions) (*Runner, error) {
 	if stdio.Stderr != nil {
 		cmd.Stderr = stdio.Stderr
 	}
-	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
+	cmd.ExtraFiles = []*os.File{ctlR, stW} // controlFD, statusFD
 	if opts.Exe != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, opts.Exe) // fd 5: runnerExeFD
 	}
@@ -165,10 +146,7 @@ func (r *Runner) Configure(cfg *Config) (Ready, error) {
 	if s.Error != "" {
 		return Ready{}, errors.New(s.Error)
 	}
-	return Ready{
-		CacheHit: s.CacheHit, CompileMillis: s.CompileMillis, CacheProblem: s.CacheProblem,
-		Digest: s.Digest, Evicted: s.Evicted, EvictedBytes: s.EvictedBytes, Interpreted: s.Interpreted,
-	}, nil
+	return s.Ready, nil
 }
 
 // ConfigureContext is Configure bounded by ctx: when ctx is done before the runner is ready (a
@@ -188,7 +166,7 @@ func (r *Runner) ConfigureContext(ctx context.Context, cfg *Config) (Ready, erro
 func (r *Runner) Start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, err := r.ctl.Write([]byte{'S'}); err != nil {
+	if _, err := r.ctl.Write([]byte{startByte}); err != nil {
 		return fmt.Errorf("start runner: %w", err)
 	}
 	r.started = true

@@ -25,9 +25,6 @@ import (
 // once written), so memory.grow never copies the guest's memory into a bigger buffer (which would
 // need twice its memory at once), whatever the cap becomes.
 
-// memCapPrefix starts a cap update line on the runner's control pipe: "memory-pages N\n".
-const memCapPrefix = "memory-pages "
-
 // memoryCap is the live cap of a guest's linear memory, in 64 KiB pages.
 type memoryCap struct{ pages atomic.Uint32 }
 

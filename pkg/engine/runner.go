@@ -23,23 +23,6 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/wasi"
 )
 
-// File descriptors of a runner besides stdio, set up by Spawn.
-const (
-	// controlFD carries the Config (one JSON line) and then one start byte from the shim.
-	controlFD = 3
-	// statusFD carries the runner's one status line back to the shim.
-	statusFD = 4
-)
-
-// Exit codes of a runner that are not the guest's own.
-const (
-	// ExitTrap is the exit code when the guest traps (unreachable, out of bounds access, stack
-	// overflow...): 128+SIGABRT, as a native program that aborts.
-	ExitTrap = 134
-	// ExitRunnerError is the exit code when the runner fails before guest code runs.
-	ExitRunnerError = 125
-)
-
 // RunnerMain is the runner process: it reads its Config from the shim, prepares the module and the
 // guest's filesystem view, reports ready, waits for the start byte and runs the module (or, in
 // the per-request mode, serves HTTP with a fresh instance per request: ServeWAGI). It returns
@@ -93,9 +76,8 @@ func RunnerMain() int {
 	s := status{}
 	if err != nil {
 		s.Error = err.Error()
-	} else if p != nil {
-		s.CacheHit, s.CompileMillis, s.CacheProblem = p.CacheHit, time.Since(start).Milliseconds(), p.CacheProblem
-		s.Digest, s.Evicted, s.EvictedBytes, s.Interpreted = p.Digest, p.Evicted, p.EvictedBytes, p.Interpreted
+	} else {
+		s.Ready = readyOf(p, time.Since(start).Milliseconds())
 	}
 	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
 		return ExitRunnerError
