@@ -121,13 +121,7 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 	fc, preopens := fsConfig(cfg)
 	ctx, env := withListeners(ctx, cfg, preopens, cfg.Env)
 	ctx = wasi.NewContext(ctx, wasiOptions(cfg))
-	mc := wazero.NewModuleConfig().
-		WithName("").
-		WithArgs(cfg.Args...).
-		WithStdin(stdin).WithStdout(stdout).WithStderr(stderr).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
-		WithRandSource(rand.Reader).
-		WithFSConfig(fc)
+	mc := guestModuleConfig(cfg, fc, stderr).WithStdin(stdin).WithStdout(stdout)
 	if p.sockWait != nil {
 		defer p.sockWait.close()
 		mc = mc.WithNanosleep(p.sockWait.nanosleep)
@@ -166,6 +160,20 @@ func Run(ctx context.Context, cfg *Config, p *Prepared, stdin io.Reader, stdout,
 		fmt.Fprintf(stderr, "wasm trap in module %s: %v\n", cfg.Module.GuestPath, err)
 		return ExitTrap
 	}
+}
+
+// guestModuleConfig is the part of a guest's ModuleConfig that every instance of cfg's module
+// shares, in both modes (Run, and each request's instance in the per-request mode): an empty
+// module name, cfg's args, stderr, the host's clocks and sleep, crypto/rand, and the filesystem
+// fc (fsConfig). Stdin, stdout and the environment are each mode's own.
+func guestModuleConfig(cfg *Config, fc wazero.FSConfig, stderr io.Writer) wazero.ModuleConfig {
+	return wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(cfg.Args...).
+		WithStderr(stderr).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithFSConfig(fc)
 }
 
 // fsConfig preopens "/" (unless cfg.NoRootPreopen) and each directory bind mount at its destination, and returns how many

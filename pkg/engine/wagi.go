@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -153,13 +152,7 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 
 func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	fc, _ := fsConfig(cfg)
-	base := wazero.NewModuleConfig().
-		WithName("").
-		WithArgs(cfg.Args...).
-		WithStderr(stderr).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
-		WithRandSource(rand.Reader).
-		WithFSConfig(fc)
+	base := guestModuleConfig(cfg, fc, stderr)
 	// The environment is given per instance through the WASI layer (wasi.WithEnviron), not
 	// the ModuleConfig, whose WithEnv copies the whole configuration per variable.
 	var env []string
