@@ -86,6 +86,10 @@ type wasmInstance struct {
 	cleaned bool
 }
 
+// Create makes the container of r: it mounts the rootfs, chooses the runtime (a native program is
+// handed to runc, native.go), creates the cgroup, spawns the runner and waits until it is ready
+// (module compiled or loaded, mounts made, privileges dropped). Everything acquired is released
+// if a later step fails (inst.Cleanup, and the runner killed once spawned).
 func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, onExit func(int, time.Time), onOOM func()) (_ instance, retErr error) {
 	if r.Terminal {
 		return nil, fmt.Errorf("a terminal (tty) is not supported by this runtime (wasm or native containers); run without -t: %w", errdefs.ErrNotImplemented)
@@ -103,78 +107,149 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 			_ = inst.Cleanup(ctx)
 		}
 	}()
+	if err := inst.mountRootfs(r); err != nil {
+		return nil, err
+	}
+	cfg, release, native, err := w.chooseRuntime(ctx, r.ID, spec, inst.rootDir)
+	if err != nil {
+		return nil, err
+	}
+	if native {
+		return w.handOff(ctx, r, spec, inst, onExit, onOOM)
+	}
+	// A module copied out of the image is held until the runner has read it, which it does first
+	// thing in Configure, below: until then no other Create's eviction can remove it.
+	defer release()
+	if err := inst.makeCgroup(ctx, onOOM); err != nil {
+		return nil, err
+	}
+	if inst.stdio, err = openStdio(ctx, r.ID, w.namespace, r.Stdin, r.Stdout, r.Stderr); err != nil {
+		return nil, err
+	}
+	pid, err := inst.spawn(ctx, cfg, onExit)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-inst.exited
+		}
+	}()
+	if inst.cg != nil {
+		if err := inst.cg.AddProc(uint64(pid)); err != nil {
+			return nil, fmt.Errorf("put runner in cgroup %s: %w", inst.cgroupsPath(), err)
+		}
+	}
+	start, _ := processStartTime(pid)
+	if err := writeState(r.Bundle, persisted{Pid: pid, StartTime: start, CgroupsPath: inst.cgroupsPath()}); err != nil {
+		return nil, fmt.Errorf("record shim state: %w", err)
+	}
+	if err := inst.awaitReady(ctx, cfg, pid); err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// mountRootfs mounts r's rootfs (when containerd passes mounts) at the bundle's rootfs and sets
+// inst.rootDir to the container's root: spec.root.path, relative to the bundle, when set.
+func (inst *wasmInstance) mountRootfs(r *taskAPI.CreateTaskRequest) error {
 	rootfs := filepath.Join(r.Bundle, "rootfs")
 	if len(r.Rootfs) > 0 {
 		if err := mountRootfs(r.Rootfs, rootfs); err != nil {
-			return nil, err
+			return err
 		}
 		inst.rootfs = rootfs
 	}
-	if spec.Root != nil && spec.Root.Path != "" {
+	if spec := inst.spec; spec.Root != nil && spec.Root.Path != "" {
 		rootfs = spec.Root.Path
 		if !filepath.IsAbs(rootfs) {
 			rootfs = filepath.Join(r.Bundle, rootfs)
 		}
 	}
 	inst.rootDir = rootfs
-	// Which runtime runs the container (runtimechoice.go): an annotation, else the module lookup
-	// of runnerConfig, else a native program at args[0]. The wasm path pays two map lookups.
+	return nil
+}
+
+// chooseRuntime decides which runtime runs container id (runtimechoice.go, docs/kubernetes.md
+// "Mixed pods") and logs it: an annotation, else the module lookup of runnerConfig, else a native
+// program at args[0]. The wasm path pays two map lookups. For a wasm container (or the pod
+// sandbox) it returns the runner's config and the release of its module's hold; native is true
+// when runc runs the container instead.
+func (w *wasmRuntime) chooseRuntime(ctx context.Context, id string, spec *specs.Spec, rootfs string) (cfg *engine.Config, release func(), native bool, err error) {
 	sandbox := oci.IsSandbox(spec)
 	choice, annotation, err := oci.ChosenRuntime(spec)
 	if err != nil && !sandbox {
-		return nil, err
+		return nil, nil, false, err
 	}
 	if !sandbox && choice == oci.RuntimeNative {
-		logChoice(ctx, r.ID, oci.RuntimeNative, fmt.Sprintf("annotation %s=native", annotation))
-		return w.handOff(ctx, r, spec, inst, onExit, onOOM)
+		logChoice(ctx, id, oci.RuntimeNative, fmt.Sprintf("annotation %s=native", annotation))
+		return nil, nil, true, nil
 	}
-	cfg, release, err := runnerConfig(ctx, spec, r.ID, rootfs, &w.node, w.images)
+	cfg, release, err = runnerConfig(ctx, spec, id, rootfs, &w.node, w.images)
 	if err != nil {
 		if !sandbox && choice == oci.RuntimeAuto {
 			p := spec.Process
 			if guest, kind, ok := oci.NativeProgram(rootfs, p.Args[0], p.Cwd, p.Env); ok {
-				logChoice(ctx, r.ID, oci.RuntimeNative, fmt.Sprintf("args[0] %q is %s, a native %s, not a WebAssembly module", p.Args[0], guest, kind))
-				return w.handOff(ctx, r, spec, inst, onExit, onOOM)
+				logChoice(ctx, id, oci.RuntimeNative, fmt.Sprintf("args[0] %q is %s, a native %s, not a WebAssembly module", p.Args[0], guest, kind))
+				return nil, nil, true, nil
 			}
 		}
-		return nil, err
+		return nil, nil, false, err
 	}
 	if !sandbox {
 		reason := fmt.Sprintf("args[0] is the WebAssembly module %s", cfg.Module.GuestPath)
 		if choice == oci.RuntimeWasm {
 			reason = fmt.Sprintf("annotation %s=wasm; %s", annotation, reason)
 		}
-		logChoice(ctx, r.ID, oci.RuntimeWasm, reason)
+		logChoice(ctx, id, oci.RuntimeWasm, reason)
 	}
-	// A module copied out of the image is held until the runner has read it, which it does first
-	// thing in Configure, below: until then no other Create's eviction can remove it.
-	defer release()
-	cgroupsPath := ""
-	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		cgroupsPath = spec.Linux.CgroupsPath
-		// Recorded before the cgroup exists: a shim that dies from here on leaves the `delete`
-		// action what it needs to remove the cgroup and whatever is in it (Manager.Stop).
-		if err := writeState(r.Bundle, persisted{CgroupsPath: cgroupsPath}); err != nil {
-			return nil, fmt.Errorf("record shim state: %w", err)
-		}
-		if inst.cg, err = newCgroup(cgroupsPath, spec.Linux.Resources); err != nil {
-			return nil, err
-		}
-		if inst.stopOOM, err = inst.cg.WatchOOM(func() { inst.oomKill.Store(true); onOOM() }); err != nil {
-			log.G(ctx).WithError(err).WithField("id", r.ID).Warn("cannot watch for OOM kills")
-		}
+	return cfg, release, false, nil
+}
+
+// cgroupsPath is the spec's linux.cgroupsPath, "" when it names none.
+func (inst *wasmInstance) cgroupsPath() string {
+	if inst.spec.Linux == nil {
+		return ""
 	}
-	if inst.stdio, err = openStdio(ctx, r.ID, w.namespace, r.Stdin, r.Stdout, r.Stderr); err != nil {
-		return nil, err
+	return inst.spec.Linux.CgroupsPath
+}
+
+// makeCgroup creates the container's cgroup with the spec's resources and watches it for OOM
+// kills (onOOM), when the spec names one. The path is recorded in the bundle's state first, so a
+// shim that dies from here on leaves the `delete` action what it needs to remove the cgroup and
+// whatever is in it (Manager.Stop).
+func (inst *wasmInstance) makeCgroup(ctx context.Context, onOOM func()) (err error) {
+	path := inst.cgroupsPath()
+	if path == "" {
+		return nil
 	}
+	if err := writeState(inst.bundle, persisted{CgroupsPath: path}); err != nil {
+		return fmt.Errorf("record shim state: %w", err)
+	}
+	if inst.cg, err = newCgroup(path, inst.spec.Linux.Resources); err != nil {
+		return err
+	}
+	if inst.stopOOM, err = inst.cg.WatchOOM(func() { inst.oomKill.Store(true); onOOM() }); err != nil {
+		log.G(ctx).WithError(err).WithField("id", inst.id).Warn("cannot watch for OOM kills")
+	}
+	return nil
+}
+
+// spawn starts the container's runner through the reaper (it waits for its config) and a
+// goroutine that, when the runner exits, records the status in the bundle's state, closes
+// inst.exited and calls onExit. It returns the runner's pid.
+func (inst *wasmInstance) spawn(ctx context.Context, cfg *engine.Config, onExit func(int, time.Time)) (int, error) {
+	w := inst.rt
 	var ec chan runc.Exit
 	exe := w.runnerBin.open(ctx)
-	inst.runner, err = engine.Spawn(w.self, r.ID, inst.stdio.runner, engine.SpawnOptions{
+	var err error
+	inst.runner, err = engine.Spawn(w.self, inst.id, inst.stdio.runner, engine.SpawnOptions{
 		Start: func(cmd *exec.Cmd) (err error) {
 			ec, err = reaper.Default.Start(cmd)
 			return err
 		},
-		Cloneflags: cloneflags(spec),
+		Cloneflags: cloneflags(inst.spec),
 		MaxProcs:   sandboxMaxProcs(cfg),
 		Exe:        exe,
 	})
@@ -184,9 +259,8 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 	inst.stdio.runnerDone()
 	if err != nil {
 		close(inst.exited)
-		return nil, err
+		return 0, err
 	}
-	pid := inst.runner.Pid()
 	go func() {
 		status, _ := reaper.Default.Wait(inst.runner.Cmd, ec)
 		at := time.Now()
@@ -194,35 +268,27 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		// The reaper reaped it, not Cmd.Wait, so the process handle's pidfd is still open: a pod's
 		// shim would keep one per container it ever ran (TestCRIPodShimSteady).
 		_ = inst.runner.Cmd.Process.Release()
-		if st, err := readState(r.Bundle); err == nil {
+		if st, err := readState(inst.bundle); err == nil {
 			st.Exited, st.ExitStatus, st.ExitedAt = true, uint32(status), at
-			_ = writeState(r.Bundle, st)
+			_ = writeState(inst.bundle, st)
 		}
 		close(inst.exited)
 		onExit(status, at)
 	}()
-	defer func() {
-		if retErr != nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			<-inst.exited
-		}
-	}()
-	if inst.cg != nil {
-		if err := inst.cg.AddProc(uint64(pid)); err != nil {
-			return nil, fmt.Errorf("put runner in cgroup %s: %w", cgroupsPath, err)
-		}
-	}
-	start, _ := processStartTime(pid)
-	if err := writeState(r.Bundle, persisted{Pid: pid, StartTime: start, CgroupsPath: cgroupsPath}); err != nil {
-		return nil, fmt.Errorf("record shim state: %w", err)
-	}
+	return inst.runner.Pid(), nil
+}
+
+// awaitReady sends the runner its config and waits until it is ready, then records the compile
+// or cache load as a trace span, logs "runner ready" (the tests and the benchmarks read its
+// fields), and starts a background compile when the module runs interpreted.
+func (inst *wasmInstance) awaitReady(ctx context.Context, cfg *engine.Config, pid int) error {
 	began := time.Now()
 	ready, err := inst.runner.ConfigureContext(ctx, cfg)
 	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("container %s: Create was given up (%w) while the runner prepared module %s; the runner was stopped", r.ID, ctx.Err(), cfg.Module.GuestPath)
+		return fmt.Errorf("container %s: Create was given up (%w) while the runner prepared module %s; the runner was stopped", inst.id, ctx.Err(), cfg.Module.GuestPath)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w: %w", r.ID, inst.explain(err, cfg, oci.MemoryLimit(spec)), errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("container %s: %w: %w", inst.id, inst.explain(err, cfg, oci.MemoryLimit(inst.spec)), errdefs.ErrFailedPrecondition)
 	}
 	phase := "wazero.compile"
 	if ready.CacheHit {
@@ -232,21 +298,21 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		attribute.String("module", cfg.Module.GuestPath), attribute.String("module.digest", ready.Digest),
 		attribute.Bool("cache.hit", ready.CacheHit), attribute.Bool("interpreted", ready.Interpreted))
 	if ready.CacheProblem != "" {
-		log.G(ctx).WithFields(log.Fields{"id": r.ID, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
+		log.G(ctx).WithFields(log.Fields{"id": inst.id, "module": cfg.Module.GuestPath}).Warn(ready.CacheProblem)
 	}
 	log.G(ctx).WithFields(log.Fields{
-		"id": r.ID, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
+		"id": inst.id, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
 		"digest": ready.Digest, "compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
 		"interpreted": ready.Interpreted,
 	}).Info("runner ready")
 	if ready.Interpreted {
-		w.fillCache(ctx, cfg)
+		inst.rt.fillCache(ctx, cfg)
 	}
 	if ready.Evicted > 0 {
-		log.G(ctx).WithFields(log.Fields{"id": r.ID, "evicted": ready.Evicted, "evictedBytes": ready.EvictedBytes, "maxBytes": cfg.CacheMaxBytes}).
+		log.G(ctx).WithFields(log.Fields{"id": inst.id, "evicted": ready.Evicted, "evictedBytes": ready.EvictedBytes, "maxBytes": cfg.CacheMaxBytes}).
 			Info("compilation cache: removed least recently used entries")
 	}
-	return inst, nil
+	return nil
 }
 
 // logChoice logs which runtime runs container id, and why (docs/kubernetes.md, "Mixed pods").
