@@ -338,13 +338,6 @@ type daemon struct {
 func (d *daemon) sock() string    { return filepath.Join(d.dir, "containerd.sock") }
 func (d *daemon) logPath() string { return filepath.Join(d.dir, "containerd.log") }
 
-// hasSocketDir: containerd >= 2.3 has the shim manager's socket_dir; 2.2 logs
-// "Ignoring unknown key in TOML for plugin ... key=socket_dir" (there the shim chooses /run/containerd/s).
-func (d *daemon) hasSocketDir() bool {
-	major, minor := majorMinor(d.version)
-	return major > 2 || (major == 2 && minor >= 3)
-}
-
 // v1 reports a containerd 1.x daemon (config version 2, ctr without some 2.x commands).
 func (d *daemon) v1() bool {
 	major, _ := majorMinor(d.version)
