@@ -80,6 +80,9 @@ type wagiHandler struct {
 	wasi wasi.Options
 	// mem lends instances linear memory that earlier ones used, zeroed (wagi_pool.go).
 	mem *wagiMemoryPool
+	// jobs hands instances to idle workers; quit, closed when serving ends, stops them.
+	jobs chan wagiJob
+	quit chan struct{}
 }
 
 // ServeWAGI serves requests on p.Listeners (opened at Create by OpenListeners) until the runner
@@ -146,6 +149,7 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	h.drain(sctx)
+	close(h.quit)
 	p.Listeners = nil
 	return code
 }
@@ -177,7 +181,7 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	// and copies them into the others (pkg/wasi Layout).
 	wo := wasiOptions(cfg)
 	wo.Layout = wasi.NewLayout()
-	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, env: env, envAt: envAt, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency)}
+	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, env: env, envAt: envAt, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency), jobs: make(chan wagiJob), quit: make(chan struct{})}
 }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
@@ -224,40 +228,99 @@ func (c *limitConn) Close() error {
 
 // ServeHTTP runs one request: it waits for a free instance slot (503 after the timeout), reads
 // the body (413 beyond the bound), runs a fresh instance with the request in its environment and
-// stdin, and writes its CGI response (within the write timeout), all while holding the slot. A trap, a non-zero exit or a malformed response is a 500,
-// an instance still running at the timeout a 504; the instance's stderr says why.
+// stdin, and writes its CGI response (within the write timeout), all while holding the slot. A
+// trap, a non-zero exit or a malformed response is a 500, an instance still running at the
+// timeout a 504; the instance's stderr says why.
 func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(rw)
 	// A write deadline stays on the connection: clear the previous response's, and bound the
 	// flush of this one's last bytes (after the handler returns, the slot given back).
 	_ = rc.SetWriteDeadline(time.Time{})
 	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)) }()
+	if !h.acquire(rw, r) {
+		return
+	}
+	s := &wagiSlot{h: h}
+	defer s.release()
+
+	body, ok := h.readBody(rw, r, rc)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.w.Timeout)
+	defer cancel()
+	out := &cappedBuffer{max: MaxWAGIResponse}
+	mc := h.base.WithStdin(bytes.NewReader(body)).WithStdout(out)
+	ictx, err := wasi.WithEnviron(experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem), h.environ(r, int64(len(body))))
+	if err != nil {
+		// A NUL byte, from a %00 in the path: a C program would see the variable cut short.
+		http.Error(rw, fmt.Sprintf("request not representable as CGI variables: %v", err), http.StatusBadRequest)
+		return
+	}
+	err = h.run(ctx, ictx, mc, s)
+	if r.Context().Err() != nil {
+		return // the client went away; its instance was stopped
+	}
+	if !h.instanceSucceeded(rw, r, err, out) {
+		return
+	}
+	// The slot is held until the response has been written (or its write timed out): a client
+	// that does not read its response holds one slot and one buffered response, never more, so
+	// such clients cannot make the runner buffer responses beyond the concurrency bound.
+	_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	if err := writeCGIResponse(rw, out.Bytes()); err != nil {
+		fmt.Fprintf(h.stderr, "wagi: %s %s: module %s: %v\n", r.Method, r.URL.RequestURI(), h.cfg.Module.GuestPath, err)
+		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
+	}
+}
+
+// acquire takes an instance slot for r, waiting at most the request timeout. It answers 503
+// (with Retry-After) when none frees in time, and returns false then or when the client left.
+func (h *wagiHandler) acquire(rw http.ResponseWriter, r *http.Request) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true // a free slot: no timer needed
+	default:
+	}
 	deadline := time.NewTimer(h.w.Timeout)
 	defer deadline.Stop()
 	select {
 	case h.slots <- struct{}{}:
+		return true
 	case <-deadline.C:
 		rw.Header().Set("Retry-After", "1")
 		http.Error(rw, fmt.Sprintf("all %d instances are busy", h.w.Concurrency), http.StatusServiceUnavailable)
-		return
 	case <-r.Context().Done():
-		return
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-h.slots
-		}
-	}
-	defer release()
+	return false
+}
 
+// wagiSlot is the slot a request holds: released once, by the handler, or by the instance's
+// goroutine when the handler answered before the instance stopped (keep).
+type wagiSlot struct {
+	h    *wagiHandler
+	kept bool
+}
+
+func (s *wagiSlot) release() {
+	if !s.kept {
+		s.kept = true
+		<-s.h.slots
+	}
+}
+
+// readBody reads r's body, at most MaxBody bytes, within the request timeout: bodies in memory
+// are bounded by the concurrency (the slot is held), and a client trickling its body cannot hold
+// a slot for longer. It answers 413 or 408 and returns false when the body cannot be read; a
+// request without a body (http.NoBody, as Go's server gives a GET) costs nothing.
+func (h *wagiHandler) readBody(rw http.ResponseWriter, r *http.Request, rc *http.ResponseController) ([]byte, bool) {
 	if r.ContentLength > h.w.MaxBody {
 		http.Error(rw, fmt.Sprintf("request body over %d bytes (%s)", h.w.MaxBody, oci.WAGIMaxBodyEnv), http.StatusRequestEntityTooLarge)
-		return
+		return nil, false
 	}
-	// The body is read while holding a slot (so bodies in memory are bounded by the concurrency),
-	// within the request timeout: a client trickling its body cannot hold a slot for longer.
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, true
+	}
 	_ = rc.SetReadDeadline(time.Now().Add(h.w.Timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, h.w.MaxBody))
 	if err != nil {
@@ -270,80 +333,114 @@ func (h *wagiHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			http.Error(rw, fmt.Sprintf("request body not received within %v (%s)", h.w.Timeout, oci.WAGITimeoutEnv), http.StatusRequestTimeout)
 		}
-		return // otherwise the client went away: nobody to answer
+		return nil, false // otherwise the client went away: nobody to answer
 	}
 	_ = rc.SetReadDeadline(time.Time{})
+	return body, true
+}
 
-	ctx, cancel := context.WithTimeout(r.Context(), h.w.Timeout)
-	defer cancel()
-	out := &cappedBuffer{max: MaxWAGIResponse}
-	mc := h.base.WithStdin(bytes.NewReader(body)).WithStdout(out)
-	ictx, err := wasi.WithEnviron(experimental.WithMemoryAllocator(wasi.NewContext(ctx, h.wasi), h.mem), h.environ(r, int64(len(body))))
-	if err != nil {
-		// A NUL byte, from a %00 in the path: a C program would see the variable cut short.
-		http.Error(rw, fmt.Sprintf("request not representable as CGI variables: %v", err), http.StatusBadRequest)
-		return
-	}
+// run instantiates the module (which runs its _start) with ictx and mc on a goroutine of its
+// own, and returns its error, or ctx's once ctx ends first: a handler blocked in a host call (a
+// long sleep) notices its deadline only when it returns to wasm, so the request is answered now
+// and the instance's goroutine gives s back once it has really stopped.
+func (h *wagiHandler) run(ctx, ictx context.Context, mc wazero.ModuleConfig, s *wagiSlot) error {
 	done := make(chan error, 1)
-	go func() {
-		mod, err := h.p.Runtime.InstantiateModule(ictx, h.p.Compiled, mc)
+	j := wagiJob{ictx: ictx, mc: mc, done: done}
+	select {
+	case h.jobs <- j:
+	default:
+		go h.worker(j)
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		s.kept = true
+		go func() { <-done; <-h.slots }()
+		return ctx.Err()
+	}
+}
+
+// wagiJob is one instance to run: its context and configuration, and where its end is sent.
+type wagiJob struct {
+	ictx context.Context
+	mc   wazero.ModuleConfig
+	done chan<- error
+}
+
+// worker runs j, then every job sent on h.jobs, until h.quit is closed. Instances run on kept
+// goroutines so that each does not grow a fresh goroutine's stack again (wazero's calls are
+// deep); there are never more workers than instances running at once (the concurrency bound).
+func (h *wagiHandler) worker(j wagiJob) {
+	for {
+		mod, err := h.p.Runtime.InstantiateModule(j.ictx, h.p.Compiled, j.mc)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}
-		done <- err
-	}()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// A handler blocked in a host call (a long sleep) notices its deadline only when it
-		// returns to wasm: answer now, and keep its slot until it has really stopped.
-		released = true
-		go func() { <-done; <-h.slots }()
-		err = ctx.Err()
+		j.done <- err
+		select {
+		case j = <-h.jobs:
+		case <-h.quit:
+			return
+		}
 	}
-	what := r.Method + " " + r.URL.RequestURI()
+}
+
+// instanceSucceeded answers r with the error status its instance's end calls for (504 for one
+// stopped at the timeout, 500 for a non-zero exit, a trap or a response over MaxWAGIResponse),
+// says why on the container's stderr, and returns false; it returns true when the instance
+// ended with exit code 0 and its response is to be written.
+func (h *wagiHandler) instanceSucceeded(rw http.ResponseWriter, r *http.Request, err error, out *cappedBuffer) bool {
 	var exit *sys.ExitError
+	isExit := errors.As(err, &exit)
+	var why string
+	code := http.StatusInternalServerError
 	switch {
-	case r.Context().Err() != nil:
-		return // the client went away; its instance was stopped
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
-		fmt.Fprintf(h.stderr, "wagi: %s: module %s still running after %v (%s): stopped\n", what, h.cfg.Module.GuestPath, h.w.Timeout, oci.WAGITimeoutEnv)
-		http.Error(rw, "handler timed out", http.StatusGatewayTimeout)
-		return
-	case errors.As(err, &exit) && exit.ExitCode() != 0:
-		fmt.Fprintf(h.stderr, "wagi: %s: module %s exited with code %d\n", what, h.cfg.Module.GuestPath, exit.ExitCode())
-		http.Error(rw, "handler failed", http.StatusInternalServerError)
-		return
-	case err != nil && !errors.As(err, &exit):
-		fmt.Fprintf(h.stderr, "wagi: %s: wasm trap in module %s: %v\n", what, h.cfg.Module.GuestPath, err)
-		http.Error(rw, "handler failed", http.StatusInternalServerError)
-		return
+	case errors.Is(err, context.DeadlineExceeded) || (isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
+		fmt.Fprintf(h.stderr, "wagi: %s %s: module %s still running after %v (%s): stopped\n", r.Method, r.URL.RequestURI(), h.cfg.Module.GuestPath, h.w.Timeout, oci.WAGITimeoutEnv)
+		why, code = "handler timed out", http.StatusGatewayTimeout
+	case isExit && exit.ExitCode() != 0:
+		fmt.Fprintf(h.stderr, "wagi: %s %s: module %s exited with code %d\n", r.Method, r.URL.RequestURI(), h.cfg.Module.GuestPath, exit.ExitCode())
+		why = "handler failed"
+	case err != nil && !isExit:
+		fmt.Fprintf(h.stderr, "wagi: %s %s: wasm trap in module %s: %v\n", r.Method, r.URL.RequestURI(), h.cfg.Module.GuestPath, err)
+		why = "handler failed"
 	case out.overflow:
-		fmt.Fprintf(h.stderr, "wagi: %s: module %s wrote more than %d bytes\n", what, h.cfg.Module.GuestPath, MaxWAGIResponse)
-		http.Error(rw, "handler response too large", http.StatusInternalServerError)
-		return
+		fmt.Fprintf(h.stderr, "wagi: %s %s: module %s wrote more than %d bytes\n", r.Method, r.URL.RequestURI(), h.cfg.Module.GuestPath, MaxWAGIResponse)
+		why = "handler response too large"
+	default:
+		return true
 	}
-	// The slot is held until the response has been written (or its write timed out): a client
-	// that does not read its response holds one slot and one buffered response, never more, so
-	// such clients cannot make the runner buffer responses beyond the concurrency bound.
-	_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
-	if err := writeCGIResponse(rw, out.Bytes()); err != nil {
-		fmt.Fprintf(h.stderr, "wagi: %s: module %s: %v\n", what, h.cfg.Module.GuestPath, err)
-		http.Error(rw, "handler response malformed", http.StatusInternalServerError)
-	}
+	http.Error(rw, why, code)
+	return false
 }
 
 // environ is the environment of r's instance: the container's, with r's CGI variables
 // replacing those of the same name, and the others after it.
 func (h *wagiHandler) environ(r *http.Request, bodyLen int64) []string {
 	cgi := cgiEnv(r, bodyLen)
+	// The variables' KEY=VALUE strings are cut from one string: one allocation, not one each.
+	n := 0
+	for _, kv := range cgi {
+		n += len(kv[0]) + 1 + len(kv[1])
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, kv := range cgi {
+		b.WriteString(kv[0])
+		b.WriteByte('=')
+		b.WriteString(kv[1])
+	}
+	all := b.String()
 	env := make([]string, len(h.env), len(h.env)+len(cgi))
 	copy(env, h.env)
 	for _, kv := range cgi {
+		v := all[:len(kv[0])+1+len(kv[1])]
+		all = all[len(v):]
 		if i, ok := h.envAt[kv[0]]; ok {
-			env[i] = kv[0] + "=" + kv[1]
+			env[i] = v
 		} else {
-			env = append(env, kv[0]+"="+kv[1])
+			env = append(env, v)
 		}
 	}
 	return env
@@ -421,30 +518,56 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 	}
 	sort.Strings(keys)
 	fixed := len(env)
-	at := map[string]int{} // variable name -> index in env
-	for i, kv := range env {
-		at[kv[0]] = i
+	// Two header names give the same variable only when they differ in case, which Go's server
+	// never lets through (it canonicalizes): a linear search finds such repeats among a request's
+	// few headers for less than a map costs, and a map takes over beyond wagiEnvScanHeaders.
+	var at map[string]int // variable name -> index in env, for requests with many headers
+	if len(keys) > wagiEnvScanHeaders {
+		at = make(map[string]int, len(keys))
 	}
 	for _, k := range keys {
 		name, v := "HTTP_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(r.Header[k], ", ")
-		if i, ok := at[name]; ok {
-			if i >= fixed { // the same name in another case (not from Go's server, which canonicalizes)
-				env[i][1] += ", " + v
-			}
-			continue // HTTP_HOST is r.Host's
+		if name == "HTTP_HOST" {
+			continue // r.Host's
 		}
-		at[name] = len(env)
+		i, ok := -1, false
+		if at != nil {
+			i, ok = at[name]
+		} else {
+			for j := fixed; j < len(env); j++ {
+				if env[j][0] == name {
+					i, ok = j, true
+					break
+				}
+			}
+		}
+		if ok { // the same name in another case (not from Go's server, which canonicalizes)
+			env[i][1] += ", " + v
+			continue
+		}
+		if at != nil {
+			at[name] = len(env)
+		}
 		env = append(env, [2]string{name, v})
 	}
 	return env
 }
+
+// wagiEnvScanHeaders is how many request headers cgiEnv checks for repeated variable names
+// by a linear search; more use a map.
+const wagiEnvScanHeaders = 16
 
 // writeCGIResponse writes a CGI response (header lines, a blank line, the body) to rw. The
 // Status header sets the status code ("404 Not Found" or "404"); a Location header without one
 // is a 302 redirect, as CGI has it. A response must have a Content-Type, Location or Status
 // header; one without a header block is an error (nothing is written).
 func writeCGIResponse(rw http.ResponseWriter, out []byte) error {
-	br := bufio.NewReader(bytes.NewReader(out))
+	br := cgiReaders.Get().(*bufio.Reader)
+	br.Reset(bytes.NewReader(out))
+	defer func() {
+		br.Reset(nil)
+		cgiReaders.Put(br)
+	}()
 	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
 	if err != nil && !(errors.Is(err, io.EOF) && len(hdr) > 0) {
 		return fmt.Errorf("its output does not start with CGI header lines and a blank line (%v)", err)
@@ -477,6 +600,10 @@ func writeCGIResponse(rw http.ResponseWriter, out []byte) error {
 	_, _ = io.Copy(rw, br)
 	return nil
 }
+
+// cgiReaders keeps the readers writeCGIResponse parses responses with (4 KiB buffers each,
+// which would otherwise be allocated per request).
+var cgiReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // cappedBuffer is a bytes.Buffer that refuses writes beyond max bytes (the guest's write then
 // fails with EIO) and remembers that it did.
