@@ -202,3 +202,29 @@ b"""""
 		}
 	}
 }
+
+// TestScanValueErrors checks what the value scanner says for each way a value can be cut or
+// malformed: the line the array or inline table opened on, or the line the bad byte is on.
+func TestScanValueErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"a = [1,\n 2\n", "line 1: the file ends inside an array"},
+		{"a = [1 2]\n", "line 1: expected ',' or ']' in array, found '2'"},
+		{"a = {b = 1\n", "line 1: the file ends inside an inline table"},
+		{"a = {b = 1 c = 2}\n", "line 1: expected ',' or '}' in inline table, found 'c'"},
+		{"a = [{b = 1 c}]\n", "line 1: expected ',' or '}' in inline table, found 'c'"},
+		{"a = ", "line 1: expected a value at the end of the file"},
+		{"x = 1\na = ,\n", "line 2: expected a value, found ','"},
+	} {
+		_, err := scan([]byte(tc.src))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("scan(%q) = %v, want %q", tc.src, err, tc.want)
+		}
+	}
+	doc, err := scan([]byte("d = 1979-05-27 07:32:00\nn = [ 1 , { k = 2 } , ]\nt = {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string([]byte("d = 1979-05-27 07:32:00")[doc.keys[0].valStart:doc.keys[0].valEnd]); got != "1979-05-27 07:32:00" {
+		t.Errorf("date-time value = %q", got)
+	}
+}

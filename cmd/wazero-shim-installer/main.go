@@ -148,45 +148,13 @@ func main() {
 // Everything that can make it refuse (flags, the node's layout and containerd, the config edit and
 // containerd's check of it) happens before anything is written: a refusal installs nothing.
 func run(o options) (string, error) {
-	var parts []string
-	summary := func() string { return strings.Join(parts, "; ") }
-	switch o.restart {
-	case "auto", "none", "systemctl":
-	default:
-		return "", fmt.Errorf("-restart %q: want auto, none or systemctl", o.restart)
-	}
-	if (o.config != "" && !filepath.IsAbs(o.config)) || !filepath.IsAbs(o.binDir) {
-		return "", errors.New("-config and -bin-dir must be absolute host paths")
-	}
-	if err := validHandler(o.handler); err != nil {
+	if err := o.checkFlags(); err != nil {
 		return "", err
 	}
-	if fi, err := os.Stat(o.hostRoot); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("-host-root %s is not a directory", o.hostRoot)
-	}
-	if o.wait <= 0 {
-		o.wait = 2 * time.Minute
-	}
-	l, err := o.detectLayout()
+	l, bin, ver, binDir, err := o.inspectNode()
 	if err != nil {
 		return "", err
 	}
-	bin, err := o.findContainerd(l)
-	if err != nil {
-		return "", err
-	}
-	ver, err := o.containerdVersion(bin)
-	if err != nil {
-		return "", err
-	}
-	binDir, err := o.resolve(o.binDir)
-	if err != nil {
-		return "", err
-	}
-	if fi, err := os.Stat(binDir.path); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("-bin-dir: %s is not a directory on the host (it must exist and be on containerd's PATH)", o.binDir)
-	}
-
 	p, err := o.planConfig(l, ver, bin)
 	if err != nil {
 		return "", err
@@ -197,61 +165,112 @@ func run(o options) (string, error) {
 		}
 	}
 
-	if o.runnerSrc != "" {
-		if _, err := os.Stat(o.runnerSrc); err == nil {
-			r, err := installBinary(o.runnerSrc, binDir.path, runnerName, filepath.Join(binDir.host, runnerName), o.dryRun)
-			if err != nil {
-				return summary(), err
-			}
-			parts = append(parts, "runner: "+r)
-		}
-	}
-	if o.serverSrc != "" {
-		if _, err := os.Stat(o.serverSrc); err == nil {
-			r, err := installBinary(o.serverSrc, binDir.path, serverName, filepath.Join(binDir.host, serverName), o.dryRun)
-			if err != nil {
-				return summary(), err
-			}
-			parts = append(parts, "server: "+r)
-		}
-	}
-	b, err := installBinary(o.shimSrc, binDir.path, shimName, filepath.Join(binDir.host, shimName), o.dryRun)
+	parts, err := o.installBinaries(binDir)
+	summary := func() string { return strings.Join(parts, "; ") }
 	if err != nil {
 		return summary(), err
 	}
-	parts = append(parts, "binary: "+b)
-
 	c, err := o.writeConfig(p)
 	if err != nil {
 		return summary(), err
 	}
 	parts = append(parts, "config: "+c)
+	r, err := o.applyConfig(l, p)
+	parts = append(parts, "restart: "+r)
+	return summary(), err
+}
 
+// checkFlags refuses flags that are off, before the node is looked at; -wait of zero or less is
+// the default, 2 minutes.
+func (o *options) checkFlags() error {
+	switch o.restart {
+	case "auto", "none", "systemctl":
+	default:
+		return fmt.Errorf("-restart %q: want auto, none or systemctl", o.restart)
+	}
+	if (o.config != "" && !filepath.IsAbs(o.config)) || !filepath.IsAbs(o.binDir) {
+		return errors.New("-config and -bin-dir must be absolute host paths")
+	}
+	if err := validHandler(o.handler); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(o.hostRoot); err != nil || !fi.IsDir() {
+		return fmt.Errorf("-host-root %s is not a directory", o.hostRoot)
+	}
+	if o.wait <= 0 {
+		o.wait = 2 * time.Minute
+	}
+	return nil
+}
+
+// inspectNode finds what the install goes into: the node's layout, its containerd binary (bin) and
+// version, and -bin-dir, which must be a directory on the host.
+func (o *options) inspectNode() (l layout, bin string, ver ctrdVersion, binDir hostFile, err error) {
+	if l, err = o.detectLayout(); err != nil {
+		return
+	}
+	if bin, err = o.findContainerd(l); err != nil {
+		return
+	}
+	if ver, err = o.containerdVersion(bin); err != nil {
+		return
+	}
+	if binDir, err = o.resolve(o.binDir); err != nil {
+		return
+	}
+	if fi, serr := os.Stat(binDir.path); serr != nil || !fi.IsDir() {
+		err = fmt.Errorf("-bin-dir: %s is not a directory on the host (it must exist and be on containerd's PATH)", o.binDir)
+	}
+	return
+}
+
+// installBinaries installs the runner and the server, each when its source exists, then the shim,
+// into binDir. It returns a summary part for each binary installed, also when one fails.
+func (o *options) installBinaries(binDir hostFile) ([]string, error) {
+	var parts []string
+	for _, b := range []struct{ src, name, part string }{
+		{o.runnerSrc, runnerName, "runner"},
+		{o.serverSrc, serverName, "server"},
+	} {
+		if b.src == "" {
+			continue
+		}
+		if _, err := os.Stat(b.src); err != nil {
+			continue
+		}
+		r, err := installBinary(b.src, binDir.path, b.name, filepath.Join(binDir.host, b.name), o.dryRun)
+		if err != nil {
+			return parts, err
+		}
+		parts = append(parts, b.part+": "+r)
+	}
+	r, err := installBinary(o.shimSrc, binDir.path, shimName, filepath.Join(binDir.host, shimName), o.dryRun)
+	if err != nil {
+		return parts, err
+	}
+	return append(parts, "binary: "+r), nil
+}
+
+// applyConfig is the restart step after the config is written, by -restart: under systemctl
+// containerd is restarted and checked (rolled back when it does not list the handler), or checked
+// alone when the config was unchanged; otherwise the summary says what to do.
+func (o *options) applyConfig(l layout, p *configPlan) (string, error) {
 	unit := o.unit(l)
-	shown := append(restartCommand[:len(restartCommand)-1:len(restartCommand)-1], unit)
 	switch {
 	case !p.changed && o.restart == "systemctl" && !o.dryRun:
-		r, err := o.checkUnchanged(l, unit)
-		parts = append(parts, "restart: "+r)
-		if err != nil {
-			return summary(), err
-		}
+		return o.checkUnchanged(l, unit)
 	case !p.changed:
-		parts = append(parts, "restart: not needed")
+		return "not needed", nil
 	case o.dryRun:
-		parts = append(parts, "restart: containerd would need a restart ("+unit+")")
+		return "containerd would need a restart (" + unit + ")", nil
 	case o.restart == "none":
-		parts = append(parts, "restart: skipped (-restart none); restart containerd ("+unit+") to apply")
+		return "skipped (-restart none); restart containerd (" + unit + ") to apply", nil
 	case o.restart == "auto":
-		parts = append(parts, "restart: run `systemctl restart "+unit+"` on the node to apply (or "+strings.Join(shown, " ")+" from a hostPID pod)")
-	case o.restart == "systemctl":
-		r, err := o.restartAndCheck(l, unit, p)
-		parts = append(parts, "restart: "+r)
-		if err != nil {
-			return summary(), err
-		}
+		shown := append(restartCommand[:len(restartCommand)-1:len(restartCommand)-1], unit)
+		return "run `systemctl restart " + unit + "` on the node to apply (or " + strings.Join(shown, " ") + " from a hostPID pod)", nil
+	default: // systemctl
+		return o.restartAndCheck(l, unit, p)
 	}
-	return summary(), nil
 }
 
 // installBinary copies src to dir/name unless it already has the same content. shown is the

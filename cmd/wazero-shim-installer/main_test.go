@@ -374,3 +374,73 @@ func TestRunInstallsServerBeforeShim(t *testing.T) {
 		t.Errorf("second run: %s, %v", sum, err)
 	}
 }
+
+// TestInstallBinaries: the runner and the server are installed only when their source exists,
+// the shim always; the parts name what was done, in that order, and stop at a failure.
+func TestInstallBinaries(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	o := &options{
+		runnerSrc: filepath.Join(src, "no-runner"), // absent: skipped
+		serverSrc: write(serverName, "server"),
+		shimSrc:   write(shimName, "shim"),
+	}
+	bin := hostFile{host: "/usr/local/bin", path: dst}
+	parts, err := o.installBinaries(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "server: installed /usr/local/bin/" + serverName + "; binary: installed /usr/local/bin/" + shimName
+	if got := strings.Join(parts, "; "); got != want {
+		t.Errorf("parts = %q, want %q", got, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, shimName)); err != nil || string(b) != "shim" {
+		t.Errorf("installed shim = %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, runnerName)); err == nil {
+		t.Errorf("runner installed from a source that does not exist")
+	}
+	o.shimSrc = filepath.Join(src, "no-shim")
+	parts, err = o.installBinaries(bin)
+	if err == nil || strings.Join(parts, "; ") != "server: unchanged" {
+		t.Errorf("missing shim: parts %q, err %v; want the server's part and an error", parts, err)
+	}
+}
+
+// TestApplyConfig: what the summary says for each -restart when nothing is restarted, and that an
+// unchanged config under systemctl is checked, not restarted, when the CRI lists the handler.
+func TestApplyConfig(t *testing.T) {
+	l := layout{units: []string{"containerd"}, socket: "/run/containerd/containerd.sock"}
+	changed := &configPlan{changed: true}
+	for _, tc := range []struct {
+		o    options
+		p    *configPlan
+		want string
+	}{
+		{options{restart: "auto"}, &configPlan{}, "not needed"},
+		{options{restart: "systemctl", dryRun: true}, changed, "containerd would need a restart (containerd)"},
+		{options{restart: "none"}, changed, "skipped (-restart none); restart containerd (containerd) to apply"},
+		{options{restart: "auto"}, changed, "run `systemctl restart containerd` on the node to apply (or nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd from a hostPID pod)"},
+	} {
+		tc.o.hostRoot = t.TempDir()
+		got, err := tc.o.applyConfig(l, tc.p)
+		if err != nil || got != tc.want {
+			t.Errorf("-restart %s (dry run %v, changed %v) = %q, %v; want %q", tc.o.restart, tc.o.dryRun, tc.p.changed, got, err, tc.want)
+		}
+	}
+	restarts := 0
+	o := options{hostRoot: t.TempDir(), restart: "systemctl", handler: "wazero",
+		restartFn: func(string, string, io.Writer) error { restarts++; return nil },
+		criCheck:  func(string, string, time.Duration) error { return nil },
+	}
+	got, err := o.applyConfig(l, &configPlan{})
+	if err != nil || restarts != 0 || !strings.HasPrefix(got, "not needed (the CRI at /run/containerd/containerd.sock lists runtime handler wazero)") {
+		t.Errorf("unchanged under systemctl: %q, %v, %d restarts", got, err, restarts)
+	}
+}

@@ -32,8 +32,48 @@ type configPlan struct {
 }
 
 // planConfig works out the edit of the layout's config file for the node's containerd (version
-// ver, binary bin), and has that containerd check the result.
+// ver, binary bin), and has that containerd check the result. Its steps: find the file, work out
+// its new text (a new file, or an edit of the one there), add -local-image-pull's setting, refuse
+// an edit an earlier run rolled back, and have containerd check what it will load.
 func (o *options) planConfig(l layout, ver ctrdVersion, bin string) (*configPlan, error) {
+	p, err := o.planFile(l, ver)
+	if err != nil {
+		return nil, err
+	}
+	rendered := o.renderedConfig(l)
+	fi, err := os.Stat(p.file.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		o.planNew(p, l, ver, rendered)
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", p.shown)
+	default:
+		if err := o.planEdit(p, fi, l, ver, rendered); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.planLocalImagePull(p, l, ver); err != nil {
+		return nil, err
+	}
+	if !p.changed {
+		return p, nil
+	}
+	sum := sha256.Sum256(append([]byte(p.file.host+"\n"), p.out...))
+	p.id = "sha256:" + hex.EncodeToString(sum[:])
+	if err := o.refuseRolledBack(p); err != nil {
+		return nil, err
+	}
+	if err := o.checkPlan(p, l, ver, bin, rendered); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// planFile starts the plan with the config file to edit: -config, else the layout's file (for
+// k3s and RKE2, the template for the node's containerd major version).
+func (o *options) planFile(l layout, ver ctrdVersion) (*configPlan, error) {
 	path := o.config
 	if path == "" {
 		path = l.config
@@ -49,85 +89,114 @@ func (o *options) planConfig(l layout, ver ctrdVersion, bin string) (*configPlan
 	if f.host != filepath.Clean(path) {
 		p.shown = fmt.Sprintf("%s (a link to %s)", path, f.host)
 	}
-	var rendered []byte // k3s/RKE2: their current generated config
+	return p, nil
+}
+
+// renderedConfig is, for a layout with a template (k3s, RKE2), the config its distribution
+// generated last; nil for other layouts or when there is none (yet).
+func (o *options) renderedConfig(l layout) []byte {
+	if !l.template {
+		return nil
+	}
+	r, err := o.resolve(l.rendered)
+	if err != nil {
+		return nil
+	}
+	rendered, _ := os.ReadFile(r.path)
+	return rendered
+}
+
+// planNew plans a config file where there is none: a config with the runtime alone, of the
+// version the node's containerd reads by default (a template takes the generated config's).
+func (o *options) planNew(p *configPlan, l layout, ver ctrdVersion, rendered []byte) {
+	p.version = ver.configVersion()
+	kind := ""
 	if l.template {
-		if r, err := o.resolve(l.rendered); err == nil {
-			rendered, _ = os.ReadFile(r.path)
-		}
+		p.version = renderedVersion(rendered, p.version)
+		p.out = newTemplate(o.handler, p.version)
+		kind = " (a template over the generated config)"
+	} else {
+		p.out = newConfig(o.handler, p.version)
 	}
+	p.changed = true
+	p.summary = fmt.Sprintf("created %s%s with runtime %s (version %d, for containerd %s; there was none)", p.shown, kind, o.handler, p.version, ver)
+}
 
-	fi, err := os.Stat(f.path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		p.version = ver.configVersion()
-		kind := ""
-		switch {
-		case l.template:
-			p.version = renderedVersion(rendered, p.version)
-			p.out = newTemplate(o.handler, p.version)
-			kind = " (a template over the generated config)"
-		default:
-			p.out = newConfig(o.handler, p.version)
-		}
-		p.changed = true
-		p.summary = fmt.Sprintf("created %s%s with runtime %s (version %d, for containerd %s; there was none)", p.shown, kind, o.handler, p.version, ver)
-	case err != nil:
-		return nil, err
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s is not a regular file", p.shown)
-	default:
-		p.existed, p.fi = true, fi
-		if p.src, err = os.ReadFile(f.path); err != nil {
-			return nil, err
-		}
-		eo := editOpts{template: l.template}
-		if l.template {
-			eo.defaultVersion = renderedVersion(rendered, ver.configVersion())
-		}
-		out, res, err := editConfigWith(p.src, o.handler, o.force, eo)
-		for _, w := range res.warn {
-			fmt.Fprintf(o.stderr, "wazero-shim-installer: warning: %s: %s\n", p.shown, w)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.shown, err)
-		}
-		if res.version >= 3 && ver.major < 2 {
-			return nil, fmt.Errorf("%s has version = %d, but the node's containerd is %s, which reads only version 2 configs and ignores the sections of a version %d one without a word: rewrite it as a version 2 config (`containerd config default` of this containerd), then run the installer again", p.shown, res.version, ver, res.version)
-		}
-		if res.changed {
-			if err := checkEdited(out, res.version, o.handler, l.template); err != nil {
-				return nil, err
-			}
-		}
-		p.out, p.changed, p.summary, p.version = out, res.changed, res.summary, res.version
+// planEdit plans the edit of the config file there is (fi): the runtime added to it, its warnings
+// written to stderr. A version 3 or later config is refused on a containerd 1.x, which would
+// ignore its sections without a word.
+func (o *options) planEdit(p *configPlan, fi fs.FileInfo, l layout, ver ctrdVersion, rendered []byte) error {
+	p.existed, p.fi = true, fi
+	var err error
+	if p.src, err = os.ReadFile(p.file.path); err != nil {
+		return err
 	}
-	if o.localImagePull {
-		if ver.major < 2 || p.version < 3 {
-			return nil, fmt.Errorf("-local-image-pull is for containerd 2.x (config version 3 or 4); the node's containerd is %s with a version %d config, whose CRI plugin always pulls with containerd's client: drop the flag", ver, p.version)
-		}
-		out, changed, summary, err := setLocalImagePull(p.out, o.force, l.template)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.shown, err)
-		}
-		p.out, p.changed, p.summary = out, p.changed || changed, p.summary+"; "+summary
+	eo := editOpts{template: l.template}
+	if l.template {
+		eo.defaultVersion = renderedVersion(rendered, ver.configVersion())
 	}
-	if !p.changed {
-		return p, nil
+	out, res, err := editConfigWith(p.src, o.handler, o.force, eo)
+	for _, w := range res.warn {
+		fmt.Fprintf(o.stderr, "wazero-shim-installer: warning: %s: %s\n", p.shown, w)
 	}
-	sum := sha256.Sum256(append([]byte(f.host+"\n"), p.out...))
-	p.id = "sha256:" + hex.EncodeToString(sum[:])
-	if o.restart == "systemctl" && !o.retry {
-		if m, err := o.resolve(rollbackMarker); err == nil {
-			if b, err := os.ReadFile(m.path); err == nil {
-				first, rest, _ := strings.Cut(string(b), "\n")
-				if first == p.id {
-					return nil, fmt.Errorf("an earlier run restarted containerd with this very edit of %s and rolled it back (%s); nothing done. Fix the cause, then run again with -retry (or remove %s)", p.shown, strings.TrimSpace(rest), rollbackMarker)
-				}
-			}
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.shown, err)
+	}
+	if res.version >= 3 && ver.major < 2 {
+		return fmt.Errorf("%s has version = %d, but the node's containerd is %s, which reads only version 2 configs and ignores the sections of a version %d one without a word: rewrite it as a version 2 config (`containerd config default` of this containerd), then run the installer again", p.shown, res.version, ver, res.version)
+	}
+	if res.changed {
+		if err := checkEdited(out, res.version, o.handler, l.template); err != nil {
+			return err
 		}
 	}
+	p.out, p.changed, p.summary, p.version = out, res.changed, res.summary, res.version
+	return nil
+}
 
-	// containerd checks what it will load.
+// planLocalImagePull adds -local-image-pull's setting to the planned config: for containerd 2.x
+// with a version 3 or later config only (1.x's CRI plugin always pulls with containerd's client).
+func (o *options) planLocalImagePull(p *configPlan, l layout, ver ctrdVersion) error {
+	if !o.localImagePull {
+		return nil
+	}
+	if ver.major < 2 || p.version < 3 {
+		return fmt.Errorf("-local-image-pull is for containerd 2.x (config version 3 or 4); the node's containerd is %s with a version %d config, whose CRI plugin always pulls with containerd's client: drop the flag", ver, p.version)
+	}
+	out, changed, summary, err := setLocalImagePull(p.out, o.force, l.template)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.shown, err)
+	}
+	p.out, p.changed, p.summary = out, p.changed || changed, p.summary+"; "+summary
+	return nil
+}
+
+// refuseRolledBack refuses, under -restart systemctl without -retry, the very edit (p.id) that an
+// earlier run rolled back, as the rollback marker records it: trying it again would restart
+// containerd on the node every time the installer's pod restarts.
+func (o *options) refuseRolledBack(p *configPlan) error {
+	if o.restart != "systemctl" || o.retry {
+		return nil
+	}
+	m, err := o.resolve(rollbackMarker)
+	if err != nil {
+		return nil
+	}
+	b, err := os.ReadFile(m.path)
+	if err != nil {
+		return nil
+	}
+	first, rest, _ := strings.Cut(string(b), "\n")
+	if first == p.id {
+		return fmt.Errorf("an earlier run restarted containerd with this very edit of %s and rolled it back (%s); nothing done. Fix the cause, then run again with -retry (or remove %s)", p.shown, strings.TrimSpace(rest), rollbackMarker)
+	}
+	return nil
+}
+
+// checkPlan has the node's containerd (bin) check the config it will load: the planned file, or
+// for a template, the template rendered over the generated config. A template that cannot be
+// rendered here, or with no generated config yet, is not checked, and the summary says so.
+func (o *options) checkPlan(p *configPlan, l layout, ver ctrdVersion, bin string, rendered []byte) error {
 	check := p.out
 	checked := true
 	if l.template {
@@ -137,19 +206,19 @@ func (o *options) planConfig(l layout, ver ctrdVersion, bin string) (*configPlan
 			check, checked = renderTemplate(p.out, rendered)
 		}
 	}
-	if checked {
-		dir, err := o.checkDir(f)
-		if err != nil {
-			return nil, err
-		}
-		if err := o.validate(bin, dir, check); err != nil {
-			return nil, fmt.Errorf("%s: not changed: %w", p.shown, err)
-		}
-		p.summary += ", checked by containerd " + ver.String()
-	} else {
+	if !checked {
 		p.summary += fmt.Sprintf(", not checked by containerd (the template has actions other than {{ template \"base\" . }}, or %s does not exist yet)", l.rendered)
+		return nil
 	}
-	return p, nil
+	dir, err := o.checkDir(p.file)
+	if err != nil {
+		return err
+	}
+	if err := o.validate(bin, dir, check); err != nil {
+		return fmt.Errorf("%s: not changed: %w", p.shown, err)
+	}
+	p.summary += ", checked by containerd " + ver.String()
+	return nil
 }
 
 // checkDir is the directory the config is checked from: its own (relative imports), else the

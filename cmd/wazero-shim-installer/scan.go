@@ -344,76 +344,76 @@ func (s *scanner) value(path []string, root bool) (*string, error) {
 		v, err := s.literalString()
 		return &v, err
 	case c == '[':
-		line := s.line
-		s.p++
-		for {
-			s.skipBlank()
-			if s.eof() {
-				return nil, fmt.Errorf("line %d: the file ends inside an array", line)
-			}
-			if s.peek() == ']' {
-				s.p++
-				return nil, nil
-			}
-			// Elements are not addressable by key path; inline tables inside arrays are
-			// scanned (for syntax) under a path no lookup uses.
-			if _, err := s.value(append(append([]string{}, path...), "[]"), false); err != nil {
-				return nil, err
-			}
-			s.skipBlank()
-			if s.peek() == ',' {
-				s.p++
-			} else if s.peek() != ']' {
-				if s.eof() {
-					return nil, fmt.Errorf("line %d: the file ends inside an array", line)
-				}
-				return nil, s.errorf("expected ',' or ']' in array, found %q", s.peek())
-			}
-		}
+		// Elements are not addressable by key path; inline tables inside arrays are scanned
+		// (for syntax) under a path no lookup uses.
+		return nil, s.sequence(']', "an array", "array", func() error {
+			_, err := s.value(append(append([]string{}, path...), "[]"), false)
+			return err
+		})
 	case c == '{':
-		line := s.line
-		s.p++
-		for {
-			s.skipBlank() // TOML 1.1 allows newlines in inline tables; accept them.
-			if s.eof() {
-				return nil, fmt.Errorf("line %d: the file ends inside an inline table", line)
-			}
-			if s.peek() == '}' {
-				s.p++
-				return nil, nil
-			}
-			if err := s.keyValue(path, root); err != nil {
-				return nil, err
-			}
-			s.skipBlank()
-			if s.peek() == ',' {
-				s.p++
-			} else if s.peek() != '}' {
-				if s.eof() {
-					return nil, fmt.Errorf("line %d: the file ends inside an inline table", line)
-				}
-				return nil, s.errorf("expected ',' or '}' in inline table, found %q", s.peek())
-			}
-		}
+		return nil, s.sequence('}', "an inline table", "inline table", func() error {
+			return s.keyValue(path, root)
+		})
 	default:
-		// A number, boolean or date-time: everything up to a delimiter.
-		start := s.p
-		for !s.eof() && !strings.ContainsRune(" \t,]}#\r\n", rune(s.src[s.p])) {
-			s.p++
+		return nil, s.scalar(c)
+	}
+}
+
+// sequence skips an array or an inline table, whose opening bracket is at s.p: elements read by
+// element, separated by commas (a trailing one allowed), up to closer. Newlines and comments may
+// stand between elements (TOML 1.1 allows them in inline tables too; they are accepted). what
+// names the sequence in the error for a file that ends inside it ("an array"), name in the error
+// for a bad separator ("array").
+func (s *scanner) sequence(closer byte, what, name string, element func() error) error {
+	line := s.line
+	s.p++
+	for {
+		s.skipBlank()
+		if s.eof() {
+			return fmt.Errorf("line %d: the file ends inside %s", line, what)
 		}
-		// "1979-05-27 07:32:00": a date and a time separated by one space.
-		if s.p-start == 10 && s.hasPrefix(" ") && s.p+1 < len(s.src) && s.src[s.p+1] >= '0' && s.src[s.p+1] <= '9' && s.src[start+4] == '-' {
+		if s.peek() == closer {
 			s.p++
-			for !s.eof() && !strings.ContainsRune(" \t,]}#\r\n", rune(s.src[s.p])) {
-				s.p++
-			}
+			return nil
 		}
-		if s.p == start {
+		if err := element(); err != nil {
+			return err
+		}
+		s.skipBlank()
+		if s.peek() == ',' {
+			s.p++
+		} else if s.peek() != closer {
 			if s.eof() {
-				return nil, s.errorf("expected a value at the end of the file")
+				return fmt.Errorf("line %d: the file ends inside %s", line, what)
 			}
-			return nil, s.errorf("expected a value, found %q", c)
+			return s.errorf("expected ',' or '%c' in %s, found %q", closer, name, s.peek())
 		}
-		return nil, nil
+	}
+}
+
+// scalar skips a number, boolean or date-time, whose first byte is c: everything up to a
+// delimiter. It is not checked further than that it is not empty.
+func (s *scanner) scalar(c byte) error {
+	start := s.p
+	s.skipScalar()
+	// "1979-05-27 07:32:00": a date and a time separated by one space.
+	if s.p-start == 10 && s.hasPrefix(" ") && s.p+1 < len(s.src) && s.src[s.p+1] >= '0' && s.src[s.p+1] <= '9' && s.src[start+4] == '-' {
+		s.p++
+		s.skipScalar()
+	}
+	if s.p == start {
+		if s.eof() {
+			return s.errorf("expected a value at the end of the file")
+		}
+		return s.errorf("expected a value, found %q", c)
+	}
+	return nil
+}
+
+// skipScalar moves past the bytes of a bare value, up to a space, a separator, a closing bracket,
+// a comment or the end of the line.
+func (s *scanner) skipScalar() {
+	for !s.eof() && !strings.ContainsRune(" \t,]}#\r\n", rune(s.src[s.p])) {
+		s.p++
 	}
 }

@@ -58,30 +58,70 @@ type wasmExec struct {
 // An exec process is always a WASI command: WAZERO_LISTEN and WAZERO_WAGI in its environment
 // (inherited from the container's by ctr and the CRI plugin) are ignored, the container holds
 // those addresses. A pod sandbox runs no module and cannot be exec'd into.
+//
+// Its steps: the runner's configuration (execConfig), its stdio and runner (spawnExec), the
+// runner's configuration sent and its report awaited (configureExec), then the exec tracked for
+// Update (trackExec). What a step acquires goes on one rollback list, run in reverse on error:
+// the exec's stdio and runner handles (e.Cleanup), then its runner killed and reaped.
 func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Process, io execIO, onExit func(int, time.Time)) (_ process, retErr error) {
+	fail := func(err error) error { return fmt.Errorf("exec %s in container %s: %w", execID, i.id, err) }
+	cfg, release, err := i.execConfig(ctx, execID, proc)
+	if err != nil {
+		return nil, err
+	}
+	defer release() // once the runner has read the module, or failed to
+	var cleanups []func()
+	defer func() {
+		if retErr != nil {
+			for k := len(cleanups) - 1; k >= 0; k-- {
+				cleanups[k]()
+			}
+		}
+	}()
+
+	e := &wasmExec{exited: make(chan struct{})}
+	cleanups = append(cleanups, e.Cleanup)
+	if err := i.spawnExec(ctx, e, execID, io, onExit); err != nil {
+		return nil, fail(err)
+	}
+	cleanups = append(cleanups, func() {
+		_ = e.runner.Cmd.Process.Kill()
+		<-e.exited
+	})
+	if err := i.configureExec(ctx, e, execID, cfg); err != nil {
+		return nil, fail(err)
+	}
+	i.trackExec(e, cfg)
+	return e, nil
+}
+
+// execConfig is the configuration of an exec's runner: the container's spec as Update last left
+// it, with proc as its process, and no listeners (see Exec). A pod sandbox is refused. release
+// must be called once the runner has read the module (see runnerConfig).
+func (i *wasmInstance) execConfig(ctx context.Context, execID string, proc *specs.Process) (_ *engine.Config, release func(), _ error) {
 	i.specMu.Lock()
 	spec := *i.spec // as Update last left it
 	i.specMu.Unlock()
 	if oci.IsSandbox(&spec) {
-		return nil, fmt.Errorf("container %s is a pod sandbox, which runs no module and has no filesystem to exec into: %w", i.id, errdefs.ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("container %s is a pod sandbox, which runs no module and has no filesystem to exec into: %w", i.id, errdefs.ErrInvalidArgument)
 	}
 	spec.Process = proc
 	cfg, release, err := runnerConfig(ctx, &spec, i.id, i.rootDir, &i.rt.node, i.rt.images)
 	if err != nil {
-		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+		return nil, nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
 	}
-	defer release()
 	cfg.Listen, cfg.WAGI, cfg.BindPrivileged = nil, nil, false
 	cfg.ColdStart = execColdStart(proc.Env, i.rt.node.ColdStart)
+	return cfg, release, nil
+}
 
-	e := &wasmExec{exited: make(chan struct{})}
-	defer func() {
-		if retErr != nil {
-			e.Cleanup()
-		}
-	}()
+// spawnExec opens the exec's stdio (io) and spawns its runner, reaped by the reaper; onExit is
+// called with its exit status once it is reaped, after e.exited is closed. When the spawn fails
+// e.exited is closed at once; what was opened is left for e.Cleanup.
+func (i *wasmInstance) spawnExec(ctx context.Context, e *wasmExec, execID string, io execIO, onExit func(int, time.Time)) error {
+	var err error
 	if e.stdio, err = openStdio(ctx, i.id, i.rt.namespace, io.Stdin, io.Stdout, io.Stderr); err != nil {
-		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+		return err
 	}
 	var ec chan runc.Exit
 	exe := i.rt.runnerBin.open(ctx)
@@ -99,7 +139,7 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 	e.stdio.runnerDone()
 	if err != nil {
 		close(e.exited)
-		return nil, fmt.Errorf("exec %s in container %s: %w", execID, i.id, err)
+		return err
 	}
 	go func() {
 		status, _ := reaper.Default.Wait(e.runner.Cmd, ec)
@@ -109,16 +149,17 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		close(e.exited)
 		onExit(status, at)
 	}()
-	defer func() {
-		if retErr != nil {
-			_ = e.runner.Cmd.Process.Kill()
-			<-e.exited
-		}
-	}()
+	return nil
+}
+
+// configureExec puts the exec's runner in the container's cgroup, before its configuration is
+// sent (the exec's compile is charged to the container, as runc's exec is), then sends cfg and
+// waits for the runner's report; the compile or cache load is recorded as a trace phase and
+// logged. A runner that died says its exit status.
+func (i *wasmInstance) configureExec(ctx context.Context, e *wasmExec, execID string, cfg *engine.Config) error {
 	if i.cg != nil {
-		// Before Configure: the exec's compile is charged to the container, as runc's exec is.
 		if err := i.cg.AddProc(uint64(e.runner.Pid())); err != nil {
-			return nil, fmt.Errorf("exec %s in container %s: put its runner in the container's cgroup: %w", execID, i.id, err)
+			return fmt.Errorf("put its runner in the container's cgroup: %w", err)
 		}
 	}
 	began := time.Now()
@@ -131,7 +172,7 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 			case <-time.After(2 * time.Second):
 			}
 		}
-		return nil, fmt.Errorf("exec %s in container %s: module %s: %w: %w", execID, i.id, cfg.Module.GuestPath, err, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("module %s: %w: %w", cfg.Module.GuestPath, err, errdefs.ErrFailedPrecondition)
 	}
 	phase := "wazero.compile"
 	if ready.CacheHit {
@@ -143,9 +184,15 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 		"id": i.id, "exec": execID, "module": cfg.Module.GuestPath, "pid": e.runner.Pid(),
 		"cacheHit": ready.CacheHit, "compileMillis": ready.CompileMillis, "interpreted": ready.Interpreted,
 	}).Info("exec runner ready")
-	// From now on Update moves this exec's guest memory cap with the container's limit; the cap
-	// it starts with is the one the spec has now, which Update also keeps.
+	return nil
+}
+
+// trackExec registers a ready exec with its container: from now on Update moves the exec's guest
+// memory cap with the container's limit. The cap it started with (cfg's) is the one the spec had
+// when it was configured; one that an Update changed meanwhile is applied here.
+func (i *wasmInstance) trackExec(e *wasmExec, cfg *engine.Config) {
 	i.specMu.Lock()
+	defer i.specMu.Unlock()
 	if i.execs == nil {
 		i.execs = map[*wasmExec]bool{}
 	}
@@ -154,8 +201,6 @@ func (i *wasmInstance) Exec(ctx context.Context, execID string, proc *specs.Proc
 	if now := oci.MemoryPages(oci.MemoryLimit(i.spec)); now != cfg.MemoryPages && !hasWAGI(i.spec) {
 		_ = e.runner.SetMemoryPages(now) // an Update came while the exec was being prepared
 	}
-	i.specMu.Unlock()
-	return e, nil
 }
 
 // execColdStart is an exec process's cold-start policy: compile on a cache miss, so the compiled

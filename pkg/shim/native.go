@@ -260,7 +260,7 @@ func (i *nativeInstance) Update(res *specs.LinuxResources) error {
 }
 
 // Cleanup deletes the container from runc (its processes, cgroup and state), then releases the
-// stdio and the rootfs mount.
+// stdio and the rootfs mount and removes the shim's state (finishCleanup).
 func (i *nativeInstance) Cleanup(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -277,20 +277,7 @@ func (i *nativeInstance) Cleanup(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if i.stdio != nil {
-		i.stdio.Close()
-	}
-	if i.rootfs != "" {
-		if err := unmountRootfs(i.rootfs); err != nil {
-			errs = append(errs, fmt.Errorf("unmount rootfs: %w", err))
-		}
-	}
-	_ = os.Remove(filepath.Join(i.bundle, stateFile))
-	if len(errs) > 0 {
-		log.G(ctx).WithField("errors", errs).Warn("cleanup incomplete")
-		return errs[0]
-	}
-	return nil
+	return finishCleanup(ctx, errs, i.stdio, i.rootfs, i.bundle)
 }
 
 // runcDelete runs `runc delete --force id`; a container runc does not know is already deleted.

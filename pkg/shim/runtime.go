@@ -409,6 +409,8 @@ func (i *wasmInstance) Stats() (*anypb.Any, error) {
 
 func (i *wasmInstance) CloseStdin() { i.stdio.CloseStdin() }
 
+// Cleanup releases the runner's pipes, stops the OOM watch and removes the container's cgroup,
+// then releases the stdio and the rootfs mount and removes the shim's state (finishCleanup).
 func (i *wasmInstance) Cleanup(ctx context.Context) error {
 	if i.cleaned {
 		return nil
@@ -416,9 +418,6 @@ func (i *wasmInstance) Cleanup(ctx context.Context) error {
 	i.cleaned = true
 	if i.runner != nil {
 		i.runner.Close()
-	}
-	if i.stdio != nil {
-		i.stdio.Close()
 	}
 	var errs []error
 	if i.stopOOM != nil {
@@ -429,17 +428,7 @@ func (i *wasmInstance) Cleanup(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
 		}
 	}
-	if i.rootfs != "" {
-		if err := unmountRootfs(i.rootfs); err != nil {
-			errs = append(errs, fmt.Errorf("unmount rootfs: %w", err))
-		}
-	}
-	_ = os.Remove(filepath.Join(i.bundle, stateFile))
-	if len(errs) > 0 {
-		log.G(ctx).WithField("errors", errs).Warn("cleanup incomplete")
-		return errs[0]
-	}
-	return nil
+	return finishCleanup(ctx, errs, i.stdio, i.rootfs, i.bundle)
 }
 
 // deleteCgroup removes a cgroup, retrying briefly while the kernel finishes tearing down the
