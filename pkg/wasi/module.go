@@ -59,9 +59,11 @@ var (
 // module compiled in wazero's interpreter and never instantiated. The functions are package-level
 // Go values of wazero's, the same in every runtime; the interpreter only records them, where the
 // compiler would generate machine code for each (about half of Instantiate's CPU when it was
-// compiled in r each time: docs/PERFORMANCE.md, "Session 6: start-up levers").
-func wazeroFunctions(ctx context.Context) (map[string]wazeroFunc, error) {
+// compiled in r each time: docs/PERFORMANCE.md, "Session 6: start-up levers"). The caller's
+// context (with its function listeners) is not used: it applies to the instantiated module only.
+func wazeroFunctions() (map[string]wazeroFunc, error) {
 	wazeroFuncsOnce.Do(func() {
+		ctx := context.Background()
 		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 		defer r.Close(ctx)
 		ob := r.NewHostModuleBuilder(ModuleName)
@@ -90,7 +92,7 @@ func wazeroFunctions(ctx context.Context) (map[string]wazeroFunc, error) {
 // take descriptors behind this package's table (see the package documentation). ctx is passed
 // to wazero's instantiation (a function listener factory in it applies to these functions).
 func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
-	defs, err := wazeroFunctions(ctx)
+	defs, err := wazeroFunctions()
 	if err != nil {
 		return nil, err
 	}
