@@ -80,143 +80,201 @@ func Prepare(ctx context.Context, cfg *Config) (*Prepared, error) {
 	return prepareCode(ctx, cfg, code)
 }
 
-// prepareCode is Prepare of the module's bytes.
+// prepareCode is Prepare of the module's bytes. Its steps, in order: the memory check that needs
+// no compile, the module's name in the cache's bookkeeping, the claim on the cache (claimCache:
+// marker, lock, interpret or not), the compile or cache load (compileClaimed), the bookkeeping of
+// what the compile left in the cache (bookResult), and the checks of the compiled module
+// (checkPrepared). Problems with the cache never fail it; they are joined into CacheProblem.
 func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, error) {
 	name := cfg.Module.GuestPath
 	if min, ok := memoryMinPages(code); ok && cfg.WAGI == nil && min > guestPages(cfg) {
 		return nil, memoryMinError(name, guestPages(cfg), min)
 	}
-	var err error
 	sum := sha256.Sum256(code)
 	digest := hex.EncodeToString(sum[:])
-	// The bookkeeping names a module's entries by its digest; the per-request mode compiles it
-	// with termination checks (wazero keys that compile apart), so it is booked apart too.
-	book := digest
-	if cfg.WAGI != nil {
-		book += "-terminating"
-	}
-	cacheDir, cacheProblems := cfg.CacheDir, []string(nil)
-	if cacheDir != "" {
-		if err := nodedir.PrivateDir(cacheDir); err != nil {
-			cacheDir, cacheProblems = "", append(cacheProblems, "compiled without the compilation cache: "+err.Error())
-		}
-	}
-	var (
-		marked      bool
-		markerFiles []string
-		lock        *os.File
-	)
-	unlock := func() {
-		if lock != nil {
-			lock.Close() // releases the flock
-			lock = nil
-		}
-	}
-	defer unlock()
-	// interpret: the module's first run on this node under the interpret cold-start policy. The
-	// interpreter neither reads nor fills the cache, and waits for nobody; the shim has the
-	// cache filled in the background (FillCache).
-	interpret := false
-	if cacheDir != "" {
-		marked, _ = readMarker(cacheDir, book)
-		interpret = !marked && cfg.ColdStart == oci.ColdStartInterpret
-		if !marked && !interpret {
-			began := time.Now()
-			if lock, err = lockModule(cacheDir, book, lockWait); err != nil {
-				// Compile anyway: the lock only saves work, it never stops a container.
-				cacheProblems = append(cacheProblems, fmt.Sprintf("compiled without waiting for other runners (%v, after %v)", err, time.Since(began).Round(time.Millisecond)))
-			}
-		}
-		if !interpret {
-			// Read (again, once locked): another runner may have compiled it while this one waited.
-			marked, markerFiles = readMarker(cacheDir, book)
-		}
-	}
-	var before map[string]cacheEntry
-	if !interpret {
-		before = listEntries(cacheDir)
-	}
+	c := claimCache(cfg, bookName(cfg, digest))
+	defer c.unlock()
 	var sw *socketWait
 	if len(cfg.Listen) > 0 {
 		// Opens /proc/self/fd, which must happen before the runner pivots into the rootfs.
 		sw = newSocketWait()
 		ctx = context.WithValue(ctx, sockWaitKey{}, sw)
 	}
-	var (
-		p         *Prepared
-		usedCache bool
-	)
-	if interpret {
+	p, usedCache, err := compileClaimed(ctx, cfg, code, c)
+	if err != nil {
+		sw.close()
+		c.unlock()
+		return nil, compileError(name, cfg, err)
+	}
+	fresh := c.bookResult(p, usedCache)
+	c.unlock()
+	p.Digest = "sha256:" + digest
+	if usedCache && !p.CacheHit {
+		p.Evicted, p.EvictedBytes = evict(c.dir, cfg.CacheMaxBytes, fresh)
+	}
+	if err := checkPrepared(ctx, cfg, p); err != nil {
+		return nil, err
+	}
+	if p.CacheProblem != "" {
+		c.problems = append(c.problems, p.CacheProblem)
+	}
+	p.CacheProblem = strings.Join(c.problems, "; ")
+	return p, nil
+}
+
+// bookName names a module's entries in the cache's bookkeeping: its sha256 digest (hex). The
+// per-request mode compiles it with termination checks (wazero keys that compile apart), so it
+// is booked apart too.
+func bookName(cfg *Config, digest string) string {
+	if cfg.WAGI != nil {
+		return digest + "-terminating"
+	}
+	return digest
+}
+
+// cacheClaim is what one Prepare holds of the compilation cache while it compiles or loads a
+// module: the cache directory ("" when there is none or it is unusable), whether the module's
+// marker was there (and the entries it names), the module's lock when this runner compiles it,
+// whether it runs interpreted instead, the entries before the compile, and the problems met.
+type cacheClaim struct {
+	dir         string
+	book        string
+	marked      bool
+	markerFiles []string
+	lock        *os.File
+	interpret   bool
+	before      map[string]cacheEntry
+	problems    []string
+}
+
+// claimCache opens cfg's cache for the module booked as book. A module the cache has not seen
+// (no marker) is locked first, so that runners preparing it at once compile it once; under the
+// interpret cold-start policy such a module is not locked, and runs interpreted (no cache).
+// A cache directory that cannot be made private is not used (a problem, not an error).
+func claimCache(cfg *Config, book string) *cacheClaim {
+	c := &cacheClaim{dir: cfg.CacheDir, book: book}
+	if c.dir != "" {
+		if err := nodedir.PrivateDir(c.dir); err != nil {
+			c.dir = ""
+			c.problems = append(c.problems, "compiled without the compilation cache: "+err.Error())
+		}
+	}
+	if c.dir != "" {
+		// interpret: the module's first run on this node under the interpret cold-start policy.
+		// The interpreter neither reads nor fills the cache, and waits for nobody; the shim has
+		// the cache filled in the background (FillCache).
+		c.marked, _ = readMarker(c.dir, book)
+		c.interpret = !c.marked && cfg.ColdStart == oci.ColdStartInterpret
+		if !c.marked && !c.interpret {
+			began := time.Now()
+			var err error
+			if c.lock, err = lockModule(c.dir, book, lockWait); err != nil {
+				// Compile anyway: the lock only saves work, it never stops a container.
+				c.problems = append(c.problems, fmt.Sprintf("compiled without waiting for other runners (%v, after %v)", err, time.Since(began).Round(time.Millisecond)))
+			}
+		}
+		if !c.interpret {
+			// Read (again, once locked): another runner may have compiled it while this one waited.
+			c.marked, c.markerFiles = readMarker(c.dir, book)
+		}
+	}
+	if !c.interpret {
+		c.before = listEntries(c.dir)
+	}
+	return c
+}
+
+// unlock releases the module's lock, if held (closing the file releases the flock). It may be
+// called more than once.
+func (c *cacheClaim) unlock() {
+	if c.lock != nil {
+		c.lock.Close()
+		c.lock = nil
+	}
+}
+
+// compileClaimed compiles code, or loads it from the cache, as the claim c says: in wazero's
+// interpreter for a module that runs interpreted, else through the cache (compileCached), on every
+// CPU the container may use when the module was not marked (most likely a cold compile).
+func compileClaimed(ctx context.Context, cfg *Config, code []byte, c *cacheClaim) (p *Prepared, usedCache bool, err error) {
+	if c.interpret {
 		if p, err = compile(ctx, cfg, code, "", true); err == nil {
 			p.Interpreted = true
 		}
-	} else {
-		restoreProcs := func() {}
-		if !marked {
-			// Most likely a cold compile (or no cache): on every CPU the container may use.
-			restoreProcs = compileProcs()
+		return p, false, err
+	}
+	restoreProcs := func() {}
+	if !c.marked {
+		restoreProcs = compileProcs()
+	}
+	defer restoreProcs()
+	return compileCached(ctx, cfg, code, c.dir)
+}
+
+// bookResult records in the cache's bookkeeping what the compile of p left there, and sets
+// p.CacheHit: a hit touches the entries the marker names (their mtime is their last use); a
+// compile marks the entries that appeared while it ran as the module's. It returns those new
+// entries, which the eviction that follows a compile keeps.
+func (c *cacheClaim) bookResult(p *Prepared, usedCache bool) (fresh []string) {
+	if !usedCache {
+		return nil
+	}
+	fresh = newEntries(c.before, listEntries(c.dir))
+	// A purge of unusable entries (CacheProblem) means this runner compiled.
+	p.CacheHit = p.CacheProblem == "" &&
+		(len(fresh) == 0 || (c.marked && len(c.markerFiles) > 0 && allIn(c.markerFiles, c.before) && noneIn(c.markerFiles, fresh)))
+	switch {
+	case p.CacheHit:
+		touch(c.dir, c.markerFiles)
+	case len(fresh) > 0:
+		// The entries that appeared while this module compiled are its own (other modules
+		// compiling at the same time may add theirs: the marker then names those too, which
+		// only makes eviction keep or drop them together with this one).
+		if err := writeMarker(c.dir, c.book, fresh); err != nil {
+			c.problems = append(c.problems, "cannot record the compiled module in the cache: "+err.Error())
 		}
-		p, usedCache, err = compileCached(ctx, cfg, code, cacheDir)
-		restoreProcs()
 	}
-	if err != nil {
-		sw.close()
+	return fresh
+}
+
+// compileError is the error of a module that did not compile: one that needs more linear memory
+// than the container (or, in the per-request mode, each instance) may have says which limit to
+// raise; any other is invalid.
+func compileError(name string, cfg *Config, err error) error {
+	if strings.Contains(err.Error(), "over limit of") && cfg.WAGI != nil {
+		return fmt.Errorf("module %s needs more linear memory than each of its %d concurrent instances gets (%d KiB: the container's memory limit, less the runner's reserve, divided by %s): raise the memory limit or lower %s: %w",
+			name, cfg.WAGI.Concurrency, uint64(cfg.WAGI.InstancePages(cfg.MemoryPages))*64, oci.WAGIConcurrencyEnv, oci.WAGIConcurrencyEnv, err)
 	}
-	var fresh []string
-	if err == nil && usedCache {
-		fresh = newEntries(before, listEntries(cacheDir))
-		// A purge of unusable entries (CacheProblem) means this runner compiled.
-		p.CacheHit = p.CacheProblem == "" &&
-			(len(fresh) == 0 || (marked && len(markerFiles) > 0 && allIn(markerFiles, before) && noneIn(markerFiles, fresh)))
-		switch {
-		case p.CacheHit:
-			touch(cacheDir, markerFiles)
-		case len(fresh) > 0:
-			// The entries that appeared while this module compiled are its own (other modules
-			// compiling at the same time may add theirs: the marker then names those too, which
-			// only makes eviction keep or drop them together with this one).
-			if err := writeMarker(cacheDir, book, fresh); err != nil {
-				cacheProblems = append(cacheProblems, "cannot record the compiled module in the cache: "+err.Error())
-			}
-		}
+	if strings.Contains(err.Error(), "over limit of") {
+		// wazero: "section memory: min N pages (X Mi) over limit of M pages".
+		return fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: %w", name, uint64(cfg.MemoryPages)*64, err)
 	}
-	unlock()
-	if err != nil {
-		if strings.Contains(err.Error(), "over limit of") && cfg.WAGI != nil {
-			return nil, fmt.Errorf("module %s needs more linear memory than each of its %d concurrent instances gets (%d KiB: the container's memory limit, less the runner's reserve, divided by %s): raise the memory limit or lower %s: %w",
-				name, cfg.WAGI.Concurrency, uint64(cfg.WAGI.InstancePages(cfg.MemoryPages))*64, oci.WAGIConcurrencyEnv, oci.WAGIConcurrencyEnv, err)
-		}
-		if strings.Contains(err.Error(), "over limit of") {
-			// wazero: "section memory: min N pages (X Mi) over limit of M pages".
-			return nil, fmt.Errorf("module %s needs more linear memory than the container's memory limit leaves for it (%d KiB): raise the memory limit: %w", name, uint64(cfg.MemoryPages)*64, err)
-		}
-		return nil, fmt.Errorf("module %s is invalid: %w", name, err)
-	}
-	p.Digest = "sha256:" + digest
-	if usedCache && !p.CacheHit {
-		p.Evicted, p.EvictedBytes = evict(cacheDir, cfg.CacheMaxBytes, fresh)
-	}
+	return fmt.Errorf("module %s is invalid: %w", name, err)
+}
+
+// checkPrepared checks that the compiled module p can run as a WASI command and, outside the
+// per-request mode, that its memory's minimum fits the container's cap, which it sets up as p's
+// live memory cap (memcap.go). On an error it closes p's runtime.
+func checkPrepared(ctx context.Context, cfg *Config, p *Prepared) error {
+	name := cfg.Module.GuestPath
 	if err := checkCommand(name, p.Compiled, p.Runtime.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
 		p.Runtime.Close(ctx)
-		return nil, err
+		return err
 	}
-	if cfg.WAGI == nil {
-		p.memCap = &memoryCap{}
-		p.memCap.pages.Store(guestPages(cfg))
-		mems := p.Compiled.ImportedMemories()
-		for _, d := range p.Compiled.ExportedMemories() {
-			mems = append(mems, d)
-		}
-		if err := checkMemoryMin(name, guestPages(cfg), mems); err != nil {
-			p.Runtime.Close(ctx)
-			return nil, err
-		}
+	if cfg.WAGI != nil {
+		return nil
 	}
-	if p.CacheProblem != "" {
-		cacheProblems = append(cacheProblems, p.CacheProblem)
+	p.memCap = &memoryCap{}
+	p.memCap.pages.Store(guestPages(cfg))
+	mems := p.Compiled.ImportedMemories()
+	for _, d := range p.Compiled.ExportedMemories() {
+		mems = append(mems, d)
 	}
-	p.CacheProblem = strings.Join(cacheProblems, "; ")
-	return p, nil
+	if err := checkMemoryMin(name, guestPages(cfg), mems); err != nil {
+		p.Runtime.Close(ctx)
+		return err
+	}
+	return nil
 }
 
 // compileCached compiles code with the cache in cacheDir (none if empty). An unusable entry makes

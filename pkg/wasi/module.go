@@ -3,6 +3,7 @@ package wasi
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -41,26 +42,63 @@ type originals struct {
 	sockShutdown         api.GoModuleFunction
 }
 
+// wazeroFunc is one of wazero's WASI functions: its Go implementation and its signature.
+type wazeroFunc struct {
+	fn                      api.GoModuleFunction
+	params, results         []api.ValueType
+	paramNames, resultNames []string
+}
+
+var (
+	wazeroFuncsOnce sync.Once
+	wazeroFuncs     map[string]wazeroFunc
+	wazeroFuncsErr  error
+)
+
+// wazeroFunctions returns wazero's WASI functions by name, taken once per process from a host
+// module compiled in wazero's interpreter and never instantiated. The functions are package-level
+// Go values of wazero's, the same in every runtime; the interpreter only records them, where the
+// compiler would generate machine code for each (about half of Instantiate's CPU when it was
+// compiled in r each time: docs/PERFORMANCE.md, "Session 6: start-up levers"). The caller's
+// context (with its function listeners) is not used: it applies to the instantiated module only.
+func wazeroFunctions() (map[string]wazeroFunc, error) {
+	wazeroFuncsOnce.Do(func() {
+		ctx := context.Background()
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		defer r.Close(ctx)
+		ob := r.NewHostModuleBuilder(ModuleName)
+		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(ob)
+		oc, err := ob.Compile(ctx)
+		if err != nil {
+			wazeroFuncsErr = fmt.Errorf("compile wazero's WASI functions: %w", err)
+			return
+		}
+		funcs := map[string]wazeroFunc{}
+		for name, def := range oc.ExportedFunctions() {
+			fn, ok := def.GoFunction().(api.GoModuleFunction)
+			if !ok {
+				wazeroFuncsErr = fmt.Errorf("wazero's WASI function %s is not a Go module function", name)
+				return
+			}
+			funcs[name] = wazeroFunc{fn: fn, params: def.ParamTypes(), results: def.ResultTypes(),
+				paramNames: def.ParamNames(), resultNames: def.ResultNames()}
+		}
+		wazeroFuncs = funcs
+	})
+	return wazeroFuncs, wazeroFuncsErr
+}
+
 // Instantiate instantiates the WASI preview 1 host module in r: wazero's functions, those that
 // take descriptors behind this package's table (see the package documentation). ctx is passed
 // to wazero's instantiation (a function listener factory in it applies to these functions).
 func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
-	// wazero's functions, compiled (never instantiated) only to take their Go implementations.
-	ob := r.NewHostModuleBuilder(ModuleName)
-	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(ob)
-	oc, err := ob.Compile(ctx)
+	defs, err := wazeroFunctions()
 	if err != nil {
-		return nil, fmt.Errorf("compile wazero's WASI functions: %w", err)
+		return nil, err
 	}
-	defer oc.Close(ctx)
 	h := &host{orig: map[string]api.GoModuleFunction{}}
-	defs := oc.ExportedFunctions()
 	for name, def := range defs {
-		fn, ok := def.GoFunction().(api.GoModuleFunction)
-		if !ok {
-			return nil, fmt.Errorf("wazero's WASI function %s is not a Go module function", name)
-		}
-		h.orig[name] = fn
+		h.orig[name] = def.fn
 	}
 	h.o.fdClose = h.orig["fd_close"]
 	h.o.fdFdstatGet = h.orig["fd_fdstat_get"]
@@ -88,9 +126,9 @@ func Instantiate(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
 			return nil, fmt.Errorf("wazero's WASI has no function %s to override", name)
 		}
 		b.NewFunctionBuilder().
-			WithGoModuleFunction(fn, def.ParamTypes(), def.ResultTypes()).
-			WithParameterNames(def.ParamNames()...).
-			WithResultNames(def.ResultNames()...).
+			WithGoModuleFunction(fn, def.params, def.results).
+			WithParameterNames(def.paramNames...).
+			WithResultNames(def.resultNames...).
 			Export(name)
 	}
 	return b.Instantiate(ctx)
