@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 )
 
 // releaseThreshold is how much a runner must have allocated, in all, before releaseGarbage returns
@@ -16,14 +16,10 @@ const releaseThreshold = 4 << 20
 // the cache, sandboxes) skip it, since a GC cycle would touch more memory than it frees. Called
 // after the ready report, so it never delays Create. The measurements behind the rule:
 // RATIONALE.md, "Why a runner returns its garbage to the kernel once it is ready".
-//
-// The total comes from runtime.ReadMemStats (TotalAlloc, the same count as runtime/metrics'
-// /gc/heap/allocs:bytes): linking runtime/metrics would make every runner build its table of
-// metric descriptions at start (docs/PERFORMANCE.md, "Session 6: start-up levers").
 func releaseGarbage() {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	if ms.TotalAlloc >= releaseThreshold {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 && s[0].Value.Uint64() >= releaseThreshold {
 		debug.FreeOSMemory()
 	}
 }
