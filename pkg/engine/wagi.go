@@ -156,7 +156,7 @@ func serveWAGI(ctx context.Context, cfg *Config, p *Prepared, stderr io.Writer, 
 
 func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	fc, _ := fsConfig(cfg)
-	base := guestModuleConfig(cfg, fc, stderr)
+	base := guestModuleConfig(cfg, fc, instanceStderr{stderr})
 	// The environment is given per instance through the WASI layer (wasi.WithEnviron), not
 	// the ModuleConfig, whose WithEnv copies the whole configuration per variable.
 	var env []string
@@ -183,6 +183,13 @@ func newWAGIHandler(cfg *Config, p *Prepared, stderr io.Writer) *wagiHandler {
 	wo.Layout = wasi.NewLayout()
 	return &wagiHandler{cfg: cfg, w: cfg.WAGI, p: p, base: base, env: env, envAt: envAt, slots: make(chan struct{}, cfg.WAGI.Concurrency), stderr: stderr, writeTimeout: wt, wasi: wo, mem: newWAGIMemoryPool(cfg.WAGI.Concurrency), jobs: make(chan wagiJob), quit: make(chan struct{})}
 }
+
+// instanceStderr is the container's stderr as instances get it: a plain writer, so that wazero
+// does not fstat the container's stderr (an *os.File: its FIFO or log pipe) at every
+// instantiation, which took over a quarter of the runner's CPU per request in a container
+// (docs/PERFORMANCE.md). The guest writes to the same file; fd 2 shows as a character device
+// rather than a FIFO.
+type instanceStderr struct{ io.Writer }
 
 // limitListener accepts a connection only while fewer than cap(conns) are open (over every
 // listener sharing conns); further clients wait in the kernel's listen queue, costing the runner
