@@ -505,8 +505,16 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 		{"X_FULL_URL", scheme + "://" + r.Host + r.URL.RequestURI()},
 		{"HTTP_HOST", r.Host},
 	}
-	keys := make([]string, 0, len(r.Header))
-	for k := range r.Header {
+	return appendHeaderVars(env, r.Header)
+}
+
+// appendHeaderVars appends a request's headers to env as HTTP_* variables, in the order of their names:
+// each name upper-cased with dashes as underscores, repeated values joined with ", ". Headers
+// that have a variable of their own (Content-Type, Content-Length), Proxy ("httpoxy"), and names
+// that are not letters, digits and dashes are left out; HTTP_HOST stays the one cgiEnv set.
+func appendHeaderVars(env [][2]string, header http.Header) [][2]string {
+	keys := make([]string, 0, len(header))
+	for k := range header {
 		// In canonical form: Go's server canonicalizes names, but a header map built otherwise
 		// ("PRoXY", found by FuzzCGIEnv) must not slip past these checks.
 		switch http.CanonicalHeaderKey(k) {
@@ -533,7 +541,7 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 		at = make(map[string]int, len(keys))
 	}
 	for _, k := range keys {
-		name, v := "HTTP_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(r.Header[k], ", ")
+		name, v := "HTTP_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(header[k], ", ")
 		if name == "HTTP_HOST" {
 			continue // r.Host's
 		}
