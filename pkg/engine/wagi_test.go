@@ -141,6 +141,10 @@ func TestWAGIServe(t *testing.T) {
 	if r := do(t, "GET", base+"/redirect", "", nil); r.code != 302 || r.header.Get("Location") != "/hello" {
 		t.Errorf("GET /redirect: %d %v, want 302 to /hello", r.code, r.header)
 	}
+	// A handler's stderr is the container's (given to instances as a plain writer, instanceStderr).
+	if r := do(t, "GET", base+"/log?from-the-handler", "", nil); r.code != 200 || !strings.Contains(stderr(), "wagi log: from-the-handler\n") {
+		t.Errorf("GET /log: %d %q; stderr %q does not hold the handler's line", r.code, r.body, stderr())
+	}
 	if r := do(t, "POST", base+"/echo", strings.Repeat("x", 65), nil); r.code != 413 {
 		t.Errorf("POST /echo with 65 bytes over a 64-byte bound: %d, want 413", r.code)
 	}

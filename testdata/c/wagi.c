@@ -16,6 +16,7 @@
 //   /active?MS    counts the instances running at once, through files in /tmp of the container:
 //                 creates one, sleeps MS ms, reports how many it saw, removes its own
 //   /noheader     writes a body without a header block: 500
+//   /log?MSG      writes "wagi log: MSG" to stderr (the container's), answers "logged"
 //   /grow?MB      allocates and touches MB MiB, then answers "grew MB"
 //   /big?KB       answers KB KiB of 'x' (for clients that never read their response)
 //   /keep?S       keeps S (its bytes + 1, so the query in the environment does not match) in a
@@ -156,6 +157,9 @@ int main(void) {
 		printf("Content-Type: text/plain\n\nactive=%d\n", most);
 	} else if (strcmp(path, "/noheader") == 0) {
 		printf("just a body\n");
+	} else if (strcmp(path, "/log") == 0) {
+		fprintf(stderr, "wagi log: %s\n", query);
+		printf("Content-Type: text/plain\n\nlogged\n");
 	} else if (strcmp(path, "/grow") == 0) {
 		long mb = atol(query);
 		char *p = malloc((size_t)mb << 20);
