@@ -377,7 +377,8 @@ type wagiJob struct {
 
 // worker runs j, then every job sent on h.jobs, until h.quit is closed. Instances run on kept
 // goroutines so that each does not grow a fresh goroutine's stack again (wazero's calls are
-// deep); there are never more workers than instances running at once (the concurrency bound).
+// deep). A new worker starts only when none is waiting for a job, so there are at most about
+// twice the concurrency bound: the running instances, and workers that have just ended one.
 func (h *wagiHandler) worker(j wagiJob) {
 	for {
 		mod, err := h.p.Runtime.InstantiateModule(j.ictx, h.p.Compiled, j.mc)
