@@ -509,8 +509,8 @@ func cgiEnv(r *http.Request, bodyLen int64) [][2]string {
 	return appendHeaderVars(env, r.Header)
 }
 
-// appendHeaderVars appends a request's headers to env as HTTP_* variables, in the order of their names:
-// each name upper-cased with dashes as underscores, repeated values joined with ", ". Headers
+// appendHeaderVars appends a request's headers to env as HTTP_* variables, in the order of their
+// names: each name upper-cased with dashes as underscores, repeated values joined with ", ". Headers
 // that have a variable of their own (Content-Type, Content-Length), Proxy ("httpoxy"), and names
 // that are not letters, digits and dashes are left out; HTTP_HOST stays the one cgiEnv set.
 func appendHeaderVars(env [][2]string, header http.Header) [][2]string {

@@ -529,3 +529,47 @@ func TestCgroupV1RefusedLimitLeavesNothing(t *testing.T) {
 		_ = os.Remove(d)
 	}
 }
+
+// TestCgroupAddProcGone: moving a process that has already ended into a container's cgroup, on
+// this host's hierarchy, either succeeds (a zombie not yet reaped: the kernel moves it) or fails
+// with an error that is ESRCH (reaped). Create relies on it: neither is a cgroup error, and
+// awaitReady then reports the runner's exit.
+func TestCgroupAddProcGone(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
+		t.Skipf("needs root and cgroups (euid %d, mode %v)", os.Geteuid(), cgroups.Mode())
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	cg, err := hostCgroups().create("/wazero-shim-test-"+hex.EncodeToString(rnd), testResources())
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = deleteCgroup(cg) })
+
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, rest, _ := strings.Cut(string(stat), ") "); strings.HasPrefix(rest, "Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not become a zombie: %s", pid, stat)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cg.AddProc(uint64(pid)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("AddProc of a zombie: %v, want success or ESRCH", err)
+	}
+	_ = cmd.Wait()
+	if err := cg.AddProc(uint64(pid)); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("AddProc of a reaped process: %v, want ESRCH", err)
+	}
+}

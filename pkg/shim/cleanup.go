@@ -11,10 +11,10 @@ import (
 
 // finishCleanup is the tail of both instances' Cleanup (a runner's, runtime.go; a runc
 // container's, native.go), once their own parts are released: it closes the container's stdio
-// (streams; nil when none was opened), unmounts the rootfs the shim mounted (rootfs, "" when nothing was
-// mounted) and removes the shim's state from the bundle (state.go). errs are the errors of the
-// caller's own steps; with the unmount's, all are logged and the first is returned, so that one
-// failed step does not keep the others from running.
+// (streams; nil when none was opened), unmounts the rootfs the shim mounted (rootfs, "" when
+// nothing was mounted) and removes the shim's state from the bundle (state.go). errs are the
+// errors of the caller's own steps; with the unmount's, all are logged and the first is returned,
+// so that one failed step does not keep the others from running.
 func finishCleanup(ctx context.Context, errs []error, streams *stdio, rootfs, bundle string) error {
 	if streams != nil {
 		streams.Close()
