@@ -1,12 +1,14 @@
 package shim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -17,6 +19,17 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 )
+
+// addRunner moves a runner (a container's or an exec's) into cg. A runner already gone is not
+// an error of the cgroup: one killed and reaped before it could be moved gives ESRCH (a zombie is
+// moved without error, TestCgroupAddProcGone), and the caller's wait for the runner's report
+// then says how it ended, as for any runner that dies before it is ready.
+func addRunner(cg cgroup, pid int) error {
+	if err := cg.AddProc(uint64(pid)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
 
 // cgroup is a container's cgroup on either cgroup v1 (and hybrid) or v2 hosts.
 type cgroup interface {

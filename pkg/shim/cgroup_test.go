@@ -532,8 +532,8 @@ func TestCgroupV1RefusedLimitLeavesNothing(t *testing.T) {
 
 // TestCgroupAddProcGone: moving a process that has already ended into a container's cgroup, on
 // this host's hierarchy, either succeeds (a zombie not yet reaped: the kernel moves it) or fails
-// with an error that is ESRCH (reaped). Create relies on it: neither is a cgroup error, and
-// awaitReady then reports the runner's exit.
+// with an error that is ESRCH (reaped). addRunner relies on it: neither is a cgroup error, and
+// the wait for the runner's report then says how it ended.
 func TestCgroupAddProcGone(t *testing.T) {
 	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
 		t.Skipf("needs root and cgroups (euid %d, mode %v)", os.Geteuid(), cgroups.Mode())
@@ -571,5 +571,8 @@ func TestCgroupAddProcGone(t *testing.T) {
 	_ = cmd.Wait()
 	if err := cg.AddProc(uint64(pid)); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("AddProc of a reaped process: %v, want ESRCH", err)
+	}
+	if err := addRunner(cg, pid); err != nil {
+		t.Errorf("addRunner of a reaped runner: %v, want nil", err)
 	}
 }

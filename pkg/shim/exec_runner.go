@@ -158,7 +158,7 @@ func (i *wasmInstance) spawnExec(ctx context.Context, e *wasmExec, execID string
 // logged. A runner that died says its exit status.
 func (i *wasmInstance) configureExec(ctx context.Context, e *wasmExec, execID string, cfg *engine.Config) error {
 	if i.cg != nil {
-		if err := i.cg.AddProc(uint64(e.runner.Pid())); err != nil {
+		if err := addRunner(i.cg, e.runner.Pid()); err != nil {
 			return fmt.Errorf("put its runner in the container's cgroup: %w", err)
 		}
 	}

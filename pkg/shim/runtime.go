@@ -137,10 +137,7 @@ func (w *wasmRuntime) Create(ctx context.Context, r *taskAPI.CreateTaskRequest, 
 		}
 	}()
 	if inst.cg != nil {
-		// A runner already gone (killed and reaped before it could be moved: ESRCH; a zombie is
-		// moved without error) is not an error of the cgroup: awaitReady reports its exit as for
-		// any runner that ends before it is ready (TestCgroupAddProcGone checks the kernel's side).
-		if err := inst.cg.AddProc(uint64(pid)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := addRunner(inst.cg, pid); err != nil {
 			return nil, fmt.Errorf("put runner in cgroup %s: %w", inst.cgroupsPath(), err)
 		}
 	}
