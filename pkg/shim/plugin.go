@@ -54,7 +54,13 @@ func init() {
 			// keeps go-runc's default.)
 			runc.Monitor = reaper.Default
 			rt := &wasmRuntime{self: self, namespace: ns, node: node, images: images, runnerBin: newRunnerBinary()}
-			return newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service)), nil
+			svc := newService(ic.Context, rt, pp.(cshim.Publisher), ss.(shutdown.Service))
+			if sh, err := loadShared(); err != nil {
+				log.G(ic.Context).WithError(err).Warn("shared shim server")
+			} else if sh != nil {
+				svc.share(sh)
+			}
+			return svc, nil
 		},
 	})
 }

@@ -42,6 +42,10 @@ type service struct {
 	mu         sync.Mutex
 	containers map[string]*container
 	creating   map[string]bool // IDs whose Create is under way
+
+	// shared is set when this server is the namespace's shared server (shared.go); nil for a
+	// server of one task or pod.
+	shared *sharedServer
 }
 
 // container is the state of one task. Its fields are guarded by mu.
@@ -123,6 +127,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		delete(s.creating, r.ID)
 		s.mu.Unlock()
 	}()
+	if s.shared != nil {
+		s.shared.arrived(r.ID, r.Bundle)
+	}
 	c := &container{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
 		phase: phaseCreating, exited: make(chan struct{})}
 	c.mu.Lock()
@@ -134,6 +141,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	c.span = span.SpanContext()
 	if err != nil {
 		c.phase = phaseDeleted // the runner's exit, if it comes, is nobody's business
+		if s.shared != nil {
+			s.shared.left(r.ID)
+		}
 		return nil, toGRPCOnce(err)
 	}
 	c.inst = inst
@@ -272,6 +282,9 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Lock()
 	delete(s.containers, r.ID)
 	s.mu.Unlock()
+	if s.shared != nil {
+		s.shared.left(r.ID)
+	}
 	pid := uint32(c.inst.Pid())
 	s.events <- &eventstypes.TaskDelete{
 		ContainerID: r.ID,
@@ -483,16 +496,33 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 	return resp, nil
 }
 
-// Shutdown stops the shim once it serves no container.
+// Shutdown stops the shim once it serves no container; a shared server (shared.go) waits its
+// linger for the next task first.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb, error) {
-	s.mu.Lock()
-	n := len(s.containers) + len(s.creating)
-	s.mu.Unlock()
-	if n > 0 {
+	if s.tasks() > 0 {
+		return empty, nil
+	}
+	if s.shared != nil {
+		s.shared.idle()
 		return empty, nil
 	}
 	s.sd.Shutdown()
 	return empty, nil
+}
+
+// tasks counts the containers the service holds or is creating.
+func (s *service) tasks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.containers) + len(s.creating)
+}
+
+// share makes the service the namespace's shared server sh: it leaves through containerd's
+// shutdown service once sh decides so, and sh's linger starts now (a first task's claim keeps it).
+func (s *service) share(sh *sharedServer) {
+	sh.tasks, sh.leave = s.tasks, s.sd.Shutdown
+	s.shared = sh
+	sh.idle()
 }
 
 // ResizePty is not supported: wasm containers have no terminal.

@@ -74,15 +74,26 @@ func (c call) start(server string, stdin io.Reader, stdout io.Writer) error {
 }
 
 // startServer starts the server binary for p.InstanceID on a new socket, or returns the address of
-// the server that already serves its group (the pod). The working directory is the bundle.
+// the server that already serves its group (the pod, or the namespace's shared server: shared.go).
+// The working directory is the bundle.
 func startServer(server string, p bootstrapParams) (_ string, retErr error) {
 	group := p.InstanceID
-	if a, err := readAnnotations("."); err == nil {
-		for _, l := range groupLabels {
-			if g := a[l]; g != "" {
-				group = g
-				break
-			}
+	a, _ := readAnnotations(".")
+	for _, l := range groupLabels {
+		if g := a[l]; g != "" {
+			group = g
+			break
+		}
+	}
+	var linger time.Duration
+	if group == p.InstanceID {
+		// Pods and runc groups keep a server of their own; the other tasks may share one.
+		var err error
+		if linger, err = sharedLinger(a, os.Getenv(SharedEnv)); err != nil {
+			return "", err
+		}
+		if linger > 0 {
+			group = sharedGroup
 		}
 	}
 	socketDir := p.SocketDir
@@ -91,13 +102,30 @@ func startServer(server string, p bootstrapParams) (_ string, retErr error) {
 	}
 	address := socketAddress(socketDir, p.GRPCAddress, p.Namespace, group)
 	path := strings.TrimPrefix(address, "unix://")
+	var extraEnv []string
+	if linger > 0 {
+		c, err := lockShared(path)
+		if err != nil {
+			return "", err
+		}
+		defer c.unlock()
+		if err := c.claim(p.InstanceID); err != nil {
+			return "", err
+		}
+		defer func() {
+			if retErr != nil {
+				c.unclaim(p.InstanceID)
+			}
+		}()
+		extraEnv = sharedServerEnv(path, linger)
+	}
 	l, err := listen(path)
 	if err != nil {
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			return "", fmt.Errorf("create shim socket %s: %w", address, err)
 		}
 		if canConnect(path) {
-			return address, writeAddress(address) // the pod's shim is alive: it serves this container too
+			return address, writeAddress(address) // the group's server is alive: it serves this task too
 		}
 		if err := os.Remove(path); err != nil {
 			return "", fmt.Errorf("remove stale shim socket: %w", err)
@@ -124,6 +152,7 @@ func startServer(server string, p bootstrapParams) (_ string, retErr error) {
 	cmd := exec.Command(server, args...)
 	cmd.Dir, _ = os.Getwd()
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+p.TTRPCAddress, "GRPC_ADDRESS="+p.GRPCAddress)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.ExtraFiles = []*os.File{f} // fd 3: the listening socket pkg/shim serves on
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

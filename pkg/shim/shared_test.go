@@ -1,0 +1,203 @@
+package shim
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// newTestShared is a shared server in a temporary directory whose socket is a live listener;
+// left is closed when it decides to leave.
+func newTestShared(t *testing.T, tasks *int) (sh *sharedServer, left chan struct{}) {
+	t.Helper()
+	tmp, err := os.MkdirTemp("", "sh") // short: a socket path must fit in 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	socket := filepath.Join(tmp, "sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dir := socket + ".shared"
+	if err := os.MkdirAll(filepath.Join(dir, sharedClaimsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(sharedDirEnv, dir)
+	t.Setenv(sharedSocketEnv, socket)
+	t.Setenv(sharedLingerEnv, "50ms")
+	sh, err = loadShared()
+	if err != nil || sh == nil {
+		t.Fatalf("loadShared: %v, %v", sh, err)
+	}
+	left = make(chan struct{})
+	sh.tasks = func() int { return *tasks }
+	sh.leave = func() { close(left) }
+	sh.logs.setOut = func(io.Writer) {}
+	return sh, left
+}
+
+func TestLoadShared(t *testing.T) {
+	for _, k := range []string{sharedDirEnv, sharedSocketEnv, sharedLingerEnv} {
+		t.Setenv(k, "")
+	}
+	if sh, err := loadShared(); sh != nil || err != nil {
+		t.Fatalf("without the variables: %v, %v", sh, err)
+	}
+	t.Setenv(sharedLingerEnv, "soon")
+	if sh, err := loadShared(); sh != nil || err == nil {
+		t.Fatalf("with a bad linger: %v, %v", sh, err)
+	}
+}
+
+// The server leaves after its linger only with no task and no fresh claim, and its socket and
+// directory go with it (so the next entry starts a new server instead of sending a task here).
+func TestSharedExpire(t *testing.T) {
+	tasks := 1
+	sh, left := newTestShared(t, &tasks)
+	claim := filepath.Join(sh.dir, sharedClaimsDir, "t2")
+	if err := os.WriteFile(claim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	sh.expire() // a task: stays
+	sh.arrived("t2", t.TempDir())
+	if _, err := os.Stat(claim); !os.IsNotExist(err) {
+		t.Fatalf("the claim of a task whose Create arrived is still there: %v", err)
+	}
+	tasks = 0
+	stale := filepath.Join(sh.dir, sharedClaimsDir, "t3")
+	fresh := filepath.Join(sh.dir, sharedClaimsDir, "t4")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * sharedClaimTTL)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	sh.expire() // a fresh claim: stays, the stale one goes
+	select {
+	case <-left:
+		t.Fatal("left with a fresh claim")
+	default:
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("a stale claim was kept: %v", err)
+	}
+	if _, err := os.Stat(sh.socket); err != nil {
+		t.Fatalf("socket gone while staying: %v", err)
+	}
+	os.Remove(fresh)
+	// The timer expire armed for the fresh claim now finds nothing: the server leaves.
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not leave after its linger with no task and no claim")
+	}
+	if _, err := os.Stat(sh.socket); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+	if _, err := os.Stat(sh.dir); !os.IsNotExist(err) {
+		t.Fatalf("directory left behind: %v", err)
+	}
+	sh.idle() // gone: no new timer, no second leave (close of a closed channel would panic)
+	time.Sleep(150 * time.Millisecond)
+}
+
+// expire waits for the lock the entries hold while they choose a server.
+func TestSharedExpireWaitsForLock(t *testing.T) {
+	tasks := 0
+	sh, left := newTestShared(t, &tasks)
+	sh.linger = time.Hour // only the explicit expire below
+	f, err := os.OpenFile(filepath.Join(sh.dir, sharedLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { sh.expire(); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-left:
+		t.Fatal("left while an entry held the lock")
+	default:
+	}
+	// The entry's part: a claim, then the lock is let go.
+	if err := os.WriteFile(filepath.Join(sh.dir, sharedClaimsDir, "t9"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	<-done
+	select {
+	case <-left:
+		t.Fatal("left although a task was claimed while it waited")
+	default:
+	}
+}
+
+type closeBuffer struct {
+	bytes.Buffer
+	closed bool
+}
+
+func (b *closeBuffer) Close() error { b.closed = true; return nil }
+
+// The log follows the tasks: to the newest task's FIFO, back to another live task's when that one
+// is deleted, and the FIFOs of deleted tasks are closed.
+func TestLogSwitch(t *testing.T) {
+	first := t.TempDir()
+	initial := &closeBuffer{}
+	var cur io.Writer
+	ls := &logSwitch{start: first, fifos: map[string]io.Writer{}, out: initial, initial: initial, setOut: func(w io.Writer) { cur = w }}
+	ls.attach("t1", first)
+	if cur != initial {
+		t.Fatal("the first task's log is not pkg/shim's FIFO")
+	}
+	second := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(second, "log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(filepath.Join(second, "log"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ls.attach("t2", second)
+	f, ok := cur.(*os.File)
+	if !ok || f.Name() != filepath.Join(second, "log") {
+		t.Fatalf("log goes to %v, want t2's FIFO", cur)
+	}
+	if _, err := io.WriteString(cur, "to t2\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, _ := r.Read(buf); string(buf[:n]) != "to t2\n" {
+		t.Fatalf("t2's FIFO read %q", buf[:n])
+	}
+	ls.attach("t3", t.TempDir()) // no FIFO: the log stays with t2
+	if cur != f {
+		t.Fatal("the log moved to a bundle without a FIFO")
+	}
+	ls.detach("t2")
+	if cur != initial {
+		t.Fatalf("after t2's delete the log goes to %v, want t1's", cur)
+	}
+	if _, err := f.Write([]byte("x")); err == nil {
+		t.Fatal("t2's FIFO was not closed")
+	}
+	ls.detach("t1")
+	if cur != io.Discard || !initial.closed {
+		t.Fatalf("after the last task: log to %v, first FIFO closed %v", cur, initial.closed)
+	}
+}
