@@ -70,6 +70,8 @@ type config struct {
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
 	beforeShimExe, beforeLabel string
+	// sharedVariant adds the shared-server variant (shared.go) to B1-B3.
+	sharedVariant bool
 	// warmAgent is wazero-shim-installer, whose -warm-cache agent compiles an image's module
 	// before B1e's first run; "" leaves B1e out.
 	warmAgent string
@@ -124,6 +126,7 @@ func main() {
 	flag.IntVar(&c.b7Conns, "b7-connections", 16, "B7 wrk -c")
 	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B4 and B7 beside the current one (BENCH_BASELINE_SHIM/_REF)")
 	flag.StringVar(&c.beforeLabel, "before-label", "", "what the -before-shim-exe build is (e.g. the commit it was built from)")
+	flag.BoolVar(&c.sharedVariant, "shared-variant", false, "B1-B3 also measure the current shim with the annotation "+sharedServerAnnotation+"="+sharedLingerValue()+" (row wazero-shared; BENCH_SHARED=1)")
 	flag.Parse()
 	if c.address == "" {
 		log.Fatal("-address is required")
@@ -270,18 +273,11 @@ func (b *bencher) ctrRun(rt, image, want string, args ...string) (time.Duration,
 	return b.ctrRunEnv(rt, image, want, nil, args...)
 }
 
-// ctrRunEnv is ctrRun with env (KEY=VALUE) added to the container's environment.
+// ctrRunEnv is ctrRun with env (KEY=VALUE) added to the container's environment. rt is a runtime
+// name or a wazero variant's key (wasmVariants), "" for the daemon's default runtime.
 func (b *bencher) ctrRunEnv(rt, image, want string, env []string, args ...string) (time.Duration, string, error) {
 	id := b.id("b")
-	a := []string{"--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir}
-	if rt != "" {
-		a = append(a, "--runtime", rt)
-	}
-	for _, e := range env {
-		a = append(a, "--env", e)
-	}
-	a = append(a, image, id)
-	a = append(a, args...)
+	a := ctrRunArgs(b.c, rt, image, id, env, args)
 	ctx, cancel := context.WithTimeout(context.Background(), perTaskLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.c.ctr, a...)
@@ -369,7 +365,7 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 	if b.c.warmAgent != "" {
 		all = append(all, series{"B1e", "Go hello, first run on the node after the warm agent (`wazero-shim-installer -warm-cache`) compiled the image's module (untimed) into an emptied cache", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil})
 	}
-	rts := b.wasmRuntimes()
+	rts := b.wasmVariants()
 	for _, s := range all {
 		// One untimed run of each fills the cache and the page cache.
 		for _, rt := range rts {
@@ -573,7 +569,8 @@ func (b *bencher) image(ctx context.Context, name string, wasm bool) (containerd
 // phases of one task's life through the Go client.
 type phases struct{ container, create, start, run, del, total time.Duration }
 
-// task runs one container to completion: create container, new task, start, wait, delete.
+// task runs one container to completion: create container, new task, start, wait, delete. rt is a
+// runtime name or a wazero variant's key (wasmVariants).
 func (b *bencher) task(ctx context.Context, img containerd.Image, rt string, args []string) (phases, error) {
 	var p phases
 	id := b.id("t")
@@ -584,11 +581,12 @@ func (b *bencher) task(ctx context.Context, img containerd.Image, rt string, arg
 	if len(args) > 0 {
 		specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	}
+	specOpts = append(specOpts, variantSpecOpts(rt)...)
 	cont, err := b.cl.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshot(id, img),
-		containerd.WithRuntime(rt, nil),
+		containerd.WithRuntime(runtimeOf(rt), nil),
 		containerd.WithNewSpec(specOpts...))
 	if err != nil {
 		return p, err
@@ -686,6 +684,8 @@ func rtName(rt string) string {
 	switch {
 	case rt == wasmRuntime:
 		return "wazero"
+	case rt == sharedVariant:
+		return sharedVariant
 	case filepath.IsAbs(rt): // -before-shim-exe
 		return "wazero-before"
 	}
@@ -702,7 +702,7 @@ func (b *bencher) b2(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rts := b.wasmRuntimes()
+	rts := b.wasmVariants()
 	// Sequential phases first (one task at a time, interleaved): where does a task's time go?
 	const seqN = 10
 	wp := map[string][]phases{}
@@ -802,15 +802,23 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rts := b.wasmRuntimes()
 	for _, n := range b.c.sizes {
 		var r []float64
 		w := map[string][]float64{}
 		wProcs := map[string]int{}
 		var rProcs int
+		var waits []float64 // seconds waited for a lingering shared server (shared.go)
 		for i := 0; i < b.c.b3Rounds; i++ {
 			var line []string
-			for _, rt := range rotate(rts, i) {
+			for _, rt := range b.b3Order(i) {
+				if rt == wasmRuntime && b.c.sharedVariant {
+					d, gone := b.waitSharedGone()
+					waits = append(waits, d.Seconds())
+					if !gone {
+						rep.note("B3 x%d round %d: a process of the current shim (pids %v) still ran %.0f s after the previous batch, beyond the shared server's %s linger; the `wazero` batch was measured beside it (its PSS is then lower than alone)",
+							n, i+1, b.currentShimPids(), d.Seconds(), sharedLingerValue())
+					}
+				}
 				mib, procs, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
 				if err != nil {
 					return fmt.Errorf("%s idle x%d: %w", rtName(rt), n, err)
@@ -830,6 +838,10 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 		b.addWasmRows(rep, id, func(rt string) string {
 			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, wProcs[rt])
 		}, "MiB", w, base, false)
+		if len(waits) > 0 {
+			_, hi := minmax(waits)
+			rep.note("B3 x%d: before each `wazero` batch the bench waited for the `%s` server of the previous round to exit (median %.1f s, max %.1f s), so that it did not share the server binary's pages with the batch measured", n, sharedVariant, median(waits), hi)
+		}
 	}
 	return nil
 }
@@ -846,8 +858,9 @@ func (b *bencher) startIdle(ctx context.Context, img containerd.Image, rt string
 	if len(args) > 0 {
 		specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	}
+	specOpts = append(specOpts, variantSpecOpts(rt)...)
 	c, err := b.cl.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithSnapshotter(snapshotter),
-		containerd.WithNewSnapshot(id, img), containerd.WithRuntime(rt, nil), containerd.WithNewSpec(specOpts...))
+		containerd.WithNewSnapshot(id, img), containerd.WithRuntime(runtimeOf(rt), nil), containerd.WithNewSpec(specOpts...))
 	if err != nil {
 		return live{}, err
 	}
@@ -924,7 +937,11 @@ func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, arg
 		return 0, 0, firstErr
 	}
 	time.Sleep(settleIdle)
-	kb, procs, err := b.pss(rt)
+	var pids []int
+	for _, l := range lives {
+		pids = append(pids, int(l.t.Pid()))
+	}
+	kb, procs, err := b.pssOfTasks(rt, pids)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -937,14 +954,13 @@ func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, arg
 	return float64(kb) / 1024, procs, nil
 }
 
-// pss sums the PSS (kB) of the shims of runtime rt that serve our daemon and all their descendants.
-func (b *bencher) pss(rt string) (int64, int, error) {
+// procTable is every process's parent and executable (" (deleted)" trimmed), from /proc.
+func procTable() (ppid map[int]int, exe map[int]string, err error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
-	ppid := map[int]int{}
-	var roots []int
+	ppid, exe = map[int]int{}, map[int]string{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -961,17 +977,86 @@ func (b *bencher) pss(rt string) (int64, int, error) {
 		}
 		pp, _ := strconv.Atoi(f[1])
 		ppid[pid] = pp
-		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		exe = strings.TrimSuffix(exe, " (deleted)")
-		switch {
-		case rt == wasmRuntime && isShimExe(exe, b.c.shimExe) && b.isOurShim(pid):
-			roots = append(roots, pid)
-		case rt == runcRuntime && exe == b.c.runcShimExe && b.isOurShim(pid):
-			roots = append(roots, pid)
-		case rt == b.c.beforeShimExe && isShimExe(exe, b.c.beforeShimExe) && b.isOurShim(pid):
+		x, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		exe[pid] = strings.TrimSuffix(x, " (deleted)")
+	}
+	return ppid, exe, nil
+}
+
+// runsShimOf reports whether exe is the shim of runtime (or wazero variant) rt: the bench's copy
+// of the current build (or its server binary) for wazero and wazero-shared, the earlier build's for
+// -before-shim-exe, containerd-shim-runc-v2 for runc.
+func (b *bencher) runsShimOf(rt, exe string) bool {
+	switch runtimeOf(rt) {
+	case wasmRuntime:
+		return isShimExe(exe, b.c.shimExe)
+	case runcRuntime:
+		return exe == b.c.runcShimExe
+	case b.c.beforeShimExe:
+		return isShimExe(exe, b.c.beforeShimExe)
+	}
+	return false
+}
+
+// pss sums the PSS (kB) of the shims of runtime rt that serve our daemon and all their descendants.
+func (b *bencher) pss(rt string) (int64, int, error) {
+	ppid, exe, err := procTable()
+	if err != nil {
+		return 0, 0, err
+	}
+	var roots []int
+	for pid, x := range exe {
+		if b.runsShimOf(rt, x) && b.isOurShim(pid) {
 			roots = append(roots, pid)
 		}
 	}
+	return pssTree(roots, ppid)
+}
+
+// pssOfTasks sums the PSS (kB) of the shims that serve the tasks whose pids are given and all their
+// descendants. A task's shim is its outermost ancestor in the unbroken chain of processes that run
+// rt's shim (the server, even where a runner runs the server binary itself); a shim serving many of
+// the tasks (the shared server, a pod's shim) counts once, and a shim serving none of them (one
+// that lingers after its last task) not at all.
+func (b *bencher) pssOfTasks(rt string, pids []int) (int64, int, error) {
+	ppid, exe, err := procTable()
+	if err != nil {
+		return 0, 0, err
+	}
+	roots, err := b.shimsOf(rt, pids, ppid, exe)
+	if err != nil {
+		return 0, 0, err
+	}
+	return pssTree(roots, ppid)
+}
+
+// shimsOf finds the shim of every task pid (see pssOfTasks), without duplicates.
+func (b *bencher) shimsOf(rt string, pids []int, ppid map[int]int, exe map[int]string) ([]int, error) {
+	seen := map[int]bool{}
+	var roots []int
+	for _, pid := range pids {
+		shim := 0
+		for p, hops := ppid[pid], 0; p > 1 && hops < 64; p, hops = ppid[p], hops+1 {
+			if b.runsShimOf(rt, exe[p]) {
+				shim = p
+			} else if shim != 0 {
+				break
+			}
+		}
+		if shim == 0 {
+			return nil, fmt.Errorf("task pid %d (%s): no ancestor process runs the %s shim", pid, rtName(rt), rtName(rt))
+		}
+		if !seen[shim] {
+			seen[shim] = true
+			roots = append(roots, shim)
+		}
+	}
+	return roots, nil
+}
+
+// pssTree sums the PSS (kB) of roots and all their descendants (ppid: every process's parent) and
+// returns it with the number of processes.
+func pssTree(roots []int, ppid map[int]int) (int64, int, error) {
 	in := map[int]bool{}
 	for _, r := range roots {
 		in[r] = true
@@ -1360,6 +1445,9 @@ func wrkVersion(wrk string) string {
 // settingsLine is the "Settings:" line: BENCH_ONLY and the settings of the benchmarks that ran.
 func settingsLine(c *config, sel []string) string {
 	parts := []string{"BENCH_ONLY=" + strings.Join(sel, ",")}
+	if c.sharedVariant {
+		parts = append(parts, "BENCH_SHARED=1")
+	}
 	for _, name := range sel {
 		parts = append(parts, benchSettings(c, name))
 	}
@@ -1479,13 +1567,15 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 		"ratios from one run rather than absolute numbers across runs, and look at min as well as median.\n"+
 		"`BENCH_ONLY=B7 scripts/bench.sh` (any subset) leaves this part alone and writes its results in a section\n"+
 		"of its own at the end of the file; the next full run drops such sections. `BENCH_BASELINE_REF=COMMIT`\n"+
-		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after).\n\n")
+		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after);\n"+
+		"`BENCH_SHARED=1` adds to B1-B3 the rows `wazero-shared`: the shim's shared-server mode (one server per namespace).\n\n")
 	fmt.Fprintf(&w, "## Results\n\n")
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "## What is measured\n\n")
 	for _, name := range allBenchmarks {
 		describe(&w, c, name)
 		describeBefore(&w, c, name)
+		describeShared(&w, c, name)
 	}
 	fmt.Fprintln(&w)
 	fmt.Fprintf(&w, "## Machine and versions\n\n")
@@ -1503,6 +1593,9 @@ func partialMarkdown(c *config, rep *report, took time.Duration, sel []string) s
 	if c.beforeShimExe != "" {
 		title += ", before" + tagOf(c) + " and after"
 	}
+	if c.sharedVariant {
+		title += ", with the shared-server variant"
+	}
 	fmt.Fprintf(&w, "## Partial run: %s\n\n", title)
 	fmt.Fprintf(&w, "Generated by `BENCH_ONLY=%s %s` on %s; the run took %s.\n"+
 		"A section of its own: not part of the full run above (another time, another load on the shared\n"+
@@ -1514,6 +1607,7 @@ func partialMarkdown(c *config, rep *report, took time.Duration, sel []string) s
 	for _, name := range sel {
 		describe(&w, c, name)
 		describeBefore(&w, c, name)
+		describeShared(&w, c, name)
 	}
 	fmt.Fprintf(&w, "\nMachine and versions:\n\n")
 	machineAndVersions(&w, c)
