@@ -819,18 +819,22 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 							n, i+1, b.currentShimPids(), d.Seconds(), sharedLingerValue())
 					}
 				}
-				mib, procs, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
+				m, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
 				if err != nil {
 					return fmt.Errorf("%s idle x%d: %w", rtName(rt), n, err)
 				}
-				w[rt], wProcs[rt] = append(w[rt], mib/float64(n)), procs
-				line = append(line, fmt.Sprintf("%s %.2f MiB/container (%d procs)", wasmLogName(rt), w[rt][len(w[rt])-1], procs))
+				w[rt], wProcs[rt] = append(w[rt], m.mib/float64(n)), m.procs
+				line = append(line, fmt.Sprintf("%s %.2f MiB/container (%d procs, %d shims)", wasmLogName(rt), w[rt][len(w[rt])-1], m.procs, m.shims))
+				if rt == sharedVariant && m.shims != 1 {
+					rep.note("B3 x%d round %d: **the `%s` containers were served by %d server processes, not one**: the shim ignored `%s` (is its shared-server mode in this build?), so these rows measure the default mode",
+						n, i+1, sharedVariant, m.shims, sharedServerAnnotation)
+				}
 			}
-			mib, procs, err := b.idle(ctx, pimg, runcRuntime, nil, n)
+			m, err := b.idle(ctx, pimg, runcRuntime, nil, n)
 			if err != nil {
 				return fmt.Errorf("runc idle x%d: %w", n, err)
 			}
-			r, rProcs = append(r, mib/float64(n)), procs
+			r, rProcs = append(r, m.mib/float64(n)), m.procs
 			log.Printf("B3 x%d round %d: %s, runc %.2f MiB/container (%d procs)", n, i+1, strings.Join(line, ", "), r[len(r)-1], rProcs)
 		}
 		id := fmt.Sprintf("B3 x%d", n)
@@ -877,9 +881,16 @@ func (b *bencher) startIdle(ctx context.Context, img containerd.Image, rt string
 	return live{c: c, t: t}, nil
 }
 
+// idleMem is what idle measured: the total PSS in MiB of the containers' shims and their
+// descendants, the number of those processes, and the number of shims among them.
+type idleMem struct {
+	mib          float64
+	procs, shims int
+}
+
 // idle starts n containers that stay up, measures the PSS of their processes after settleIdle,
-// then kills and deletes them all. It returns the total PSS in MiB and the number of processes.
-func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, args []string, n int) (float64, int, error) {
+// then kills and deletes them all.
+func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, args []string, n int) (idleMem, error) {
 	var mu sync.Mutex
 	var lives []live
 	var firstErr error
@@ -934,24 +945,24 @@ func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, arg
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, 0, firstErr
+		return idleMem{}, firstErr
 	}
 	time.Sleep(settleIdle)
 	var pids []int
 	for _, l := range lives {
 		pids = append(pids, int(l.t.Pid()))
 	}
-	kb, procs, err := b.pssOfTasks(rt, pids)
+	kb, procs, shims, err := b.pssOfTasks(rt, pids)
 	if err != nil {
-		return 0, 0, err
+		return idleMem{}, err
 	}
 	for _, l := range lives { // every container must still be running
 		st, err := l.t.Status(ctx)
 		if err != nil || st.Status != containerd.Running {
-			return 0, 0, fmt.Errorf("container %s not running: %v %v", l.c.ID(), st.Status, err)
+			return idleMem{}, fmt.Errorf("container %s not running: %v %v", l.c.ID(), st.Status, err)
 		}
 	}
-	return float64(kb) / 1024, procs, nil
+	return idleMem{mib: float64(kb) / 1024, procs: procs, shims: shims}, nil
 }
 
 // procTable is every process's parent and executable (" (deleted)" trimmed), from /proc.
@@ -1014,20 +1025,21 @@ func (b *bencher) pss(rt string) (int64, int, error) {
 }
 
 // pssOfTasks sums the PSS (kB) of the shims that serve the tasks whose pids are given and all their
-// descendants. A task's shim is its outermost ancestor in the unbroken chain of processes that run
+// descendants, and counts those processes and the shims among them. A task's shim is its outermost ancestor in the unbroken chain of processes that run
 // rt's shim (the server, even where a runner runs the server binary itself); a shim serving many of
 // the tasks (the shared server, a pod's shim) counts once, and a shim serving none of them (one
 // that lingers after its last task) not at all.
-func (b *bencher) pssOfTasks(rt string, pids []int) (int64, int, error) {
+func (b *bencher) pssOfTasks(rt string, pids []int) (kb int64, procs, shims int, err error) {
 	ppid, exe, err := procTable()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	roots, err := b.shimsOf(rt, pids, ppid, exe)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return pssTree(roots, ppid)
+	kb, procs, err = pssTree(roots, ppid)
+	return kb, procs, len(roots), err
 }
 
 // shimsOf finds the shim of every task pid (see pssOfTasks), without duplicates.
@@ -1495,9 +1507,11 @@ func describe(w io.Writer, c *config, name string) {
 	case "B3":
 		fmt.Fprintf(w, "- **B3 memory per container**: N idle containers (`/testprog.wasm sleep 3600` vs runc running\n"+
 			"  `/pause`), started %d at a time, read %s after the last start: the sum of `Pss` from\n"+
-			"  `/proc/PID/smaps_rollup` over the daemon's shims (wazero: `/proc/PID/exe` is the bench's copy of\n"+
-			"  the shim; runc: `containerd-shim-runc-v2` whose command line names the bench daemon's socket) and all\n"+
-			"  their descendants (runners, container processes), divided by N. Everything is deleted between samples.\n",
+			"  `/proc/PID/smaps_rollup` over the shims serving the N containers and all their descendants (runners,\n"+
+			"  container processes), divided by N. A container's shim is found from its task pid: its outermost\n"+
+			"  ancestor in the chain of processes running that runtime's shim (wazero: `/proc/PID/exe` is the bench's\n"+
+			"  copy of the shim or its server binary; runc: `containerd-shim-runc-v2`), counted once however many\n"+
+			"  containers it serves. Everything is deleted between samples.\n",
 			c.conc, settleIdle)
 	case "B4":
 		fmt.Fprintf(w, "- **B4 steady state**: `testdata/c/cpubench.c` (integer hashing over a 256 KiB table, work `%d`),\n"+

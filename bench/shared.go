@@ -155,20 +155,19 @@ func describeShared(w io.Writer, c *config, name string) {
 	}
 	switch name {
 	case "B1", "B2":
-		fmt.Fprintf(w, "  **Shared server**: the rows `%s` are the same runs through the current shim with the annotation\n"+
-			"  `%s=%s` in the container's spec (`ctr run --annotation`, or oci.WithAnnotations through the\n"+
-			"  Go client): one server per containerd namespace serves the tasks and stays %s after its last one, so\n"+
-			"  a task does not pay for a server process's start. Every round runs it beside the other wazero rows\n"+
-			"  (their order rotating), then runc; its untimed warm-up run starts the shared server.\n",
+		fmt.Fprintf(w, "  **Shared server**: the rows `%s` are the same runs through the current shim with the\n"+
+			"  annotation `%s=%s` in the container's spec (B1: `ctr run --annotation`; B2: the\n"+
+			"  Go client's oci.WithAnnotations): one server per containerd namespace serves these tasks and stays\n"+
+			"  %s after its last one, so a task does not pay for a server process's start. Every round runs it\n"+
+			"  beside the other wazero rows (their order rotating), then runc; the untimed warm-up run starts it.\n",
 			sharedVariant, sharedServerAnnotation, sharedLingerValue(), sharedLingerValue())
 	case "B3":
-		fmt.Fprintf(w, "  **Shared server**: the rows `%s` are the same idle containers with the annotation `%s=%s`:\n"+
-			"  one server serves all N. Every variant's PSS is attributed from its containers' task pids: each one's\n"+
-			"  nearest ancestor running that variant's shim (the shared server once, a server per container\n"+
-			"  otherwise) and all those servers' descendants, so the default `wazero` rows never count the shared\n"+
-			"  server. Each round runs the shared variant last before runc; the shared server lingers %s after its\n"+
-			"  last container, and the next `wazero` batch waits for it to exit first (a lingering process mapping\n"+
-			"  the same server binary would lower that batch's PSS).\n",
+		fmt.Fprintf(w, "  **Shared server**: the rows `%s` are the same idle containers with the annotation\n"+
+			"  `%s=%s`: one server serves all N, and counts once; the `wazero` rows never count\n"+
+			"  it (their containers' own servers are their ancestors, the shared server is not). Each round runs\n"+
+			"  the shared variant last, before runc; its server lingers %s after its last container, and the next\n"+
+			"  `wazero` batch waits for it to exit (a process mapping the same server binary would lower that\n"+
+			"  batch's PSS). A note says if the shared variant's containers were not served by one server.\n",
 			sharedVariant, sharedServerAnnotation, sharedLingerValue(), sharedLingerValue())
 	}
 }
