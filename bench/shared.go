@@ -17,11 +17,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -134,17 +131,13 @@ func (b *bencher) waitSharedGone() (time.Duration, bool) {
 // server binary (-shim-exe): only this run's daemon runs them.
 func (b *bencher) currentShimPids() []int {
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if isShimExe(strings.TrimSuffix(exe, " (deleted)"), b.c.shimExe) {
+	_, exe, _ := procTable()
+	for pid, x := range exe {
+		if isShimExe(x, b.c.shimExe) {
 			pids = append(pids, pid)
 		}
 	}
+	slices.Sort(pids)
 	return pids
 }
 
