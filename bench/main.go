@@ -214,6 +214,9 @@ func run(c *config) error {
 		if !want[s.name] {
 			continue
 		}
+		if s.name == "B6" && c.sharedVariant {
+			b.sharedGoneBeforeB6(rep)
+		}
 		t := time.Now()
 		log.Printf("%s: start", s.name)
 		if err := s.fn(ctx, rep); err != nil {

@@ -16,6 +16,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"slices"
 	"strconv"
@@ -108,12 +109,13 @@ func (b *bencher) b3Order(i int) []string {
 	return o
 }
 
-// waitSharedGone waits, before a batch of the current build's default variant in B3, until no
-// process runs the bench's copy of the current shim (every container of the previous batches is
-// deleted by then, so such a process is the shared server lingering after its last task, or a
-// per-task server still shutting down). A lingering server maps the same server binary as the
-// batch's servers, so its presence would lower their PSS (shared pages are split among the
-// processes mapping them). It returns how long it waited, and whether the server was gone.
+// waitSharedGone waits, before a batch of the current build's default variant in B3 (and before
+// B6), until no process runs the bench's copy of the current shim: every container of the
+// previous batches is deleted by then, so such a process is the shared server lingering after its
+// last task, or a per-task server still shutting down. A lingering server maps the same server
+// binary as the batch's servers, so its presence would lower their PSS (shared pages are split
+// among the processes mapping them). It returns how long it waited, and whether the server was
+// gone.
 func (b *bencher) waitSharedGone() (time.Duration, bool) {
 	began := time.Now()
 	for {
@@ -124,6 +126,18 @@ func (b *bencher) waitSharedGone() (time.Duration, bool) {
 			return time.Since(began), false
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sharedGoneBeforeB6 waits for a shared server left by B1-B3 to exit before B6, which counts every
+// wazero shim serving the daemon (its pods' memory, and the processes left after its teardown).
+func (b *bencher) sharedGoneBeforeB6(rep *report) {
+	d, gone := b.waitSharedGone()
+	if !gone {
+		rep.note("B6: a process of the current shim (pids %v) still ran %.0f s after B1-B3, beyond the `%s` server's %s linger; B6 counts it with its pods",
+			b.currentShimPids(), d.Seconds(), sharedVariant, sharedLingerValue())
+	} else if d > time.Second {
+		log.Printf("B6: waited %.1f s for the %s server to exit", d.Seconds(), sharedVariant)
 	}
 }
 
