@@ -843,7 +843,11 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 		id := fmt.Sprintf("B3 x%d", n)
 		base := rep.add(id, fmt.Sprintf("runc: %d idle `/pause` containers, PSS of shims + containers per container (baseline, %d processes)", n, rProcs), "MiB", r, nil, false)
 		b.addWasmRows(rep, id, func(rt string) string {
-			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, wProcs[rt])
+			shims := "shims"
+			if rt == sharedVariant {
+				shims = "the shared server"
+			}
+			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of %s + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, shims, wProcs[rt])
 		}, "MiB", w, base, false)
 		if len(waits) > 0 {
 			_, hi := minmax(waits)

@@ -34,9 +34,10 @@
 # rows `wazero-shared`: the current shim with the annotation io.containerd.wazero.v1.shared-server=30s
 # in every container's spec (`ctr run --annotation`, or the Go client's oci.WithAnnotations), so one
 # server per namespace serves its tasks, measured in the same rounds as `wazero` (and `wazero-before`).
-# B3 waits for that server to exit (30 s after its last container) before each `wazero` batch. Unset
-# (the default), nothing changes; set, a partial run writes a section of its own and BENCH_TIMEOUT
-# defaults to 1500 s.
+# B3 waits for that server to exit (30 s after its last container) before each `wazero` batch, B6
+# before it starts; the one left at the end is stopped by the cleanup ("killed 1 leftover shim
+# process"). Unset (the default), nothing changes; set, a partial run writes a section of its own and
+# BENCH_TIMEOUT defaults to 1500 s.
 #   BENCH_ONLY=B1,B2,B3 BENCH_SHARED=1 scripts/bench.sh
 set -euo pipefail
 
