@@ -43,31 +43,43 @@ func (b *bencher) beforeTag(rt string) string {
 	return ""
 }
 
-// wasmLogName names a wazero runtime in progress lines ("wasm", as before, for the current build).
+// wasmLogName names a wazero runtime or variant in progress lines ("wasm", as before, for the
+// current build).
 func wasmLogName(rt string) string {
-	if rt == wasmRuntime {
+	switch rt {
+	case wasmRuntime:
 		return "wasm"
+	case sharedVariant:
+		return "wasm-shared"
 	}
 	return "wasm-before"
 }
 
-// addWasmRows adds the rows of the wazero runtimes' samples (w, by runtime) against base: the
-// earlier build's first, then the current build's, which carries the before/after ratio.
+// addWasmRows adds the rows of the wazero runtimes' samples (w, by runtime or variant) against
+// base: the earlier build's first, then the current build's, which carries the before/after ratio,
+// then the shared-server variant's when w has samples of it (shared.go).
 func (b *bencher) addWasmRows(rep *report, id string, what func(rt string) string, unit string, w map[string][]float64, base *row, higher bool) {
 	var before *row
 	if b.c.beforeShimExe != "" {
 		before = rep.add(id, what(b.c.beforeShimExe), unit, w[b.c.beforeShimExe], base, higher)
 	}
 	rep.add(id, what(wasmRuntime), unit, w[wasmRuntime], base, higher).before = before
+	if len(w[sharedVariant]) > 0 {
+		rep.add(id, what(sharedVariant), unit, w[sharedVariant], base, higher)
+	}
 }
 
-// phaseSets orders the phases of the wazero runtimes (w, by runtime) and of runc for phaseTable
-// (earlier build, current build, runc) and names them: names("C hello", "native hello") is
-// "wazero C hello vs runc native hello" without an earlier build.
+// phaseSets orders the phases of the wazero runtimes (w, by runtime or variant) and of runc for
+// phaseTable (earlier build, current build, shared-server variant when w has it, runc) and names
+// them: names("C hello", "native hello") is "wazero C hello vs runc native hello" without an
+// earlier build or the shared-server variant.
 func (b *bencher) phaseSets(w map[string][]phases, r []phases) (func(wasmWhat, runcWhat string) string, [][]phases) {
 	rts := []string{wasmRuntime}
 	if b.c.beforeShimExe != "" {
 		rts = []string{b.c.beforeShimExe, wasmRuntime}
+	}
+	if len(w[sharedVariant]) > 0 {
+		rts = append(rts, sharedVariant)
 	}
 	var sets [][]phases
 	for _, rt := range rts {
@@ -146,20 +158,31 @@ func tagOf(c *config) string {
 	return " (" + c.beforeLabel + ")"
 }
 
-// partialKey names a partial run's section (mergePartial): a before/after run has a section of
-// its own, apart from a plain run of the same selection.
+// partialKey names a partial run's section (mergePartial): a before/after run, and a run with the
+// shared-server variant, have a section of their own, apart from a plain run of the same selection.
 func partialKey(c *config, sel []string) string {
 	k := strings.Join(sel, ",")
 	if c.beforeShimExe != "" {
 		k += " before/after"
 	}
+	if c.sharedVariant {
+		k += " shared"
+	}
 	return k
 }
 
-// againstBefore qualifies "another partial run of BENCH_ONLY=..." for a before/after section.
+// againstBefore qualifies "another partial run of BENCH_ONLY=..." for a before/after section or
+// one with the shared-server variant.
 func againstBefore(c *config) string {
-	if c.beforeShimExe == "" {
+	var with []string
+	if c.beforeShimExe != "" {
+		with = append(with, "an earlier shim build")
+	}
+	if c.sharedVariant {
+		with = append(with, "BENCH_SHARED=1")
+	}
+	if len(with) == 0 {
 		return ""
 	}
-	return " with an earlier shim build"
+	return " with " + strings.Join(with, " and ")
 }

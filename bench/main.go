@@ -70,6 +70,8 @@ type config struct {
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
 	beforeShimExe, beforeLabel string
+	// sharedVariant adds the shared-server variant (shared.go) to B1-B3.
+	sharedVariant bool
 	// warmAgent is wazero-shim-installer, whose -warm-cache agent compiles an image's module
 	// before B1e's first run; "" leaves B1e out.
 	warmAgent string
@@ -124,6 +126,7 @@ func main() {
 	flag.IntVar(&c.b7Conns, "b7-connections", 16, "B7 wrk -c")
 	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B4 and B7 beside the current one (BENCH_BASELINE_SHIM/_REF)")
 	flag.StringVar(&c.beforeLabel, "before-label", "", "what the -before-shim-exe build is (e.g. the commit it was built from)")
+	flag.BoolVar(&c.sharedVariant, "shared-variant", false, "B1-B3 also measure the current shim with the annotation "+sharedServerAnnotation+"="+sharedLingerValue()+" (row wazero-shared; BENCH_SHARED=1)")
 	flag.Parse()
 	if c.address == "" {
 		log.Fatal("-address is required")
@@ -211,6 +214,9 @@ func run(c *config) error {
 		if !want[s.name] {
 			continue
 		}
+		if s.name == "B6" && c.sharedVariant {
+			b.sharedGoneBeforeB6(rep)
+		}
 		t := time.Now()
 		log.Printf("%s: start", s.name)
 		if err := s.fn(ctx, rep); err != nil {
@@ -270,18 +276,11 @@ func (b *bencher) ctrRun(rt, image, want string, args ...string) (time.Duration,
 	return b.ctrRunEnv(rt, image, want, nil, args...)
 }
 
-// ctrRunEnv is ctrRun with env (KEY=VALUE) added to the container's environment.
+// ctrRunEnv is ctrRun with env (KEY=VALUE) added to the container's environment. rt is a runtime
+// name or a wazero variant's key (wasmVariants), "" for the daemon's default runtime.
 func (b *bencher) ctrRunEnv(rt, image, want string, env []string, args ...string) (time.Duration, string, error) {
 	id := b.id("b")
-	a := []string{"--address", b.c.address, "-n", b.c.ns, "run", "--rm", "--fifo-dir", b.c.fifoDir}
-	if rt != "" {
-		a = append(a, "--runtime", rt)
-	}
-	for _, e := range env {
-		a = append(a, "--env", e)
-	}
-	a = append(a, image, id)
-	a = append(a, args...)
+	a := ctrRunArgs(b.c, rt, image, id, env, args)
 	ctx, cancel := context.WithTimeout(context.Background(), perTaskLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.c.ctr, a...)
@@ -369,7 +368,7 @@ func (b *bencher) b1(ctx context.Context, rep *report) error {
 	if b.c.warmAgent != "" {
 		all = append(all, series{"B1e", "Go hello, first run on the node after the warm agent (`wazero-shim-installer -warm-cache`) compiled the image's module (untimed) into an emptied cache", imgHelloGo, "hello", nil, b.c.coldRounds, true, nil})
 	}
-	rts := b.wasmRuntimes()
+	rts := b.wasmVariants()
 	for _, s := range all {
 		// One untimed run of each fills the cache and the page cache.
 		for _, rt := range rts {
@@ -573,7 +572,8 @@ func (b *bencher) image(ctx context.Context, name string, wasm bool) (containerd
 // phases of one task's life through the Go client.
 type phases struct{ container, create, start, run, del, total time.Duration }
 
-// task runs one container to completion: create container, new task, start, wait, delete.
+// task runs one container to completion: create container, new task, start, wait, delete. rt is a
+// runtime name or a wazero variant's key (wasmVariants).
 func (b *bencher) task(ctx context.Context, img containerd.Image, rt string, args []string) (phases, error) {
 	var p phases
 	id := b.id("t")
@@ -584,11 +584,12 @@ func (b *bencher) task(ctx context.Context, img containerd.Image, rt string, arg
 	if len(args) > 0 {
 		specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	}
+	specOpts = append(specOpts, variantSpecOpts(rt)...)
 	cont, err := b.cl.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshot(id, img),
-		containerd.WithRuntime(rt, nil),
+		containerd.WithRuntime(runtimeOf(rt), nil),
 		containerd.WithNewSpec(specOpts...))
 	if err != nil {
 		return p, err
@@ -686,6 +687,8 @@ func rtName(rt string) string {
 	switch {
 	case rt == wasmRuntime:
 		return "wazero"
+	case rt == sharedVariant:
+		return sharedVariant
 	case filepath.IsAbs(rt): // -before-shim-exe
 		return "wazero-before"
 	}
@@ -702,7 +705,7 @@ func (b *bencher) b2(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rts := b.wasmRuntimes()
+	rts := b.wasmVariants()
 	// Sequential phases first (one task at a time, interleaved): where does a task's time go?
 	const seqN = 10
 	wp := map[string][]phases{}
@@ -802,34 +805,54 @@ func (b *bencher) b3(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rts := b.wasmRuntimes()
 	for _, n := range b.c.sizes {
 		var r []float64
 		w := map[string][]float64{}
 		wProcs := map[string]int{}
 		var rProcs int
+		var waits []float64 // seconds waited for a lingering shared server (shared.go)
 		for i := 0; i < b.c.b3Rounds; i++ {
 			var line []string
-			for _, rt := range rotate(rts, i) {
-				mib, procs, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
+			for _, rt := range b.b3Order(i) {
+				if rt == wasmRuntime && b.c.sharedVariant {
+					d, gone := b.waitSharedGone()
+					waits = append(waits, d.Seconds())
+					if !gone {
+						rep.note("B3 x%d round %d: a process of the current shim (pids %v) still ran %.0f s after the previous batch, beyond the shared server's %s linger; the `wazero` batch was measured beside it (its PSS is then lower than alone)",
+							n, i+1, b.currentShimPids(), d.Seconds(), sharedLingerValue())
+					}
+				}
+				m, err := b.idle(ctx, wimg, rt, []string{"/testprog.wasm", "sleep", "3600"}, n)
 				if err != nil {
 					return fmt.Errorf("%s idle x%d: %w", rtName(rt), n, err)
 				}
-				w[rt], wProcs[rt] = append(w[rt], mib/float64(n)), procs
-				line = append(line, fmt.Sprintf("%s %.2f MiB/container (%d procs)", wasmLogName(rt), w[rt][len(w[rt])-1], procs))
+				w[rt], wProcs[rt] = append(w[rt], m.mib/float64(n)), m.procs
+				line = append(line, fmt.Sprintf("%s %.2f MiB/container (%d procs, %d shims)", wasmLogName(rt), w[rt][len(w[rt])-1], m.procs, m.shims))
+				if rt == sharedVariant && m.shims != 1 {
+					rep.note("B3 x%d round %d: **the `%s` containers were served by %d server processes, not one**: the shim ignored `%s` (is its shared-server mode in this build?), so these rows measure the default mode",
+						n, i+1, sharedVariant, m.shims, sharedServerAnnotation)
+				}
 			}
-			mib, procs, err := b.idle(ctx, pimg, runcRuntime, nil, n)
+			m, err := b.idle(ctx, pimg, runcRuntime, nil, n)
 			if err != nil {
 				return fmt.Errorf("runc idle x%d: %w", n, err)
 			}
-			r, rProcs = append(r, mib/float64(n)), procs
+			r, rProcs = append(r, m.mib/float64(n)), m.procs
 			log.Printf("B3 x%d round %d: %s, runc %.2f MiB/container (%d procs)", n, i+1, strings.Join(line, ", "), r[len(r)-1], rProcs)
 		}
 		id := fmt.Sprintf("B3 x%d", n)
 		base := rep.add(id, fmt.Sprintf("runc: %d idle `/pause` containers, PSS of shims + containers per container (baseline, %d processes)", n, rProcs), "MiB", r, nil, false)
 		b.addWasmRows(rep, id, func(rt string) string {
-			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of shims + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, wProcs[rt])
+			shims := "shims"
+			if rt == sharedVariant {
+				shims = "the shared server"
+			}
+			return fmt.Sprintf("%s%s: %d idle `/testprog.wasm sleep 3600`, PSS of %s + runners per container (%d processes)", rtName(rt), b.beforeTag(rt), n, shims, wProcs[rt])
 		}, "MiB", w, base, false)
+		if len(waits) > 0 {
+			_, hi := minmax(waits)
+			rep.note("B3 x%d: before each `wazero` batch the bench waited for the `%s` server of the previous round to exit (median %.1f s, max %.1f s), so that it did not share the server binary's pages with the batch measured", n, sharedVariant, median(waits), hi)
+		}
 	}
 	return nil
 }
@@ -846,8 +869,9 @@ func (b *bencher) startIdle(ctx context.Context, img containerd.Image, rt string
 	if len(args) > 0 {
 		specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	}
+	specOpts = append(specOpts, variantSpecOpts(rt)...)
 	c, err := b.cl.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithSnapshotter(snapshotter),
-		containerd.WithNewSnapshot(id, img), containerd.WithRuntime(rt, nil), containerd.WithNewSpec(specOpts...))
+		containerd.WithNewSnapshot(id, img), containerd.WithRuntime(runtimeOf(rt), nil), containerd.WithNewSpec(specOpts...))
 	if err != nil {
 		return live{}, err
 	}
@@ -864,9 +888,16 @@ func (b *bencher) startIdle(ctx context.Context, img containerd.Image, rt string
 	return live{c: c, t: t}, nil
 }
 
+// idleMem is what idle measured: the total PSS in MiB of the containers' shims and their
+// descendants, the number of those processes, and the number of shims among them.
+type idleMem struct {
+	mib          float64
+	procs, shims int
+}
+
 // idle starts n containers that stay up, measures the PSS of their processes after settleIdle,
-// then kills and deletes them all. It returns the total PSS in MiB and the number of processes.
-func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, args []string, n int) (float64, int, error) {
+// then kills and deletes them all.
+func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, args []string, n int) (idleMem, error) {
 	var mu sync.Mutex
 	var lives []live
 	var firstErr error
@@ -921,114 +952,24 @@ func (b *bencher) idle(ctx context.Context, img containerd.Image, rt string, arg
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, 0, firstErr
+		return idleMem{}, firstErr
 	}
 	time.Sleep(settleIdle)
-	kb, procs, err := b.pss(rt)
+	var pids []int
+	for _, l := range lives {
+		pids = append(pids, int(l.t.Pid()))
+	}
+	kb, procs, shims, err := b.pssOfTasks(rt, pids)
 	if err != nil {
-		return 0, 0, err
+		return idleMem{}, err
 	}
 	for _, l := range lives { // every container must still be running
 		st, err := l.t.Status(ctx)
 		if err != nil || st.Status != containerd.Running {
-			return 0, 0, fmt.Errorf("container %s not running: %v %v", l.c.ID(), st.Status, err)
+			return idleMem{}, fmt.Errorf("container %s not running: %v %v", l.c.ID(), st.Status, err)
 		}
 	}
-	return float64(kb) / 1024, procs, nil
-}
-
-// pss sums the PSS (kB) of the shims of runtime rt that serve our daemon and all their descendants.
-func (b *bencher) pss(rt string) (int64, int, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, 0, err
-	}
-	ppid := map[int]int{}
-	var roots []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		ppid[pid] = pp
-		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		exe = strings.TrimSuffix(exe, " (deleted)")
-		switch {
-		case rt == wasmRuntime && isShimExe(exe, b.c.shimExe) && b.isOurShim(pid):
-			roots = append(roots, pid)
-		case rt == runcRuntime && exe == b.c.runcShimExe && b.isOurShim(pid):
-			roots = append(roots, pid)
-		case rt == b.c.beforeShimExe && isShimExe(exe, b.c.beforeShimExe) && b.isOurShim(pid):
-			roots = append(roots, pid)
-		}
-	}
-	in := map[int]bool{}
-	for _, r := range roots {
-		in[r] = true
-	}
-	for changed := true; changed; { // add descendants until nothing changes
-		changed = false
-		for pid, pp := range ppid {
-			if !in[pid] && in[pp] {
-				in[pid], changed = true, true
-			}
-		}
-	}
-	var total int64
-	for pid := range in {
-		kb, err := pssOf(pid)
-		if err != nil {
-			return 0, 0, fmt.Errorf("pss of %d: %w", pid, err)
-		}
-		total += kb
-	}
-	return total, len(in), nil
-}
-
-// isShimExe reports whether exe runs the wazero shim installed as shim: shim itself (a shim that is
-// one binary) or the server binary beside it, which the shim's entry starts (package shimentry).
-func isShimExe(exe, shim string) bool {
-	return exe == shim || exe == filepath.Join(filepath.Dir(shim), "containerd-shim-wazero-v1-server")
-}
-
-// isOurShim: the shim's command line names our daemon's socket (-address SOCK).
-func (b *bencher) isOurShim(pid int) bool {
-	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	for _, a := range strings.Split(string(cl), "\x00") {
-		if a == b.c.address {
-			return true
-		}
-	}
-	return false
-}
-
-func pssOf(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "Pss:") {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				return strconv.ParseInt(f[1], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no Pss line")
+	return idleMem{mib: float64(kb) / 1024, procs: procs, shims: shims}, nil
 }
 
 // B4: a CPU-bound guest through the shim vs the same module under `wazero run`.
@@ -1360,6 +1301,9 @@ func wrkVersion(wrk string) string {
 // settingsLine is the "Settings:" line: BENCH_ONLY and the settings of the benchmarks that ran.
 func settingsLine(c *config, sel []string) string {
 	parts := []string{"BENCH_ONLY=" + strings.Join(sel, ",")}
+	if c.sharedVariant {
+		parts = append(parts, "BENCH_SHARED=1")
+	}
 	for _, name := range sel {
 		parts = append(parts, benchSettings(c, name))
 	}
@@ -1407,9 +1351,11 @@ func describe(w io.Writer, c *config, name string) {
 	case "B3":
 		fmt.Fprintf(w, "- **B3 memory per container**: N idle containers (`/testprog.wasm sleep 3600` vs runc running\n"+
 			"  `/pause`), started %d at a time, read %s after the last start: the sum of `Pss` from\n"+
-			"  `/proc/PID/smaps_rollup` over the daemon's shims (wazero: `/proc/PID/exe` is the bench's copy of\n"+
-			"  the shim; runc: `containerd-shim-runc-v2` whose command line names the bench daemon's socket) and all\n"+
-			"  their descendants (runners, container processes), divided by N. Everything is deleted between samples.\n",
+			"  `/proc/PID/smaps_rollup` over the shims serving the N containers and all their descendants (runners,\n"+
+			"  container processes), divided by N. A container's shim is found from its task pid: its outermost\n"+
+			"  ancestor in the chain of processes running that runtime's shim (wazero: `/proc/PID/exe` is the bench's\n"+
+			"  copy of the shim or its server binary; runc: `containerd-shim-runc-v2`), counted once however many\n"+
+			"  containers it serves. Everything is deleted between samples.\n",
 			c.conc, settleIdle)
 	case "B4":
 		fmt.Fprintf(w, "- **B4 steady state**: `testdata/c/cpubench.c` (integer hashing over a 256 KiB table, work `%d`),\n"+
@@ -1479,13 +1425,15 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 		"ratios from one run rather than absolute numbers across runs, and look at min as well as median.\n"+
 		"`BENCH_ONLY=B7 scripts/bench.sh` (any subset) leaves this part alone and writes its results in a section\n"+
 		"of its own at the end of the file; the next full run drops such sections. `BENCH_BASELINE_REF=COMMIT`\n"+
-		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after).\n\n")
+		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after);\n"+
+		"`BENCH_SHARED=1` adds to B1-B3 the rows `wazero-shared`: the shim's shared-server mode (one server per namespace).\n\n")
 	fmt.Fprintf(&w, "## Results\n\n")
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "## What is measured\n\n")
 	for _, name := range allBenchmarks {
 		describe(&w, c, name)
 		describeBefore(&w, c, name)
+		describeShared(&w, c, name)
 	}
 	fmt.Fprintln(&w)
 	fmt.Fprintf(&w, "## Machine and versions\n\n")
@@ -1503,6 +1451,9 @@ func partialMarkdown(c *config, rep *report, took time.Duration, sel []string) s
 	if c.beforeShimExe != "" {
 		title += ", before" + tagOf(c) + " and after"
 	}
+	if c.sharedVariant {
+		title += ", with the shared-server variant"
+	}
 	fmt.Fprintf(&w, "## Partial run: %s\n\n", title)
 	fmt.Fprintf(&w, "Generated by `BENCH_ONLY=%s %s` on %s; the run took %s.\n"+
 		"A section of its own: not part of the full run above (another time, another load on the shared\n"+
@@ -1514,6 +1465,7 @@ func partialMarkdown(c *config, rep *report, took time.Duration, sel []string) s
 	for _, name := range sel {
 		describe(&w, c, name)
 		describeBefore(&w, c, name)
+		describeShared(&w, c, name)
 	}
 	fmt.Fprintf(&w, "\nMachine and versions:\n\n")
 	machineAndVersions(&w, c)

@@ -29,6 +29,16 @@
 # The earlier build is registered under its absolute path as the runtime name, from a directory of its
 # own, so each build finds its own runner beside it (pkg/shim/runnerexe.go pairs them by build stamp).
 # A partial before/after run writes a section of its own (BENCH_TIMEOUT defaults to 1500 s then).
+#
+# Shared server (bench/shared.go): BENCH_SHARED=1 adds to B1 (all series), B2 and B3 a wazero variant,
+# rows `wazero-shared`: the current shim with the annotation io.containerd.wazero.v1.shared-server=30s
+# in every container's spec (`ctr run --annotation`, or the Go client's oci.WithAnnotations), so one
+# server per namespace serves its tasks, measured in the same rounds as `wazero` (and `wazero-before`).
+# B3 waits for that server to exit (30 s after its last container) before each `wazero` batch, B6
+# before it starts; the one left at the end is stopped by the cleanup ("killed 1 leftover shim
+# process"). Unset (the default), nothing changes; set, a partial run writes a section of its own and
+# BENCH_TIMEOUT defaults to 1500 s.
+#   BENCH_ONLY=B1,B2,B3 BENCH_SHARED=1 scripts/bench.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -69,6 +79,15 @@ if ! "$WAZERO" version 2>/dev/null | grep -qx "$WAZERO_VERSION"; then
 fi
 
 if [ -n "${MAKELEVEL:-}" ]; then COMMAND="make bench"; else COMMAND="scripts/bench.sh"; fi
+SHARED_ARGS=()
+case ${BENCH_SHARED:-} in
+"" | 0) ;;
+1)
+	SHARED_ARGS=(-shared-variant)
+	COMMAND="BENCH_SHARED=1 $COMMAND"
+	;;
+*) log "BENCH_SHARED=$BENCH_SHARED: set 1 (or leave unset)"; exit 1 ;;
+esac
 BASE_SHIM=${BENCH_BASELINE_SHIM:-}
 BASE_REF=${BENCH_BASELINE_REF:-}
 BASE_COMMIT=
@@ -195,8 +214,8 @@ wz_ctr "$E" -n k8s.io images import --platform wasip1/wasm --local "$IMAGES/wasm
 log "containerd $VERSION ready, images imported; running benchmarks (namespace $NS)"
 
 # The bench runs in the background so that the trap can stop it; `timeout` bounds the whole run.
-if [ -n "$BASE_SHIM" ]; then DEFAULT_TIMEOUT=1500; else DEFAULT_TIMEOUT=840; fi
-timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" \
+if [ -n "$BASE_SHIM" ] || [ ${#SHARED_ARGS[@]} -gt 0 ]; then DEFAULT_TIMEOUT=1500; else DEFAULT_TIMEOUT=840; fi
+timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" "${SHARED_ARGS[@]}" \
 	-address "$E/containerd.sock" -namespace "$NS" -ctr "$BIN/ctr" -fifo-dir "$TMP/fifo" \
 	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" -warm-agent "$TMP/wazero-shim-installer" \
 	-shim-exe "$TMP/shimbin/containerd-shim-wazero-v1" -runc-shim-exe "$(readlink -f "$BIN/containerd-shim-runc-v2")" \
