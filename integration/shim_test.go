@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -576,20 +577,24 @@ func TestConcurrentColdStart(t *testing.T) {
 
 func TestDeadShimCleanup(t *testing.T) {
 	forEachDaemon(t, func(t *testing.T, d *daemon) {
-		t.Run("single", func(t *testing.T) { deadShimCase(t, d, 1) })
+		t.Run("single", func(t *testing.T) { deadShimCase(t, d, 1, nil) })
 		// A pod's shim serves both containers: its death must clean up both.
-		t.Run("pod", func(t *testing.T) { deadShimCase(t, d, 2) })
+		t.Run("pod", func(t *testing.T) {
+			deadShimCase(t, d, 2, []string{"--annotation", "io.kubernetes.cri.sandbox-id=grp-" + randHex(4)})
+		})
+		// The namespace's shared server (docs/shared-server.md) too, and its socket and
+		// directory go with the first delete.
+		t.Run("shared", func(t *testing.T) {
+			deadShimCase(t, d, 2, []string{"--annotation", "io.containerd.wazero.v1.shared-server=1m"})
+		})
 	})
 }
 
-// deadShimCase runs n sleeping containers in one shim (a pod when n > 1), SIGKILLs the shim and
-// checks that containerd's `delete` action cleaned up after each: runner killed, rootfs unmounted,
-// cgroup removed, exit status 137.
-func deadShimCase(t *testing.T, d *daemon, n int) {
-	var extra []string
-	if n > 1 {
-		extra = []string{"--annotation", "io.kubernetes.cri.sandbox-id=grp-" + randHex(4)}
-	}
+// deadShimCase runs n sleeping containers with the ctr flags extra (which put them in one shim
+// when n > 1), SIGKILLs the shim and checks that containerd's `delete` action cleaned up after
+// each: runner killed, rootfs unmounted, cgroup removed, exit status 137; and, for a shared
+// server, its socket and directory removed.
+func deadShimCase(t *testing.T, d *daemon, n int, extra []string) {
 	type ctrState struct {
 		id     string
 		runner shimProc
@@ -611,6 +616,7 @@ func deadShimCase(t *testing.T, d *daemon, n int) {
 		cs = append(cs, c)
 	}
 	shim := shimServerFor(t, d, cs[0].id)
+	socket := strings.TrimPrefix(d.shimAddress(t, cs[0].id), "unix://")
 	for _, c := range cs {
 		if c.runner.ppid != shim.pid {
 			t.Fatalf("runner of %s (pid %d) is not a child of shim %d", c.id, c.runner.pid, shim.pid)
@@ -657,6 +663,13 @@ func deadShimCase(t *testing.T, d *daemon, n int) {
 	}
 	if shim.alive() {
 		t.Errorf("shim %d survived SIGKILL", shim.pid)
+	}
+	if slices.Contains(extra, "io.containerd.wazero.v1.shared-server=1m") {
+		for _, p := range []string{socket, socket + ".shared"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("%s of the dead shared server left after its tasks' cleanup: %v", p, err)
+			}
+		}
 	}
 
 	// The exit status: the TaskExit containerd publishes with what the delete action reported.

@@ -208,6 +208,9 @@ func (m *Manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error)
 			}
 		}
 	}
+	// A shared server that died leaves its socket and directory; the first of its tasks'
+	// deletes removes them.
+	cleanupDeadShared(bundle)
 	if st.Exited {
 		return cshim.StopStatus{Pid: st.Pid, ExitStatus: int(st.ExitStatus), ExitedAt: st.ExitedAt}, nil
 	}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -118,7 +120,39 @@ func (sh *sharedServer) expire() {
 	}
 	log.L.WithField("linger", sh.linger).Info("shared shim server: no task, leaving")
 	sh.logs.closeAll()
+	// pkg/shim removes, as it exits, the socket named by the file "address" in its working
+	// directory: the first task's bundle, which names the shared socket that a new server may
+	// be listening on by now. Nothing of the server is in "/".
+	_ = os.Chdir("/")
 	sh.leave()
+}
+
+// cleanupDeadShared removes what a shared server that died (SIGKILL, the OOM killer) left beside
+// the socket address recorded in bundle: the socket and the shared directory. It runs in the
+// `delete` action containerd runs for each task of the dead server, holding the lock the entries
+// take, and removes nothing while a server accepts on the socket (a new one may have started).
+// A bundle of a task that was not served by a shared server has no shared directory: nothing.
+func cleanupDeadShared(bundle string) {
+	b, err := os.ReadFile(filepath.Join(bundle, "address"))
+	if err != nil {
+		return
+	}
+	socket := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
+	dir := socket + ".shared"
+	lock, err := os.OpenFile(filepath.Join(dir, sharedLockFile), os.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return // no shared directory: not a shared server's task, or already cleaned up
+	}
+	defer lock.Close()
+	if err := flock(lock); err != nil {
+		return
+	}
+	if conn, err := net.DialTimeout("unix", socket, 100*time.Millisecond); err == nil {
+		conn.Close()
+		return // a server is alive on it
+	}
+	_ = os.Remove(socket)
+	_ = os.RemoveAll(dir)
 }
 
 // freshClaims counts the claims younger than sharedClaimTTL at now and removes the older ones.

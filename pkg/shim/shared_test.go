@@ -201,3 +201,61 @@ func TestLogSwitch(t *testing.T) {
 		t.Fatalf("after the last task: log to %v, first FIFO closed %v", cur, initial.closed)
 	}
 }
+
+// After a shared server died, the first of its tasks' deletes removes its socket and directory;
+// nothing is removed while a server accepts on the socket, nor for a task of a server of its own.
+func TestCleanupDeadShared(t *testing.T) {
+	tmp, err := os.MkdirTemp("", "sh") // short: a socket path must fit in 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	bundle := t.TempDir()
+	socket := filepath.Join(tmp, "sock")
+	dir := socket + ".shared"
+	if err := os.WriteFile(filepath.Join(bundle, "address"), []byte("unix://"+socket), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setup := func() {
+		if err := os.MkdirAll(filepath.Join(dir, sharedClaimsDir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, sharedLockFile), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A live server: kept.
+	setup()
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupDeadShared(bundle)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the directory of a live shared server was removed: %v", err)
+	}
+	// A dead one (its socket file left, nobody accepting): both go.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(socket); err != nil {
+		t.Fatal(err)
+	}
+	cleanupDeadShared(bundle)
+	for _, p := range []string{socket, dir} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after a dead shared server's cleanup: %v", p, err)
+		}
+	}
+	// A task of a server of its own (no shared directory): its socket is not the shared
+	// cleanup's business.
+	f, err := os.Create(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cleanupDeadShared(bundle)
+	if _, err := os.Stat(socket); err != nil {
+		t.Fatalf("a socket without a shared directory was removed: %v", err)
+	}
+}
