@@ -47,6 +47,21 @@ func TestSharedServer(t *testing.T) {
 				t.Fatalf("shim addresses %q and %q, want one", socket, got)
 			}
 
+			// containerd restarts: it reconnects to the shared server for each task, and the
+			// server still serves both.
+			d.stop()
+			if err := d.start(); err != nil {
+				t.Fatalf("restart containerd: %v", err)
+			}
+			for _, id := range []string{a, b} {
+				if st := d.taskStatus(t, id); st != "RUNNING" {
+					t.Fatalf("after containerd's restart task %s is %q, want RUNNING\n%s", id, st, tail(d.logPath(), 30))
+				}
+				if got := parentPid(t, d.taskPid(t, id)); got != server {
+					t.Fatalf("after containerd's restart task %s runs under %d, want the shared server %d", id, got, server)
+				}
+			}
+
 			// Tasks that come and go while others run: their own output and exit status.
 			r := d.run(t, runOpts{args: testprog("hello")})
 			wantSuccess(t, r)
