@@ -191,7 +191,9 @@ func flock(f *os.File) error {
 // logSwitch sends the server's log to the log FIFO of a bundle whose task it serves. containerd
 // reads a shim's log from the FIFO "log" in the bundle it started the shim in, and stops reading
 // it when that task is gone; a shared server outlives the task it started for, so its log moves
-// to the bundle of the newest task, and on to another one's when that task is deleted.
+// to the bundle of the newest task, and on to another one's when that task is deleted. The
+// server's stderr (fd 2, where Go writes a crash's trace; pkg/shim put the first FIFO there)
+// moves with it.
 type logSwitch struct {
 	mu sync.Mutex
 	// out is where the log goes now; its owner is the task whose FIFO it is ("" for the FIFO
@@ -202,12 +204,46 @@ type logSwitch struct {
 	fifos   map[string]io.Writer // by task ID: the FIFOs opened, and the start one once known
 	setOut  func(io.Writer)      // sets the logger's output (tests replace it)
 	initial io.Writer
+	// stderrFd is the descriptor that follows the log (2; tests use another), initialFile a
+	// copy of it taken at the start (the first FIFO), nil if it could not be taken.
+	stderrFd    int
+	initialFile *os.File
 }
 
 func newLogSwitch() *logSwitch {
 	cwd, _ := os.Getwd()
-	return &logSwitch{start: cwd, fifos: map[string]io.Writer{}, out: log.L.Logger.Out, initial: log.L.Logger.Out,
-		setOut: func(w io.Writer) { log.L.Logger.SetOutput(w) }}
+	ls := &logSwitch{start: cwd, fifos: map[string]io.Writer{}, out: log.L.Logger.Out, initial: log.L.Logger.Out, stderrFd: 2}
+	if fd, err := syscall.Dup(2); err == nil {
+		syscall.CloseOnExec(fd)
+		ls.initialFile = os.NewFile(uintptr(fd), "log")
+	}
+	ls.setOut = func(w io.Writer) {
+		log.L.Logger.SetOutput(w)
+		ls.followStderr(w)
+	}
+	return ls
+}
+
+// followStderr points the stderr descriptor at w's file: a FIFO the switch opened, the first FIFO
+// (its copy), or /dev/null when the log goes nowhere.
+func (ls *logSwitch) followStderr(w io.Writer) {
+	var f *os.File
+	switch {
+	case w == ls.initial:
+		f = ls.initialFile
+	case w == io.Discard:
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer null.Close()
+		f = null
+	default:
+		f, _ = w.(*os.File)
+	}
+	if f != nil {
+		_ = syscall.Dup3(int(f.Fd()), ls.stderrFd, 0)
+	}
 }
 
 // attach moves the log to task id's bundle.
@@ -251,6 +287,10 @@ func (ls *logSwitch) detach(id string) {
 	if c, ok := w.(io.Closer); ok {
 		c.Close()
 	}
+	if w == ls.initial && ls.initialFile != nil {
+		ls.initialFile.Close()
+		ls.initialFile = nil
+	}
 }
 
 // closeAll closes the FIFOs the switch opened; the log goes nowhere after.
@@ -258,6 +298,10 @@ func (ls *logSwitch) closeAll() {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.setOut(io.Discard)
+	if ls.initialFile != nil {
+		ls.initialFile.Close()
+		ls.initialFile = nil
+	}
 	for id, w := range ls.fifos {
 		if c, ok := w.(io.Closer); ok && w != ls.initial {
 			c.Close()

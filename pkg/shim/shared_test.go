@@ -259,3 +259,51 @@ func TestCleanupDeadShared(t *testing.T) {
 		t.Fatalf("a socket without a shared directory was removed: %v", err)
 	}
 }
+
+// The stderr descriptor (where Go writes a crash's trace) follows the log: to the newest task's
+// FIFO, and back to the first FIFO when that task is deleted.
+func TestLogSwitchStderr(t *testing.T) {
+	r1, w1, err := os.Pipe() // the first bundle's FIFO, as pkg/shim put it on stderr
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	defer w1.Close()
+	fd, err := syscall.Dup(int(w1.Fd())) // this test's "fd 2"
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	cp, err := syscall.Dup(int(w1.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := t.TempDir()
+	ls := &logSwitch{start: first, fifos: map[string]io.Writer{}, out: w1, initial: w1,
+		stderrFd: fd, initialFile: os.NewFile(uintptr(cp), "log")}
+	ls.setOut = ls.followStderr
+	ls.attach("t1", first)
+	second := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(second, "log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := os.OpenFile(filepath.Join(second, "log"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	ls.attach("t2", second)
+	readBack := func(r *os.File, want string) {
+		t.Helper()
+		if _, err := syscall.Write(fd, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		if n, _ := r.Read(buf); string(buf[:n]) != want {
+			t.Fatalf("read %q, want %q", buf[:n], want)
+		}
+	}
+	readBack(r2, "crash in t2's time\n")
+	ls.detach("t2")
+	readBack(r1, "crash after t2\n")
+}
