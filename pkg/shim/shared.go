@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 // The shared server's side of the protocol pkg/shimentry/shared.go describes: the entry starts
@@ -28,6 +31,8 @@ const (
 	// containerd sends it milliseconds after the entry's `start` returns; a claim older than this
 	// is a start whose Create never came (containerd failed or gave up), and is dropped.
 	sharedClaimTTL = time.Minute
+	// sharedLockWait bounds a wait for the lock (pkg/shimentry's is the same).
+	sharedLockWait = 10 * time.Second
 )
 
 // sharedServer is a server shared by the tasks of a namespace: it stays while it has tasks or
@@ -96,8 +101,9 @@ func (sh *sharedServer) expire() {
 		return
 	}
 	defer lock.Close()
-	if err := flock(lock); err != nil {
-		log.L.WithError(err).Warn("shared shim server: cannot take its lock; it stays")
+	if err := lockShared(lock); err != nil {
+		log.L.WithError(err).Warn("shared shim server: cannot take its lock; it stays, and looks again after its linger")
+		sh.idle()
 		return
 	}
 	if sh.tasks() > 0 {
@@ -144,7 +150,7 @@ func cleanupDeadShared(bundle string) {
 		return // no shared directory: not a shared server's task, or already cleaned up
 	}
 	defer lock.Close()
-	if err := flock(lock); err != nil {
+	if err := lockShared(lock); err != nil {
 		return
 	}
 	if conn, err := net.DialTimeout("unix", socket, 100*time.Millisecond); err == nil {
@@ -178,14 +184,13 @@ func (sh *sharedServer) freshClaims(now time.Time) int {
 	return n
 }
 
-// flock takes f's exclusive lock, waiting for it.
-func flock(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
+// lockShared takes f's exclusive lock, waiting at most sharedLockWait: its holders (an entry
+// choosing a server, the server deciding to leave) hold it for milliseconds. A blocked flock
+// cannot be abandoned, so the wait polls (pkg/nodedir).
+func lockShared(f *os.File) error {
+	ctx, cancel := context.WithTimeout(context.Background(), sharedLockWait)
+	defer cancel()
+	return nodedir.Poll(ctx, 20*time.Millisecond, func() (bool, error) { return nodedir.TryLock(f, syscall.LOCK_EX) })
 }
 
 // logSwitch sends the server's log to the log FIFO of a bundle whose task it serves. containerd

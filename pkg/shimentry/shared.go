@@ -1,13 +1,14 @@
 package shimentry
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 // The shared server (opt-in, docs/shared-server.md): the tasks of a containerd namespace that are
@@ -39,6 +40,8 @@ const (
 	// sharedLockFile and sharedClaimsDir are in the shared server's directory (sharedDir).
 	sharedLockFile  = "lock"
 	sharedClaimsDir = "claims"
+	// sharedLockWait bounds the wait for the lock: its holders hold it for milliseconds.
+	sharedLockWait = 10 * time.Second
 )
 
 // sharedLinger returns how long a shared server waits after its last task, as the container's
@@ -75,8 +78,9 @@ type sharedClaim struct {
 	lock *os.File
 }
 
-// lockShared creates the shared server's directory for socket if needed and takes its lock
-// (blocking: the holder is another task's entry or a server deciding to leave, both brief). A
+// lockShared creates the shared server's directory for socket if needed and takes its lock,
+// waiting at most sharedLockWait (the holder is another task's entry or a server deciding to
+// leave, both brief). A
 // server that leaves removes the directory while it holds the lock: a lock taken on a file that
 // is no longer the directory's is let go and taken again on the new one.
 func lockShared(socket string) (*sharedClaim, error) {
@@ -90,31 +94,32 @@ func lockShared(socket string) (*sharedClaim, error) {
 		if err != nil {
 			return nil, fmt.Errorf("shared shim server: %w", err)
 		}
-		for {
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-			if !errors.Is(err, syscall.EINTR) {
-				break
+		// A blocking flock wakes as soon as the holder lets go (polling would add its period
+		// to every contended start); on a timeout the entry gives up and exits, which releases
+		// a lock the abandoned flock may still get.
+		locked := make(chan error, 1)
+		go func() {
+			for {
+				err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+				if err != syscall.EINTR {
+					locked <- err
+					return
+				}
 			}
+		}()
+		select {
+		case err = <-locked:
+		case <-time.After(sharedLockWait):
+			err = fmt.Errorf("not free after %s", sharedLockWait)
 		}
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("shared shim server: lock %s: %w", path, err)
+			return nil, fmt.Errorf("shared shim server: lock %s (held by another task's start or by the server leaving): %w", path, err)
 		}
-		if sameFile(f, path) {
+		if nodedir.SameFile(f, path) {
 			return &sharedClaim{dir: dir, lock: f}, nil
 		}
 		f.Close()
 	}
-}
-
-// sameFile reports whether the open file f is still the file at path.
-func sameFile(f *os.File, path string) bool {
-	a, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	b, err := os.Stat(path)
-	return err == nil && os.SameFile(a, b)
 }
 
 // claim records that task id is sent to the server (a file named by the ID in the claims

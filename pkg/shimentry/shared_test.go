@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
 )
 
 func TestSharedLinger(t *testing.T) {
@@ -80,7 +82,7 @@ func TestLockSharedReplacedFile(t *testing.T) {
 		t.Fatal("no lock")
 	}
 	defer c.unlock()
-	if !sameFile(c.lock, filepath.Join(dir, sharedLockFile)) {
+	if !nodedir.SameFile(c.lock, filepath.Join(dir, sharedLockFile)) {
 		t.Fatal("the lock taken is not the directory's lock file")
 	}
 	if err := c.claim("task1"); err != nil {
