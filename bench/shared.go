@@ -3,7 +3,7 @@ package main
 // The shared-server variant: with -shared-variant (scripts/bench.sh's BENCH_SHARED=1), B1, B2 and B3
 // measure a third wazero variant, wazero-shared, in the same rounds as wazero (and wazero-before):
 // the same current shim build (runtime io.containerd.wazero.v1), with the annotation
-// io.containerd.wazero.v1.shared-server=30s in the container's spec, which asks the shim to serve
+// wazero.dev/shared-server=30s in the container's spec, which asks the shim to serve
 // the task from one long-lived server per containerd namespace that outlives its last task by 30 s
 // (instead of a server process per task). ctr runs pass it as `ctr run --annotation KEY=VALUE`, the
 // Go client as oci.WithAnnotations.
@@ -30,7 +30,7 @@ const (
 	sharedVariant = "wazero-shared"
 	// sharedServerAnnotation and sharedServerLinger: the annotation the variant adds to every
 	// container's spec, and its value (how long the shared server stays after its last task).
-	sharedServerAnnotation = "io.containerd.wazero.v1.shared-server"
+	sharedServerAnnotation = "wazero.dev/shared-server"
 	sharedServerLinger     = 30 * time.Second
 	// sharedGoneLimit bounds B3's wait for a lingering shared server to exit (its linger and a
 	// margin); past it B3 measures anyway and says so in a note.

@@ -11,7 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-const sharedArg = "io.containerd.wazero.v1.shared-server=30s"
+const sharedArg = "wazero.dev/shared-server=30s"
 
 func TestSharedVariants(t *testing.T) {
 	off := &bencher{c: &config{}}

@@ -585,7 +585,7 @@ func TestDeadShimCleanup(t *testing.T) {
 		// The namespace's shared server (docs/shared-server.md) too, and its socket and
 		// directory go with the first delete.
 		t.Run("shared", func(t *testing.T) {
-			deadShimCase(t, d, 2, []string{"--annotation", "io.containerd.wazero.v1.shared-server=1m"})
+			deadShimCase(t, d, 2, []string{"--annotation", "wazero.dev/shared-server=1m"})
 		})
 	})
 }
@@ -664,7 +664,7 @@ func deadShimCase(t *testing.T, d *daemon, n int, extra []string) {
 	if shim.alive() {
 		t.Errorf("shim %d survived SIGKILL", shim.pid)
 	}
-	if slices.Contains(extra, "io.containerd.wazero.v1.shared-server=1m") {
+	if slices.Contains(extra, "wazero.dev/shared-server=1m") {
 		for _, p := range []string{socket, socket + ".shared"} {
 			if _, err := os.Stat(p); !os.IsNotExist(err) {
 				t.Errorf("%s of the dead shared server left after its tasks' cleanup: %v", p, err)

@@ -31,7 +31,7 @@
 # A partial before/after run writes a section of its own (BENCH_TIMEOUT defaults to 1500 s then).
 #
 # Shared server (bench/shared.go): BENCH_SHARED=1 adds to B1 (all series), B2 and B3 a wazero variant,
-# rows `wazero-shared`: the current shim with the annotation io.containerd.wazero.v1.shared-server=30s
+# rows `wazero-shared`: the current shim with the annotation wazero.dev/shared-server=30s
 # in every container's spec (`ctr run --annotation`, or the Go client's oci.WithAnnotations), so one
 # server per namespace serves its tasks, measured in the same rounds as `wazero` (and `wazero-before`).
 # B3 waits for that server to exit (30 s after its last container) before each `wazero` batch, B6

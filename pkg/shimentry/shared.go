@@ -20,7 +20,7 @@ const (
 	// SharedAnnotation on a container asks for the shared server, its value being the linger: a
 	// Go duration ("30s", "2m"); "0" asks for a server of the container's own. It wins over
 	// SharedEnv.
-	SharedAnnotation = "io.containerd.wazero.v1.shared-server"
+	SharedAnnotation = "wazero.dev/shared-server"
 	// SharedEnv in containerd's environment (hence the shim's) turns the shared server on for
 	// the whole node, with the same values as SharedAnnotation. Unset: off.
 	SharedEnv = "CONTAINERD_SHIM_WAZERO_SHARED_SERVER"

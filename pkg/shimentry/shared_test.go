@@ -25,7 +25,7 @@ func TestSharedLinger(t *testing.T) {
 		{name: "node setting", env: "30s", want: 30 * time.Second},
 		{name: "annotation wins", annotations: map[string]string{SharedAnnotation: "2m"}, env: "30s", want: 2 * time.Minute},
 		{name: "annotation turns it off", annotations: map[string]string{SharedAnnotation: "0"}, env: "30s"},
-		{name: "bad annotation", annotations: map[string]string{SharedAnnotation: "forever"}, err: `the container's annotation io.containerd.wazero.v1.shared-server is "forever": want how long`},
+		{name: "bad annotation", annotations: map[string]string{SharedAnnotation: "forever"}, err: `the container's annotation wazero.dev/shared-server is "forever": want how long`},
 		{name: "bad env", env: "-1s", err: `the node's CONTAINERD_SHIM_WAZERO_SHARED_SERVER is "-1s"`},
 		{name: "too long", env: "25h", err: "a duration from 0 (no shared server) to 24h0m0s"},
 	} {
@@ -104,7 +104,7 @@ func TestLockSharedReplacedFile(t *testing.T) {
 
 // Tasks with the annotation go to the namespace's shared server: the first starts it (with the
 // shared server's variables) and claims it, the second finds it listening and only claims it;
-// a task of a pod keeps its pod's server.
+// pods go there too when they ask, and keep a server of their own otherwise.
 func TestStartShared(t *testing.T) {
 	server, record := fakeServer(t)
 	tmp, err := os.MkdirTemp("", "se") // short: a socket path must fit in 108 bytes
@@ -162,15 +162,25 @@ func TestStartShared(t *testing.T) {
 	if _, err := os.Stat(record); err == nil {
 		t.Fatal("a second server was started for t2")
 	}
-	if a3 := start("t3", shared+`,"io.kubernetes.cri.sandbox-id":"pod1"`); a3 == a1 {
-		t.Fatal("a pod's task went to the shared server")
+	pod := `"io.kubernetes.cri.sandbox-id":"pod1"`
+	if a3 := start("t3", shared+","+pod); a3 != a1 {
+		t.Fatalf("a pod's task with the annotation: address %q, want the shared %q", a3, a1)
 	}
 	if a4 := start("t4", ""); a4 == a1 {
 		t.Fatal("a task without the annotation went to the shared server")
 	}
+	if a4 := start("t4p", pod); a4 == a1 {
+		t.Fatal("a pod's task without the annotation went to the shared server")
+	}
 	t.Setenv(SharedEnv, "1m")
 	if a5 := start("t5", ""); a5 != a1 {
 		t.Fatalf("with the node setting: address %q, want the shared %q", a5, a1)
+	}
+	if a5 := start("t5p", pod); a5 != a1 {
+		t.Fatalf("a pod's task with the node setting: address %q, want the shared %q", a5, a1)
+	}
+	if a5 := start("t5o", pod+`,"`+SharedAnnotation+`":"0"`); a5 == a1 {
+		t.Fatal("a pod that opted out with \"0\" went to the shared server")
 	}
 	var out bytes.Buffer
 	t.Chdir(t.TempDir())

@@ -85,16 +85,15 @@ func startServer(server string, p bootstrapParams) (_ string, retErr error) {
 			break
 		}
 	}
-	var linger time.Duration
-	if group == p.InstanceID {
-		// Pods and runc groups keep a server of their own; the other tasks may share one.
-		var err error
-		if linger, err = sharedLinger(a, os.Getenv(SharedEnv)); err != nil {
-			return "", err
-		}
-		if linger > 0 {
-			group = sharedGroup
-		}
+	// A task that asks for the shared server goes there, a pod's too (its containers follow
+	// the pod's sandbox: containerd 2.x sends them to the sandbox's server, 1.x runs `start`
+	// for each with the same annotations and setting).
+	linger, err := sharedLinger(a, os.Getenv(SharedEnv))
+	if err != nil {
+		return "", err
+	}
+	if linger > 0 {
+		group = sharedGroup
 	}
 	socketDir := p.SocketDir
 	if socketDir == "" {
