@@ -95,9 +95,16 @@ func (sh *sharedServer) idle() {
 // expire decides, holding the lock the entries take, whether the server leaves: only with no task
 // and no fresh claim, and then its socket goes first, so that no entry sends it another task.
 func (sh *sharedServer) expire() {
+	// The directory is the entries' as much as the server's: recreated if someone removed it.
+	if err := os.MkdirAll(filepath.Join(sh.dir, sharedClaimsDir), 0o700); err != nil {
+		log.L.WithError(err).Warn("shared shim server: cannot create its directory; it stays, and looks again after its linger")
+		sh.idle()
+		return
+	}
 	lock, err := os.OpenFile(filepath.Join(sh.dir, sharedLockFile), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		log.L.WithError(err).Warn("shared shim server: cannot open its lock; it stays")
+		log.L.WithError(err).Warn("shared shim server: cannot open its lock; it stays, and looks again after its linger")
+		sh.idle()
 		return
 	}
 	defer lock.Close()
@@ -106,11 +113,10 @@ func (sh *sharedServer) expire() {
 		sh.idle()
 		return
 	}
-	if sh.tasks() > 0 {
-		return // the next Shutdown arms the timer again
-	}
-	if sh.freshClaims(time.Now()) > 0 {
-		sh.idle() // a task is on its way; look again later
+	if sh.tasks() > 0 || sh.freshClaims(time.Now()) > 0 {
+		// Tasks, or a task on its way: look again after another linger (containerd's Shutdown
+		// after the last task arms it anew; this covers a Create that failed without one).
+		sh.idle()
 		return
 	}
 	sh.mu.Lock()

@@ -62,6 +62,7 @@ func TestLoadShared(t *testing.T) {
 func TestSharedExpire(t *testing.T) {
 	tasks := 1
 	sh, left := newTestShared(t, &tasks)
+	sh.linger = time.Hour // only the explicit expires below, until the end
 	claim := filepath.Join(sh.dir, sharedClaimsDir, "t2")
 	if err := os.WriteFile(claim, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -97,7 +98,11 @@ func TestSharedExpire(t *testing.T) {
 		t.Fatalf("socket gone while staying: %v", err)
 	}
 	os.Remove(fresh)
-	// The timer expire armed for the fresh claim now finds nothing: the server leaves.
+	// The next look finds nothing: the server leaves.
+	sh.mu.Lock()
+	sh.linger = 50 * time.Millisecond
+	sh.mu.Unlock()
+	sh.idle()
 	select {
 	case <-left:
 	case <-time.After(5 * time.Second):
