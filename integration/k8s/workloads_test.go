@@ -55,6 +55,7 @@ func TestKubernetes(t *testing.T) {
 					{"GracefulDeletion", testGracefulDeletion},
 					{"InstallerDaemonSet", testInstallerDaemonSet},
 					{"RegistryPull", testRegistryPull},
+					{"SharedServerPods", testSharedServerPods},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						t.Parallel()
