@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,19 +35,52 @@ const (
 	runningBound = time.Minute     // container start to CONTAINER_RUNNING
 )
 
-// handler is a CRI runtime handler of the daemon's config (scripts/lib.sh) and the workload its
-// pods run.
+// handler is a variant of B5 and B6: a CRI runtime handler of the daemon's config (scripts/lib.sh),
+// the workload its pods run, and the annotations its pods carry. name is the variant's key and
+// report label; it is also the handler `crictl runp --runtime` names unless cri is set.
 type handler struct {
 	name, rt, image, what string
 	args                  []string
+	// cri is the runtime handler, when it is not name (wazero-shared runs handler wazero).
+	cri string
+	// annotations go into the PodSandboxConfig's "annotations" (nil: none); the daemon's
+	// pod_annotations = ["wazero.dev/*"] passes them on to the runtime for the sandbox and its
+	// containers.
+	annotations map[string]string
 }
 
 var (
-	hWasm = handler{"wazero", wasmRuntime, criImgWasm, "`/testprog.wasm sleep 3600`", []string{"sleep", "3600"}}
-	hRunc = handler{"runc", runcRuntime, criImgPause, "`/pause`", nil}
+	hWasm = handler{name: "wazero", rt: wasmRuntime, image: criImgWasm, what: "`/testprog.wasm sleep 3600`", args: []string{"sleep", "3600"}}
+	hRunc = handler{name: "runc", rt: runcRuntime, image: criImgPause, what: "`/pause`"}
+	// hShared is the shared-server variant (shared.go): handler wazero, its pods annotated
+	// wazero.dev/shared-server=30s, so one server per namespace serves every pod of the variant.
+	hShared = handler{name: sharedVariant, rt: sharedVariant, image: criImgWasm, what: hWasm.what, args: hWasm.args,
+		cri: hWasm.name, annotations: variantAnnotations(sharedVariant)}
 )
 
-func (h handler) label() string { return h.name + " (handler " + h.name + ")" }
+// runtimeHandler is the CRI runtime handler the variant's pods run with.
+func (h handler) runtimeHandler() string {
+	if h.cri != "" {
+		return h.cri
+	}
+	return h.name
+}
+
+func (h handler) label() string { return h.name + " (handler " + h.runtimeHandler() + ")" }
+
+// podConfig is the PodSandboxConfig (crictl runp's JSON) of pod name of variant h, its logs under
+// dir: host network, and h's annotations if it has any.
+func podConfig(h handler, name, dir string) map[string]any {
+	c := map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "bench", "uid": name, "attempt": 0},
+		"log_directory": filepath.Join(dir, "logs"),
+		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
+	}
+	if len(h.annotations) > 0 {
+		c["annotations"] = h.annotations
+	}
+	return c
+}
 
 // crictl runs crictl against the daemon's CRI endpoint and returns its trimmed stdout.
 func (b *bencher) crictl(args ...string) (string, error) {
@@ -118,11 +152,7 @@ func (b *bencher) criStart(h handler, prefix string) (criPod, criPhases, error) 
 	defer os.RemoveAll(dir) // config files and empty logs only; the CRI plugin keeps its own copy
 	podCfg := filepath.Join(dir, "pod.json")
 	ctrCfg := filepath.Join(dir, "ctr.json")
-	if err := writeJSONFile(podCfg, map[string]any{
-		"metadata":      map[string]any{"name": name, "namespace": "bench", "uid": name, "attempt": 0},
-		"log_directory": filepath.Join(dir, "logs"),
-		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
-	}); err != nil {
+	if err := writeJSONFile(podCfg, podConfig(h, name, dir)); err != nil {
 		return p, ph, err
 	}
 	c := map[string]any{
@@ -144,7 +174,7 @@ func (b *bencher) criStart(h handler, prefix string) (criPod, criPhases, error) 
 		return criPod{}, criPhases{}, err
 	}
 	t0 := time.Now()
-	id, err := b.crictl("runp", "--runtime", h.name, podCfg)
+	id, err := b.crictl("runp", "--runtime", h.runtimeHandler(), podCfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -215,10 +245,20 @@ func (b *bencher) criStartRetry(h handler, prefix, key string) (criPod, criPhase
 	return criPod{}, criPhases{}, err
 }
 
+// b5Handlers are the variants each round of B5 runs, in order: wazero, then (with -shared-variant)
+// wazero-shared, then runc.
+func (b *bencher) b5Handlers() []handler {
+	if b.c.sharedVariant {
+		return []handler{hWasm, hShared, hRunc}
+	}
+	return []handler{hWasm, hRunc}
+}
+
 // B5: CRI pod start, runp to CONTAINER_RUNNING, wazero vs runc, interleaved.
 func (b *bencher) b5(ctx context.Context, rep *report) error {
-	hs := []handler{hWasm, hRunc}
-	// One untimed pod of each first (unpacks, page cache).
+	hs := b.b5Handlers()
+	// One untimed pod of each first (unpacks, page cache; wazero-shared's starts its server, which
+	// lingers 30 s after each pod and so serves every round).
 	for _, h := range hs {
 		p, _, err := b.criStartRetry(h, "b5warm-"+h.name, "B5 "+h.name)
 		if err != nil {
@@ -240,8 +280,19 @@ func (b *bencher) b5(ctx context.Context, rep *report) error {
 				return err
 			}
 		}
-		log.Printf("B5 round %d: wazero %.0f ms, runc %.0f ms", i+1, ms(ph["wazero"][i].total), ms(ph["runc"][i].total))
+		var line []string
+		for _, h := range hs {
+			line = append(line, fmt.Sprintf("%s %.0f ms", h.name, ms(ph[h.name][i].total)))
+		}
+		log.Printf("B5 round %d: %s", i+1, strings.Join(line, ", "))
 	}
+	b5Report(rep, hs, ph)
+	return nil
+}
+
+// b5Report adds B5's rows (runc the baseline, then wazero, then wazero-shared if measured) and its
+// phases note, from the phases of every round of each variant of hs.
+func b5Report(rep *report, hs []handler, ph map[string][]criPhases) {
 	tot := func(h string) []float64 {
 		var s []float64
 		for _, p := range ph[h] {
@@ -251,12 +302,20 @@ func (b *bencher) b5(ctx context.Context, rep *report) error {
 	}
 	base := rep.add("B5", "runc: CRI host-network pod, `/pause` workload, `crictl runp`+`create`+`start` until `crictl inspect` says CONTAINER_RUNNING (baseline)", "ms", tot("runc"), nil, false)
 	rep.add("B5", "wazero: CRI host-network pod, `/testprog.wasm sleep 3600`, same steps", "ms", tot("wazero"), base, false)
+	if len(ph[sharedVariant]) > 0 {
+		rep.add("B5", fmt.Sprintf("%s: the same pod with the pod annotation `%s=%s` (handler wazero; one server per namespace), same steps",
+			sharedVariant, sharedServerAnnotation, sharedLingerValue()), "ms", tot(sharedVariant), base, false)
+	}
 	med := func(h string, f func(criPhases) time.Duration) float64 {
 		var s []float64
 		for _, p := range ph[h] {
 			s = append(s, ms(f(p)))
 		}
 		return median(s)
+	}
+	var names []string
+	for _, h := range hs {
+		names = append(names, h.name)
 	}
 	var parts []string
 	for _, x := range []struct {
@@ -268,10 +327,13 @@ func (b *bencher) b5(ctx context.Context, rep *report) error {
 		{"`start`", func(p criPhases) time.Duration { return p.start }},
 		{"`inspect` until RUNNING", func(p criPhases) time.Duration { return p.running }},
 	} {
-		parts = append(parts, fmt.Sprintf("%s %.0f vs %.0f", x.n, med("wazero", x.f), med("runc", x.f)))
+		var v []string
+		for _, h := range names {
+			v = append(v, fmt.Sprintf("%.0f", med(h, x.f)))
+		}
+		parts = append(parts, x.n+" "+strings.Join(v, " vs "))
 	}
-	rep.note("B5 phases (median ms, each a crictl process; wazero vs runc): %s.", strings.Join(parts, "; "))
-	return nil
+	rep.note("B5 phases (median ms, each a crictl process; %s): %s.", strings.Join(names, " vs "), strings.Join(parts, "; "))
 }
 
 // ---- B6 density ------------------------------------------------------------------------------
@@ -357,21 +419,18 @@ type density struct {
 	tearErrs            int
 	tearFirst           string
 	crictlPSTook        time.Duration
+	// The shared-server variant only: the server processes its pods' tasks ran under (want 1), and
+	// how long after teardown the bench waited for the server to exit (its linger), and whether it did.
+	servers    int
+	serverWait time.Duration
+	serverGone bool
 }
 
 // b6 starts N idle pods of each handler (wazero, then runc if asked for), measures, tears down.
 func (b *bencher) b6(ctx context.Context, rep *report) error {
-	var hs []handler
-	for _, s := range strings.Split(b.c.b6Runtimes, ",") {
-		switch strings.TrimSpace(s) {
-		case "wazero":
-			hs = append(hs, hWasm)
-		case "runc":
-			hs = append(hs, hRunc)
-		case "":
-		default:
-			return fmt.Errorf("bad -b6-runtimes %q", b.c.b6Runtimes)
-		}
+	hs, err := b6Handlers(b.c.b6Runtimes, b.c.sharedVariant)
+	if err != nil {
+		return err
 	}
 	res := map[string]*density{}
 	for _, h := range hs {
@@ -381,6 +440,15 @@ func (b *bencher) b6(ctx context.Context, rep *report) error {
 		}
 		res[h.name] = d
 	}
+	b6Rows(rep, res, b.c.b6Conc)
+	b6Notes(rep, hs, res, b.c.b6Conc)
+	return nil
+}
+
+// b6Rows adds B6's rows from the batches in res (by variant name): PSS per pod, then the time to
+// start them all; runc's is the baseline of each when it ran, wazero's and wazero-shared's rows
+// are solo otherwise.
+func b6Rows(rep *report, res map[string]*density, conc int) {
 	var base *row
 	if d := res["runc"]; d != nil {
 		base = rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("runc: %d idle host-network pods, %s workload, PSS of shims + pause + workload per pod (baseline, %d processes)", d.reached, d.h.what, d.procs), "MiB", []float64{d.pssMiB / float64(d.reached)}, nil, false)
@@ -389,14 +457,26 @@ func (b *bencher) b6(ctx context.Context, rep *report) error {
 		x := rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("wazero: %d idle host-network pods, %s, PSS of shims + runners per pod (%d processes)", d.reached, d.h.what, d.procs), "MiB", []float64{d.pssMiB / float64(d.reached)}, base, false)
 		x.solo = base == nil
 	}
+	if d := res[sharedVariant]; d != nil {
+		x := rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("%s: the same %d pods with the pod annotation `%s=%s`, PSS of the shared server + runners per pod (%d processes)", sharedVariant, d.reached, sharedServerAnnotation, sharedLingerValue(), d.procs), "MiB", []float64{d.pssMiB / float64(d.reached)}, base, false)
+		x.solo = base == nil
+	}
 	var tbase *row
 	if d := res["runc"]; d != nil {
-		tbase = rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("runc: time to start all %d pods, %d at a time (baseline)", d.reached, b.c.b6Conc), "s", []float64{d.startTook.Seconds()}, nil, false)
+		tbase = rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("runc: time to start all %d pods, %d at a time (baseline)", d.reached, conc), "s", []float64{d.startTook.Seconds()}, nil, false)
 	}
 	if d := res["wazero"]; d != nil {
-		x := rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("wazero: time to start all %d pods, %d at a time", d.reached, b.c.b6Conc), "s", []float64{d.startTook.Seconds()}, tbase, false)
+		x := rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("wazero: time to start all %d pods, %d at a time", d.reached, conc), "s", []float64{d.startTook.Seconds()}, tbase, false)
 		x.solo = tbase == nil
 	}
+	if d := res[sharedVariant]; d != nil {
+		x := rep.add(fmt.Sprintf("B6 x%d", d.reached), fmt.Sprintf("%s: time to start all %d pods, %d at a time", sharedVariant, d.reached, conc), "s", []float64{d.startTook.Seconds()}, tbase, false)
+		x.solo = tbase == nil
+	}
+}
+
+// b6Notes adds B6's notes on each batch of hs (results in res).
+func b6Notes(rep *report, hs []handler, res map[string]*density, conc int) {
 	for _, h := range hs {
 		d := res[h.name]
 		mib := func(kb int64) float64 { return float64(kb) / 1024 }
@@ -409,7 +489,7 @@ func (b *bencher) b6(ctx context.Context, rep *report) error {
 			h.name, mib(d.before.daemonPssKB), mib(d.full.daemonPssKB), perPod(d.before.daemonPssKB, d.full.daemonPssKB), mib(d.after.daemonPssKB),
 			d.before.daemonFDs, d.full.daemonFDs, d.before.daemonThreads, d.full.daemonThreads,
 			mib(d.before.memAvailKB), mib(d.full.memAvailKB), perPod(d.full.memAvailKB, d.before.memAvailKB), mib(d.after.memAvailKB), d.before.threads, d.full.threads)
-		tear := fmt.Sprintf("B6 %s: teardown (`crictl stopp` + `rmp --force`, %d at a time) took %s", h.name, b.c.b6Conc, d.tearTook.Round(time.Second))
+		tear := fmt.Sprintf("B6 %s: teardown (`crictl stopp` + `rmp --force`, %d at a time) took %s", h.name, conc, d.tearTook.Round(time.Second))
 		if d.tearErrs > 0 {
 			tear += fmt.Sprintf(", %d error(s), first: `%s`", d.tearErrs, d.tearFirst)
 		}
@@ -422,8 +502,35 @@ func (b *bencher) b6(ctx context.Context, rep *report) error {
 		if d.stopErr != "" {
 			rep.note("**B6 %s stopped at %d of %d pods**: %s", h.name, d.reached, d.want, d.stopErr)
 		}
+		if h.name == sharedVariant {
+			rep.note("%s", sharedDensityNote(d))
+		}
 	}
-	return nil
+}
+
+// b6Handlers are the variants B6 runs, in order: those of -b6-runtimes (wazero, runc, in the
+// order given), and with -shared-variant wazero-shared right after wazero (first if wazero is not
+// asked for), so that runc's batch, if any, comes last.
+func b6Handlers(list string, shared bool) ([]handler, error) {
+	var hs []handler
+	for _, s := range strings.Split(list, ",") {
+		switch strings.TrimSpace(s) {
+		case "wazero":
+			hs = append(hs, hWasm)
+			if shared {
+				hs = append(hs, hShared)
+			}
+		case "runc":
+			hs = append(hs, hRunc)
+		case "":
+		default:
+			return nil, fmt.Errorf("bad -b6-runtimes %q", list)
+		}
+	}
+	if shared && !slices.ContainsFunc(hs, func(h handler) bool { return h.name == sharedVariant }) {
+		hs = append([]handler{hShared}, hs...)
+	}
+	return hs, nil
 }
 
 // density starts n pods of h, c.b6Conc at a time, measures, and removes them.
@@ -482,7 +589,16 @@ func (b *bencher) density(ctx context.Context, h handler, n int) (*density, erro
 			return fmt.Errorf("no pod started: %s", stopErr)
 		}
 		time.Sleep(2 * settleIdle)
-		kb, procs, err := b.pss(h.rt)
+		var kb int64
+		var procs int
+		var err error
+		if h.name == sharedVariant {
+			// From the pods' task pids: the shared server once, with every runner under it, and
+			// not a server left by an earlier batch or benchmark (pss.go, pssOfTasks).
+			kb, procs, d.servers, err = b.pssOfPods(h, pods)
+		} else {
+			kb, procs, err = b.pss(h.rt)
+		}
 		if err != nil {
 			return err
 		}
@@ -494,19 +610,8 @@ func (b *bencher) density(ctx context.Context, h handler, n int) (*density, erro
 		if err != nil {
 			return fmt.Errorf("ctr task ls: %v: %s", err, lastLines(string(out), 3))
 		}
-		ours := map[string]bool{}
-		for _, p := range pods {
-			ours[p.pod], ours[p.ctr] = true, true
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			f := strings.Fields(l)
-			if len(f) >= 3 && ours[f[0]] {
-				d.tasks++
-				if f[2] == "RUNNING" {
-					d.tasksRunning++
-				}
-			}
-		}
+		d.tasks, d.tasksRunning, _ = parseTaskLs(string(out), podIDs(pods))
+		ours := podIDs(pods)
 		t = time.Now()
 		ps, err := b.crictl("ps", "-q", "--state", "Running")
 		d.crictlPSTook = time.Since(t)
@@ -551,6 +656,12 @@ func (b *bencher) density(ctx context.Context, h handler, n int) (*density, erro
 	d.tearTook = time.Since(t)
 	log.Printf("B6 %s: teardown took %s", h.name, d.tearTook.Round(time.Millisecond))
 	d.left = b.criLeftovers(h, pods)
+	if h.name == sharedVariant {
+		// The server lingers after its last pod: wait for it to leave (a leak check, and so
+		// that no later batch or run shares its pages).
+		d.serverWait, d.serverGone = b.waitSharedGone()
+		log.Printf("B6 %s: the server exited %.1f s after teardown: %v", h.name, d.serverWait.Seconds(), d.serverGone)
+	}
 	d.after = b.snapshot()
 	if err != nil {
 		return nil, err
@@ -597,7 +708,12 @@ func (b *bencher) criLeftovers(h handler, pods []criPod) []string {
 		o, err = exec.Command(b.c.ctr, "--address", b.c.address, "-n", b.c.criNS, "containers", "ls", "-q").CombinedOutput()
 		count("`ctr containers ls`", string(o), err)
 		if _, procs, err := b.pss(h.rt); err == nil && procs > 0 {
-			left = append(left, fmt.Sprintf("%d shim/runner/container processes", procs))
+			if h.name == sharedVariant {
+				procs -= b.idleShims(h.rt) // the server lingers after its last pod (waited for after)
+			}
+			if procs > 0 {
+				left = append(left, fmt.Sprintf("%d shim/runner/container processes", procs))
+			}
 		}
 		cg := 0
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + b.c.criNS)
@@ -639,4 +755,95 @@ func (b *bencher) criLeftovers(h handler, pods []criPod) []string {
 	}
 	sort.Strings(left)
 	return left
+}
+
+// podIDs is the set of the pods' sandbox and container ids.
+func podIDs(pods []criPod) map[string]bool {
+	ids := map[string]bool{}
+	for _, p := range pods {
+		ids[p.pod], ids[p.ctr] = true, true
+	}
+	return ids
+}
+
+// parseTaskLs reads `ctr task ls` (TASK PID STATUS): of the tasks in ours, how many it lists, how
+// many RUNNING, and the pids of those (pid 0, a task without a process, left out).
+func parseTaskLs(out string, ours map[string]bool) (tasks, running int, pids []int) {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && ours[f[0]] {
+			tasks++
+			if f[2] == "RUNNING" {
+				running++
+				if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	}
+	return tasks, running, pids
+}
+
+// pssOfPods is pssOfTasks for the tasks (sandboxes and containers) of pods: their PSS (kB), the
+// processes counted, and the shims (servers) they run under.
+func (b *bencher) pssOfPods(h handler, pods []criPod) (int64, int, int, error) {
+	out, err := exec.Command(b.c.ctr, "--address", b.c.address, "-n", b.c.criNS, "task", "ls").CombinedOutput()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("ctr task ls: %v: %s", err, lastLines(string(out), 3))
+	}
+	_, _, pids := parseTaskLs(string(out), podIDs(pods))
+	if len(pids) == 0 {
+		return 0, 0, 0, fmt.Errorf("%s: `ctr -n %s task ls` lists no running task of the %d pods", h.name, b.c.criNS, len(pods))
+	}
+	return b.pssOfTasks(h.rt, pids)
+}
+
+// idleShims counts the shims of rt serving our daemon that have no child process: a shared server
+// lingering after its last task (its runners are its children).
+func (b *bencher) idleShims(rt string) int {
+	ppid, exe, err := procTable()
+	if err != nil {
+		return 0
+	}
+	var shims []int
+	for pid, x := range exe {
+		if b.runsShimOf(rt, x) && b.isOurShim(pid) {
+			shims = append(shims, pid)
+		}
+	}
+	return len(childless(shims, ppid))
+}
+
+// childless are the pids that are no process's parent (ppid: every process's parent).
+func childless(pids []int, ppid map[int]int) []int {
+	parent := map[int]bool{}
+	for _, pp := range ppid {
+		parent[pp] = true
+	}
+	var out []int
+	for _, p := range pids {
+		if !parent[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sharedDensityNote is B6's note on the shared-server batch: whether one server served all its
+// pods, and whether that server left after teardown within its linger.
+func sharedDensityNote(d *density) string {
+	var s string
+	if d.servers == 1 {
+		s = fmt.Sprintf("B6 %s: the %d pods' tasks (sandboxes and containers) all ran under one server process, counted once in the PSS",
+			sharedVariant, d.reached)
+	} else {
+		s = fmt.Sprintf("B6 %s: **the %d pods' tasks ran under %d server processes, not one**: the shim ignored `%s` (is its shared-server mode in this build, and does the daemon's config pass `wazero.dev/*` pod annotations?), so these rows measure the default mode",
+			sharedVariant, d.reached, d.servers, sharedServerAnnotation)
+	}
+	if d.serverGone {
+		s += fmt.Sprintf("; after teardown the server left in %.0f s (linger %s).", d.serverWait.Seconds(), sharedLingerValue())
+	} else {
+		s += fmt.Sprintf("; **a process of the shim still ran %.0f s after teardown**, beyond the server's %s linger.", d.serverWait.Seconds(), sharedLingerValue())
+	}
+	return s
 }

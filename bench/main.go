@@ -70,7 +70,7 @@ type config struct {
 	// measured in B1-B3 beside the current one under its absolute path as the runtime name
 	// (baseline.go); "" measures the current build only.
 	beforeShimExe, beforeLabel string
-	// sharedVariant adds the shared-server variant (shared.go) to B1-B3.
+	// sharedVariant adds the shared-server variant (shared.go) to B1-B3, B5 and B6.
 	sharedVariant bool
 	// warmAgent is wazero-shim-installer, whose -warm-cache agent compiles an image's module
 	// before B1e's first run; "" leaves B1e out.
@@ -126,7 +126,7 @@ func main() {
 	flag.IntVar(&c.b7Conns, "b7-connections", 16, "B7 wrk -c")
 	flag.StringVar(&c.beforeShimExe, "before-shim-exe", "", "an earlier build of the wazero shim (absolute path, its runner beside it) to measure in B1-B4 and B7 beside the current one (BENCH_BASELINE_SHIM/_REF)")
 	flag.StringVar(&c.beforeLabel, "before-label", "", "what the -before-shim-exe build is (e.g. the commit it was built from)")
-	flag.BoolVar(&c.sharedVariant, "shared-variant", false, "B1-B3 also measure the current shim with the annotation "+sharedServerAnnotation+"="+sharedLingerValue()+" (row wazero-shared; BENCH_SHARED=1)")
+	flag.BoolVar(&c.sharedVariant, "shared-variant", false, "B1-B3, B5 and B6 also measure the current shim with the annotation "+sharedServerAnnotation+"="+sharedLingerValue()+" (row wazero-shared; BENCH_SHARED=1)")
 	flag.Parse()
 	if c.address == "" {
 		log.Fatal("-address is required")
@@ -1426,7 +1426,7 @@ func fullMarkdown(c *config, rep *report, took time.Duration) []byte {
 		"`BENCH_ONLY=B7 scripts/bench.sh` (any subset) leaves this part alone and writes its results in a section\n"+
 		"of its own at the end of the file; the next full run drops such sections. `BENCH_BASELINE_REF=COMMIT`\n"+
 		"adds a build of the shim from that commit to B1-B4 and to B7's wazero variants, measured beside this one (before and after);\n"+
-		"`BENCH_SHARED=1` adds to B1-B3 the rows `wazero-shared`: the shim's shared-server mode (one server per namespace).\n\n")
+		"`BENCH_SHARED=1` adds to B1-B3, B5 and B6 the rows `wazero-shared`: the shim's shared-server mode (one server per namespace).\n\n")
 	fmt.Fprintf(&w, "## Results\n\n")
 	resultsTable(&w, rep)
 	fmt.Fprintf(&w, "## What is measured\n\n")

@@ -12,6 +12,10 @@ package main
 // runtime name itself for a shim build (wasmRuntime, or -before-shim-exe's absolute path), and
 // sharedVariant for the shared-server variant; runtimeOf and variantAnnotations turn a key into what
 // containerd is given. B4 and B7 do not run it (they measure a guest's speed, not a task's start).
+//
+// B5 and B6 (cri.go) run it as a handler variant, hShared: CRI handler wazero, the same annotation
+// in the PodSandboxConfig's "annotations", which the daemon's pod_annotations = ["wazero.dev/*"]
+// passes to the runtime for the pod's sandbox and containers.
 
 import (
 	"fmt"
@@ -129,12 +133,14 @@ func (b *bencher) waitSharedGone() (time.Duration, bool) {
 	}
 }
 
-// sharedGoneBeforeB6 waits for a shared server left by B1-B3 to exit before B6, which counts every
-// wazero shim serving the daemon (its pods' memory, and the processes left after its teardown).
+// sharedGoneBeforeB6 waits for a shared server left by B1-B3 or B5 to exit before B6, whose wazero
+// batch counts every wazero shim serving the daemon (its pods' memory, and the processes left after
+// its teardown); its wazero-shared batch counts only the shims of its pods' tasks, but a lingering
+// server would still share the server binary's pages with them.
 func (b *bencher) sharedGoneBeforeB6(rep *report) {
 	d, gone := b.waitSharedGone()
 	if !gone {
-		rep.note("B6: a process of the current shim (pids %v) still ran %.0f s after B1-B3, beyond the `%s` server's %s linger; B6 counts it with its pods",
+		rep.note("B6: a process of the current shim (pids %v) still ran %.0f s after the benchmarks before it, beyond the `%s` server's %s linger; B6's wazero batch counts it with its pods",
 			b.currentShimPids(), d.Seconds(), sharedVariant, sharedLingerValue())
 	} else if d > time.Second {
 		log.Printf("B6: waited %.1f s for the %s server to exit", d.Seconds(), sharedVariant)
@@ -176,5 +182,19 @@ func describeShared(w io.Writer, c *config, name string) {
 			"  `wazero` batch waits for it to exit (a process mapping the same server binary would lower that\n"+
 			"  batch's PSS). A note says if the shared variant's containers were not served by one server.\n",
 			sharedVariant, sharedServerAnnotation, sharedLingerValue(), sharedLingerValue())
+	case "B5":
+		fmt.Fprintf(w, "  **Shared server**: the row `%s` is the same pod through handler `wazero` with the pod\n"+
+			"  annotation `%s=%s` (crictl runp's JSON `annotations`; the daemon's\n"+
+			"  `pod_annotations = [\"wazero.dev/*\"]` passes it on): one server per containerd namespace serves the\n"+
+			"  pod's sandbox and container and stays %s after its last task, so a pod does not pay for a server\n"+
+			"  process's start. Every round runs wazero, %s, then runc; the untimed warm-up pod starts the server.\n",
+			sharedVariant, sharedServerAnnotation, sharedLingerValue(), sharedLingerValue(), sharedVariant)
+	case "B6":
+		fmt.Fprintf(w, "  **Shared server**: a batch `%s` follows the wazero one (before runc's): the same pods with the\n"+
+			"  pod annotation `%s=%s`. Its PSS starts from the pods' task pids (`ctr task ls`): the\n"+
+			"  server they run under counts once, with every runner; a server left by an earlier batch or benchmark\n"+
+			"  does not count (B6 waits for one to exit before it starts, and for its own after teardown). A note\n"+
+			"  says whether all the pods ran under one server and whether it left within its linger.\n",
+			sharedVariant, sharedServerAnnotation, sharedLingerValue())
 	}
 }

@@ -30,15 +30,21 @@
 # own, so each build finds its own runner beside it (pkg/shim/runnerexe.go pairs them by build stamp).
 # A partial before/after run writes a section of its own (BENCH_TIMEOUT defaults to 1500 s then).
 #
-# Shared server (bench/shared.go): BENCH_SHARED=1 adds to B1 (all series), B2 and B3 a wazero variant,
-# rows `wazero-shared`: the current shim with the annotation wazero.dev/shared-server=30s
+# Shared server (bench/shared.go): BENCH_SHARED=1 adds to B1 (all series), B2, B3, B5 and B6 a wazero
+# variant, rows `wazero-shared`: the current shim with the annotation wazero.dev/shared-server=30s
 # in every container's spec (`ctr run --annotation`, or the Go client's oci.WithAnnotations), so one
 # server per namespace serves its tasks, measured in the same rounds as `wazero` (and `wazero-before`).
+# B5 and B6 put it on the pod (crictl runp's JSON "annotations", handler wazero; the daemon's
+# pod_annotations = ["wazero.dev/*"] passes it on): B5 runs the variant in each round between wazero
+# and runc; B6 runs a batch of it after the wazero batch (before runc's, if B6_RUNTIMES has runc),
+# counts the server once (from the pods' task pids), notes whether one server served all the pods,
+# and waits for it to exit after teardown (30 s).
 # B3 waits for that server to exit (30 s after its last container) before each `wazero` batch, B6
 # before it starts; the one left at the end is stopped by the cleanup ("killed 1 leftover shim
 # process"). Unset (the default), nothing changes; set, a partial run writes a section of its own and
-# BENCH_TIMEOUT defaults to 1500 s.
+# BENCH_TIMEOUT defaults to 1500 s (1920 s when B6 runs).
 #   BENCH_ONLY=B1,B2,B3 BENCH_SHARED=1 scripts/bench.sh
+#   BENCH_ONLY=B5,B6 BENCH_SHARED=1 B6_RUNTIMES=wazero,runc scripts/bench.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -215,6 +221,8 @@ log "containerd $VERSION ready, images imported; running benchmarks (namespace $
 
 # The bench runs in the background so that the trap can stop it; `timeout` bounds the whole run.
 if [ -n "$BASE_SHIM" ] || [ ${#SHARED_ARGS[@]} -gt 0 ]; then DEFAULT_TIMEOUT=1500; else DEFAULT_TIMEOUT=840; fi
+# B6's wazero-shared batch (BENCH_SHARED=1): another B6_N pods, then the server's linger; about 5 minutes.
+case $ONLY in *,B6,*) [ ${#SHARED_ARGS[@]} -eq 0 ] || DEFAULT_TIMEOUT=$((DEFAULT_TIMEOUT + 420)) ;; esac
 timeout "${BENCH_TIMEOUT:-$DEFAULT_TIMEOUT}" "$TMP/bench" "${BASE_ARGS[@]}" "${SHARED_ARGS[@]}" \
 	-address "$E/containerd.sock" -namespace "$NS" -ctr "$BIN/ctr" -fifo-dir "$TMP/fifo" \
 	-cache-dir "$CONTAINERD_SHIM_WAZERO_CACHE_DIR" -daemon-log "$E/containerd.log" -warm-agent "$TMP/wazero-shim-installer" \
