@@ -37,6 +37,8 @@ func TestCRISharedServer(t *testing.T) {
 			return r.ppid
 		}
 		server := parent(s1)
+		_, _, start := procStat(server)
+		srv := shimProc{pid: server, start: start}
 		for _, id := range []string{p1.id, p2.id, s2} {
 			if got := parent(id); got != server {
 				t.Errorf("the runner of %s runs under %d, want the shared server %d (the runner of %s's)", id, got, server, s1)
@@ -68,7 +70,7 @@ func TestCRISharedServer(t *testing.T) {
 
 		// The last pod gone, the server leaves after its linger.
 		deadline := time.Now().Add(linger + 30*time.Second)
-		for alive(server) {
+		for srv.alive() {
 			if time.Now().After(deadline) {
 				t.Fatalf("the shared server %d still runs %s after its last pod's removal (linger %s)", server, linger+30*time.Second, linger)
 			}

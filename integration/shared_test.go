@@ -3,12 +3,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +33,9 @@ func TestSharedServer(t *testing.T) {
 			d.importImage(t, filepath.Join(imagesDir, "wasmtest.tar"))
 
 			a, b := d.runSleeping(t), d.runSleeping(t)
-			server := parentPid(t, d.taskPid(t, a))
-			if got := parentPid(t, d.taskPid(t, b)); got != server {
+			srv := d.serverOf(t, a)
+			server := srv.pid
+			if got := d.serverOf(t, b).pid; got != server {
 				t.Fatalf("two tasks of the namespace run under servers %d and %d, want one shared server", server, got)
 			}
 			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", server)); exe != suite.serverBin {
@@ -57,7 +56,7 @@ func TestSharedServer(t *testing.T) {
 				if st := d.taskStatus(t, id); st != "RUNNING" {
 					t.Fatalf("after containerd's restart task %s is %q, want RUNNING\n%s", id, st, tail(d.logPath(), 30))
 				}
-				if got := parentPid(t, d.taskPid(t, id)); got != server {
+				if got := d.serverOf(t, id).pid; got != server {
 					t.Fatalf("after containerd's restart task %s runs under %d, want the shared server %d", id, got, server)
 				}
 			}
@@ -75,17 +74,17 @@ func TestSharedServer(t *testing.T) {
 			d.stopTask(t, b)
 
 			// No task left: the server waits for the next one, and serves it.
-			if !alive(server) {
+			if !srv.alive() {
 				t.Fatalf("the shared server %d left with its last task, before its linger", server)
 			}
 			c := d.runSleeping(t)
-			if got := parentPid(t, d.taskPid(t, c)); got != server {
+			if got := d.serverOf(t, c).pid; got != server {
 				t.Fatalf("a task within the linger runs under server %d, want the shared server %d", got, server)
 			}
 			d.stopTask(t, c)
 
 			// Then it leaves, with its socket and its directory.
-			for end := time.Now().Add(sharedLinger + 20*time.Second); alive(server); time.Sleep(100 * time.Millisecond) {
+			for end := time.Now().Add(sharedLinger + 20*time.Second); srv.alive(); time.Sleep(100 * time.Millisecond) {
 				if time.Now().After(end) {
 					t.Fatalf("the shared server %d still runs %s after its last task (linger %s)", server, time.Until(end)+sharedLinger+20*time.Second, sharedLinger)
 				}
@@ -146,27 +145,13 @@ func (d *daemon) shimAddress(t *testing.T, id string) string {
 	return string(b)
 }
 
-// parentPid is pid's parent, from /proc/PID/stat.
-func parentPid(t *testing.T, pid int) int {
+// serverOf is the process task id's runner runs under (the shim server), with its start time.
+func (d *daemon) serverOf(t *testing.T, id string) shimProc {
 	t.Helper()
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
+	_, ppid, _ := procStat(d.taskPid(t, id))
+	state, _, start := procStat(ppid)
+	if state == "" {
+		t.Fatalf("the parent %d of task %s's runner is gone", ppid, id)
 	}
-	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		t.Fatalf("/proc/%d/stat: %v", pid, err)
-	}
-	return ppid
-}
-
-// alive reports whether pid is a live process (not a zombie).
-func alive(pid int) bool {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(st, ')')
-	return i < 0 || i+2 >= len(st) || (st[i+2] != 'Z' && st[i+2] != 'X')
+	return shimProc{pid: ppid, start: start}
 }

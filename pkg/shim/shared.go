@@ -16,23 +16,23 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/nodedir"
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/shimentry"
 )
 
-// The shared server's side of the protocol pkg/shimentry/shared.go describes: the entry starts
-// this server with these variables when the task's container or the node asked for a shared
-// server (docs/shared-server.md).
+// The shared server's side of the protocol pkg/shimentry/shared.go describes (its Shared*
+// constants name the variables, files and the lock wait): the entry starts this server with those
+// variables when the task or the node asked for a shared server (docs/shared-server.md).
 const (
-	sharedDirEnv    = "WAZERO_SHIM_SHARED_DIR"
-	sharedSocketEnv = "WAZERO_SHIM_SHARED_SOCKET"
-	sharedLingerEnv = "WAZERO_SHIM_SHARED_LINGER"
-	sharedLockFile  = "lock"
-	sharedClaimsDir = "claims"
+	sharedDirEnv    = shimentry.SharedDirEnv
+	sharedSocketEnv = shimentry.SharedSocketEnv
+	sharedLingerEnv = shimentry.SharedLingerEnv
+	sharedLockFile  = shimentry.SharedLockFile
+	sharedClaimsDir = shimentry.SharedClaimsDir
+	sharedLockWait  = shimentry.SharedLockWait
 	// sharedClaimTTL is how long a claim keeps the server for a task whose Create has not come:
 	// containerd sends it milliseconds after the entry's `start` returns; a claim older than this
 	// is a start whose Create never came (containerd failed or gave up), and is dropped.
 	sharedClaimTTL = time.Minute
-	// sharedLockWait bounds a wait for the lock (pkg/shimentry's is the same).
-	sharedLockWait = 10 * time.Second
 )
 
 // sharedServer is a server shared by the tasks of a namespace: it stays while it has tasks or
@@ -150,7 +150,7 @@ func cleanupDeadShared(bundle string) {
 		return
 	}
 	socket := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
-	dir := socket + ".shared"
+	dir := shimentry.SharedDir(socket)
 	lock, err := os.OpenFile(filepath.Join(dir, sharedLockFile), os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return // no shared directory: not a shared server's task, or already cleaned up

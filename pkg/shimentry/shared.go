@@ -31,18 +31,21 @@ const (
 	// containerd's address and the namespace, as a pod's is of its sandbox ID).
 	sharedGroup = "io.containerd.wazero.v1.shared"
 
-	// The server reads its part of the protocol from these variables, set only by the entry
-	// when it starts a shared server (pkg/shim's shared.go reads them).
-	sharedDirEnv    = "WAZERO_SHIM_SHARED_DIR"
-	sharedSocketEnv = "WAZERO_SHIM_SHARED_SOCKET"
-	sharedLingerEnv = "WAZERO_SHIM_SHARED_LINGER"
-
-	// sharedLockFile and sharedClaimsDir are in the shared server's directory (sharedDir).
-	sharedLockFile  = "lock"
-	sharedClaimsDir = "claims"
-	// sharedLockWait bounds the wait for the lock: its holders hold it for milliseconds.
-	sharedLockWait = 10 * time.Second
+	// The protocol with the server (pkg/shim's shared.go): the entry starts a shared server with
+	// SharedDirEnv (its directory), SharedSocketEnv (its socket path) and SharedLingerEnv (a Go
+	// duration) in its environment. The directory holds SharedLockFile, which both take with
+	// flock for at most SharedLockWait, and SharedClaimsDir.
+	SharedDirEnv    = "WAZERO_SHIM_SHARED_DIR"
+	SharedSocketEnv = "WAZERO_SHIM_SHARED_SOCKET"
+	SharedLingerEnv = "WAZERO_SHIM_SHARED_LINGER"
+	SharedLockFile  = "lock"
+	SharedClaimsDir = "claims"
+	SharedLockWait  = 10 * time.Second
 )
+
+// SharedDir is the directory of the shared server listening on socket: its lock and the claims of
+// the tasks it was promised to (beside the socket, in containerd's socket directory).
+func SharedDir(socket string) string { return socket + ".shared" }
 
 // sharedLinger returns how long a shared server waits after its last task, as the container's
 // annotations and the node's environment ask (0: no shared server). A bad value is an error that
@@ -63,10 +66,6 @@ func sharedLinger(annotations map[string]string, env string) (time.Duration, err
 	return d, nil
 }
 
-// sharedDir is the directory of the shared server listening on socket: its lock and the claims of
-// the tasks it was promised to (beside the socket, in containerd's socket directory).
-func sharedDir(socket string) string { return socket + ".shared" }
-
 // sharedClaim holds the shared server's lock while the entry decides which server a task goes to.
 // The protocol with the server (pkg/shim's shared.go) is: the entry, holding the lock, either finds
 // the server accepting on the socket or starts one, and in both cases writes a claim named by the
@@ -79,17 +78,17 @@ type sharedClaim struct {
 }
 
 // lockShared creates the shared server's directory for socket if needed and takes its lock,
-// waiting at most sharedLockWait (the holder is another task's entry or a server deciding to
+// waiting at most SharedLockWait (the holder is another task's entry or a server deciding to
 // leave, both brief). A
 // server that leaves removes the directory while it holds the lock: a lock taken on a file that
 // is no longer the directory's is let go and taken again on the new one.
 func lockShared(socket string) (*sharedClaim, error) {
-	dir := sharedDir(socket)
+	dir := SharedDir(socket)
 	for {
-		if err := os.MkdirAll(filepath.Join(dir, sharedClaimsDir), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, SharedClaimsDir), 0o700); err != nil {
 			return nil, fmt.Errorf("shared shim server: %w", err)
 		}
-		path := filepath.Join(dir, sharedLockFile)
+		path := filepath.Join(dir, SharedLockFile)
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("shared shim server: %w", err)
@@ -109,8 +108,8 @@ func lockShared(socket string) (*sharedClaim, error) {
 		}()
 		select {
 		case err = <-locked:
-		case <-time.After(sharedLockWait):
-			err = fmt.Errorf("not free after %s", sharedLockWait)
+		case <-time.After(SharedLockWait):
+			err = fmt.Errorf("not free after %s", SharedLockWait)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("shared shim server: lock %s (held by another task's start or by the server leaving): %w", path, err)
@@ -128,7 +127,7 @@ func (c *sharedClaim) claim(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
 		return fmt.Errorf("shared shim server: task ID %q cannot name a claim file", id)
 	}
-	f, err := os.OpenFile(filepath.Join(c.dir, sharedClaimsDir, id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(filepath.Join(c.dir, SharedClaimsDir, id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("shared shim server: claim for task %s: %w", id, err)
 	}
@@ -136,7 +135,7 @@ func (c *sharedClaim) claim(id string) error {
 }
 
 // unclaim removes task id's claim (its start failed).
-func (c *sharedClaim) unclaim(id string) { _ = os.Remove(filepath.Join(c.dir, sharedClaimsDir, id)) }
+func (c *sharedClaim) unclaim(id string) { _ = os.Remove(filepath.Join(c.dir, SharedClaimsDir, id)) }
 
 // unlock lets go of the lock (closing the file releases the flock).
 func (c *sharedClaim) unlock() { c.lock.Close() }
@@ -144,8 +143,8 @@ func (c *sharedClaim) unlock() { c.lock.Close() }
 // sharedServerEnv is what a shared server is started with on top of the entry's environment.
 func sharedServerEnv(socket string, linger time.Duration) []string {
 	return []string{
-		sharedDirEnv + "=" + sharedDir(socket),
-		sharedSocketEnv + "=" + socket,
-		sharedLingerEnv + "=" + linger.String(),
+		SharedDirEnv + "=" + SharedDir(socket),
+		SharedSocketEnv + "=" + socket,
+		SharedLingerEnv + "=" + linger.String(),
 	}
 }

@@ -48,11 +48,11 @@ func TestSharedLinger(t *testing.T) {
 // lock must not keep the old file's lock (it would write its claim where no server looks).
 func TestLockSharedReplacedFile(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "sock")
-	dir := sharedDir(socket)
-	if err := os.MkdirAll(filepath.Join(dir, sharedClaimsDir), 0o700); err != nil {
+	dir := SharedDir(socket)
+	if err := os.MkdirAll(filepath.Join(dir, SharedClaimsDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	old, err := os.OpenFile(filepath.Join(dir, sharedLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	old, err := os.OpenFile(filepath.Join(dir, SharedLockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,17 +82,17 @@ func TestLockSharedReplacedFile(t *testing.T) {
 		t.Fatal("no lock")
 	}
 	defer c.unlock()
-	if !nodedir.SameFile(c.lock, filepath.Join(dir, sharedLockFile)) {
+	if !nodedir.SameFile(c.lock, filepath.Join(dir, SharedLockFile)) {
 		t.Fatal("the lock taken is not the directory's lock file")
 	}
 	if err := c.claim("task1"); err != nil {
 		t.Fatalf("claim in the new directory: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, sharedClaimsDir, "task1")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, SharedClaimsDir, "task1")); err != nil {
 		t.Fatal(err)
 	}
 	c.unclaim("task1")
-	if _, err := os.Stat(filepath.Join(dir, sharedClaimsDir, "task1")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, SharedClaimsDir, "task1")); !os.IsNotExist(err) {
 		t.Fatalf("claim still there after unclaim: %v", err)
 	}
 	for _, bad := range []string{"", "..", "a/b"} {
@@ -140,7 +140,7 @@ func TestStartShared(t *testing.T) {
 	if !strings.Contains(string(rec), "-id t1 ") {
 		t.Errorf("the server got %q", rec)
 	}
-	claims := filepath.Join(sharedDir(path), sharedClaimsDir)
+	claims := filepath.Join(SharedDir(path), SharedClaimsDir)
 	if _, err := os.Stat(filepath.Join(claims, "t1")); err != nil {
 		t.Fatalf("no claim for t1: %v", err)
 	}
