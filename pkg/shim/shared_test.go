@@ -68,7 +68,13 @@ func TestSharedExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sh.expire() // a task: stays
+	sh.expire() // a task: stays, and looks again after a linger
+	sh.mu.Lock()
+	rearmed := sh.timer != nil
+	sh.mu.Unlock()
+	if !rearmed {
+		t.Fatal("staying for a task did not arm the next look (a Create that fails without a Shutdown would leave the server forever)")
+	}
 	sh.arrived("t2", t.TempDir())
 	if _, err := os.Stat(claim); !os.IsNotExist(err) {
 		t.Fatalf("the claim of a task whose Create arrived is still there: %v", err)
