@@ -133,6 +133,10 @@ func badCorpus() []badCase {
 			run: func(b *badFixtures) runOpts {
 				return runOpts{image: badImage, args: []string{"/testprog.wasm", "hello"}, flags: []string{"--cgroup", "relative/wz"}}
 			}, want: []string{`"relative/wz"`, "must be an absolute cgroupfs path"}},
+		{group: "spec", name: "shared-server-annotation", input: "annotation wazero.dev/shared-server=soon (not a duration)",
+			run: func(b *badFixtures) runOpts {
+				return runOpts{image: badImage, args: []string{"/testprog.wasm", "hello"}, flags: []string{"--annotation", "wazero.dev/shared-server=soon"}}
+			}, want: []string{"wazero.dev/shared-server", `"soon"`, "e.g. 30s"}},
 		{group: "spec", name: "memory-below-minimum", input: "--memory-limit 64 MiB for a module declaring 2.5 GiB",
 			run: func(b *badFixtures) runOpts {
 				return runOpts{image: badImage, args: []string{"/hugememory.wasm"}, memoryLimit: 64 << 20}
