@@ -39,6 +39,9 @@ type Prepared struct {
 	// cache under Config.CacheMaxBytes, and EvictedBytes their size.
 	Evicted      int
 	EvictedBytes int64
+	// HugePageBytes is how much of the Go heap a runner's Prepare had backed by huge pages
+	// (prepareRunner, hugepages.go): 0 for a small module, or where the kernel refused.
+	HugePageBytes int64
 	// Interpreted is true when the module runs in wazero's interpreter: its first run on this
 	// node under the interpret cold-start policy (Config.ColdStart). The cache was not touched;
 	// FillCache compiles the module into it for the next runs.

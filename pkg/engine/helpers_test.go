@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == FillArg {
 		os.Exit(FillMain())
 	}
+	if len(os.Args) > 3 && os.Args[1] == prepareOnceArg {
+		os.Exit(prepareOnce(os.Args[2], os.Args[3], len(os.Args) > 4 && os.Args[4] == "small-pages"))
+	}
 	os.Exit(m.Run())
 }
 

@@ -85,6 +85,12 @@ type Ready struct {
 	// to keep the cache under Config.CacheMaxBytes, and EvictedBytes their size.
 	Evicted      int   `json:"evicted,omitempty"`
 	EvictedBytes int64 `json:"evictedBytes,omitempty"`
+	// PageFaults is how many minor page faults the runner took from reading its configuration
+	// to its report: mostly its Prepare's, each page it touched for the first time (on virtual
+	// machines whose faults trap to the hypervisor, the larger part of a large module's Prepare).
+	PageFaults int64 `json:"pageFaults,omitempty"`
+	// HugePageBytes is Prepared.HugePageBytes: how much heap the Prepare had in huge pages.
+	HugePageBytes int64 `json:"hugePageBytes,omitempty"`
 }
 
 // status is the runner's one status line: its Ready report, or Error when it could not get
@@ -94,11 +100,13 @@ type status struct {
 	Ready
 }
 
-// readyOf is the report of a runner that prepared p (nil for a pod sandbox) in millis.
-func readyOf(p *Prepared, millis int64) Ready {
+// readyOf is the report of a runner that prepared p (nil for a pod sandbox) in millis, taking
+// faults minor page faults.
+func readyOf(p *Prepared, millis, faults int64) Ready {
 	if p == nil {
-		return Ready{}
+		return Ready{PageFaults: faults}
 	}
 	return Ready{CacheHit: p.CacheHit, CompileMillis: millis, CacheProblem: p.CacheProblem,
-		Digest: p.Digest, Interpreted: p.Interpreted, Evicted: p.Evicted, EvictedBytes: p.EvictedBytes}
+		Digest: p.Digest, Interpreted: p.Interpreted, Evicted: p.Evicted, EvictedBytes: p.EvictedBytes,
+		PageFaults: faults, HugePageBytes: p.HugePageBytes}
 }

@@ -13,6 +13,7 @@ import (
 	"path"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -43,7 +44,7 @@ func RunnerMain() int {
 		return ExitRunnerError
 	}
 	ctx := context.Background()
-	start := time.Now()
+	start, faults := time.Now(), minorFaults()
 	var p *Prepared
 	// The runner's life has three phases: privileged setup (network namespace, oom_score_adj,
 	// listeners, compile or cache load, mounts and pivot_root), the drop to the container's
@@ -61,7 +62,7 @@ func RunnerMain() int {
 		var ls []net.Listener
 		ls, err = OpenListeners(&cfg)
 		if err == nil {
-			p, err = Prepare(ctx, &cfg)
+			p, err = prepareRunner(ctx, &cfg)
 		}
 		if err == nil {
 			p.Listeners = ls
@@ -77,7 +78,7 @@ func RunnerMain() int {
 	if err != nil {
 		s.Error = err.Error()
 	} else {
-		s.Ready = readyOf(p, time.Since(start).Milliseconds())
+		s.Ready = readyOf(p, time.Since(start).Milliseconds(), minorFaults()-faults)
 	}
 	if err := json.NewEncoder(st).Encode(&s); err != nil || s.Error != "" {
 		return ExitRunnerError
@@ -100,6 +101,27 @@ func RunnerMain() int {
 		return ServeWAGI(ctx, &cfg, p, os.Stderr)
 	}
 	return Run(ctx, &cfg, p, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// minorFaults is the number of minor page faults this process has taken.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
+}
+
+// prepareRunner is Prepare as a runner does it: with huge pages for the heap that a large
+// module's decoding fills, advised for the Prepare only (hugepages.go).
+func prepareRunner(ctx context.Context, cfg *Config) (*Prepared, error) {
+	lo, hi, undo := adviseHugeHeap(moduleSize(cfg.Module.HostPath))
+	defer undo()
+	p, err := Prepare(ctx, cfg)
+	if p != nil {
+		p.HugePageBytes = int64(hi - lo)
+	}
+	return p, err
 }
 
 // Run instantiates the prepared module, which runs its _start, and returns the exit code:

@@ -303,7 +303,7 @@ func (inst *wasmInstance) awaitReady(ctx context.Context, cfg *engine.Config, pi
 	log.G(ctx).WithFields(log.Fields{
 		"id": inst.id, "module": cfg.Module.GuestPath, "sandbox": cfg.Sandbox, "pid": pid, "cacheHit": ready.CacheHit,
 		"digest": ready.Digest, "compileMillis": ready.CompileMillis, "readyMillis": time.Since(began).Milliseconds(),
-		"interpreted": ready.Interpreted,
+		"interpreted": ready.Interpreted, "pageFaults": ready.PageFaults, "hugePageBytes": ready.HugePageBytes,
 	}).Info("runner ready")
 	if ready.Interpreted {
 		inst.rt.fillCache(ctx, cfg)

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
+)
+
+// vmaFlags reads /proc/PID/smaps and returns the VmFlags of each mapping, keyed by its start
+// address, and the end address of each.
+func vmaFlags(t *testing.T, pid string) (flags map[uintptr][]string, ends map[uintptr]uintptr) {
+	t.Helper()
+	f, err := os.Open("/proc/" + pid + "/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, ends = map[uintptr][]string{}, map[uintptr]uintptr{}
+	var cur uintptr
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "VmFlags:"); ok {
+			flags[cur] = strings.Fields(v)
+			continue
+		}
+		rng, _, _ := strings.Cut(line, " ")
+		lo, hi, ok := strings.Cut(rng, "-")
+		if !ok {
+			continue
+		}
+		a, err1 := strconv.ParseUint(lo, 16, 64)
+		b, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		cur = uintptr(a)
+		ends[cur] = uintptr(b)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return flags, ends
+}
+
+// flagsCovering returns the VmFlags of every mapping that overlaps [lo, hi).
+func flagsCovering(t *testing.T, lo, hi uintptr) []string {
+	flags, ends := vmaFlags(t, "self")
+	var all []string
+	for start, end := range ends {
+		if start < hi && lo < end {
+			all = append(all, flags[start]...)
+		}
+	}
+	return all
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// adviseHugeHeap advises huge pages for a heap region sized for the module (smaps: "hg"), and its undo
+// takes the advice back ("nh", no "hg"); a small module gets no advice.
+func TestHugeHeap(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Skipf("no transparent huge pages in this kernel: %v", err)
+	}
+	lo, hi, undo := adviseHugeHeap(3 << 20)
+	if hi <= lo {
+		t.Fatal("no huge page advice for a 3 MiB module")
+	}
+	if want := uintptr(hugeHeapFactor * 3 << 20); hi-lo < want {
+		t.Errorf("advised %d bytes, want at least %d (%d times the module)", hi-lo, want, hugeHeapFactor)
+	}
+	if f := flagsCovering(t, lo, hi); !hasFlag(f, "hg") {
+		t.Errorf("advised range %#x-%#x has VmFlags %v, want hg", lo, hi, f)
+	}
+	undo()
+	if f := flagsCovering(t, lo, hi); hasFlag(f, "hg") || !hasFlag(f, "nh") {
+		t.Errorf("after undo, range %#x-%#x has VmFlags %v, want nh and no hg", lo, hi, f)
+	}
+
+	if lo, hi, _ := adviseHugeHeap(hugeHeapMinModule - 1); hi > lo {
+		t.Errorf("advice for a module under %d bytes: %#x-%#x", hugeHeapMinModule, lo, hi)
+	}
+}
+
+// A runner preparing a large module (the 9 MB Go server) had huge pages for its Prepare's heap
+// (its report's HugePageBytes) and took the advice back before it reported ready: no mapping of
+// the ready runner has "hg" (khugepaged would collapse the idle runner's sparse heap into huge
+// pages). A runner of a small module asks for none. Both report their page faults.
+func TestRunnerHugePagesTakenBack(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Skipf("no transparent huge pages in this kernel: %v", err)
+	}
+	for _, tc := range []struct {
+		module  string
+		advised bool
+	}{{"httpserver.wasm", true}, {"testprog.wasm", false}} {
+		t.Run(tc.module, func(t *testing.T) {
+			r, _, stderr := spawn(t)
+			cfg := testConfig(t, tc.module)
+			if tc.module == "httpserver.wasm" {
+				port := freePort(t)
+				cfg.Listen = []oci.ListenAddr{loopback(port)}
+				cfg.Env = []string{fmt.Sprintf("WAZERO_LISTEN=127.0.0.1:%d", port)}
+			} else {
+				cfg.Args = append(cfg.Args, "sleep", "60")
+			}
+			ready, err := r.Configure(cfg)
+			if err != nil {
+				t.Fatalf("Configure: %v (stderr %q)", err, stderr())
+			}
+			if ready.PageFaults <= 0 {
+				t.Errorf("report of %d page faults", ready.PageFaults)
+			}
+			if tc.advised && ready.HugePageBytes < hugeHeapMin {
+				t.Errorf("%s: %d bytes of heap in huge pages, want at least %d", tc.module, ready.HugePageBytes, hugeHeapMin)
+			}
+			if !tc.advised && ready.HugePageBytes != 0 {
+				t.Errorf("%s: %d bytes of heap in huge pages, want none", tc.module, ready.HugePageBytes)
+			}
+			flags, _ := vmaFlags(t, strconv.Itoa(r.Cmd.Process.Pid))
+			for start, f := range flags {
+				if hasFlag(f, "hg") {
+					t.Errorf("the ready runner's mapping at %#x still advises huge pages (VmFlags %v)", start, f)
+				}
+			}
+		})
+	}
+}
