@@ -2,13 +2,10 @@ package engine
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
 // vmaFlags reads /proc/PID/smaps and returns the VmFlags of each mapping, keyed by its start
@@ -95,7 +92,7 @@ func TestHugeHeap(t *testing.T) {
 	}
 }
 
-// A runner preparing a large module (the 9 MB Go server) had huge pages for its Prepare's heap
+// A runner preparing a large module (the 2.6 MB Go hello) had huge pages for its Prepare's heap
 // (its report's HugePageBytes) and took the advice back before it reported ready: no mapping of
 // the ready runner has "hg" (khugepaged would collapse the idle runner's sparse heap into huge
 // pages). A runner of a small module asks for none. Both report their page faults.
@@ -106,18 +103,11 @@ func TestRunnerHugePagesTakenBack(t *testing.T) {
 	for _, tc := range []struct {
 		module  string
 		advised bool
-	}{{"httpserver.wasm", true}, {"testprog.wasm", false}} {
+	}{{"hello-go.wasm", true}, {"testprog.wasm", false}} {
 		t.Run(tc.module, func(t *testing.T) {
+			// Ready, the runner waits for the start byte: its heap is what an idle container's is.
 			r, _, stderr := spawn(t)
-			cfg := testConfig(t, tc.module)
-			if tc.module == "httpserver.wasm" {
-				port := freePort(t)
-				cfg.Listen = []oci.ListenAddr{loopback(port)}
-				cfg.Env = []string{fmt.Sprintf("WAZERO_LISTEN=127.0.0.1:%d", port)}
-			} else {
-				cfg.Args = append(cfg.Args, "sleep", "60")
-			}
-			ready, err := r.Configure(cfg)
+			ready, err := r.Configure(testConfig(t, tc.module))
 			if err != nil {
 				t.Fatalf("Configure: %v (stderr %q)", err, stderr())
 			}
