@@ -158,7 +158,11 @@ func passAnnotations(src []byte, target []string, nl string, template bool) (out
 		}
 		if def == nil {
 			if rt.header == nil {
-				warn = append(warn, fmt.Sprintf("runtime table %s is defined by dotted keys or an inline table, which the installer does not extend, and has no %s: add %s = [%q] to it by hand, or containerd's CRI plugin passes no wazero.dev/ annotation to the shim (docs/kubernetes.md)", table, key, key, annotationPattern))
+				where := ""
+				if rt.typeKey != nil {
+					where = fmt.Sprintf(" (its runtime_type is on line %d)", rt.typeKey.line)
+				}
+				warn = append(warn, fmt.Sprintf("runtime table %s is defined by dotted keys or an inline table%s, which the installer does not extend, and has no %s: add %s = [%q] to it by hand, or containerd's CRI plugin passes no wazero.dev/ annotation to the shim (docs/kubernetes.md)", table, where, key, key, annotationPattern))
 				continue
 			}
 			out = insertUnderHeader(out, doc, rt, target, key, nl)

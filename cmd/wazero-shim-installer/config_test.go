@@ -41,7 +41,7 @@ func TestEditConfig(t *testing.T) {
 		{in: "v3-annotations-malformed.toml", err: `line 4: pod_annotations = "wazero.dev/*" in plugins.io.containerd.cri.v1.runtime.containerd.runtimes.wazero is not an array of strings (it is not an array): write it as pod_annotations = ["wazero.dev/*"]`},
 		{in: "v2-annotations-malformed.toml", err: `line 7: container_annotations = ["wazero.dev/*", 42] in plugins.io.containerd.grpc.v1.cri.containerd.runtimes.wazero is not an array of strings (it holds 42, which is not a single-line string)`},
 		// An inline table is not extended: unchanged, with a warning saying what to add.
-		{in: "v3-dotted.toml", version: 3, warn: `has no pod_annotations: add pod_annotations = ["wazero.dev/*"] to it by hand`},
+		{in: "v3-dotted.toml", version: 3, warn: `an inline table (its runtime_type is on line 4), which the installer does not extend, and has no pod_annotations: add pod_annotations = ["wazero.dev/*"] to it by hand`},
 		{in: "v3-no-trailing-newline.toml", golden: "v3-no-trailing-newline.golden.toml", version: 3},
 		{in: "v3-crlf.toml", golden: "v3-crlf.golden.toml", version: 3},
 		{in: "v3-subtable-only.toml", golden: "v3-subtable-only.golden.toml", version: 3},
