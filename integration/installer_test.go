@@ -9,7 +9,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -143,37 +142,11 @@ func startPrivate(t *testing.T, v, E, cfg string) func() {
 // (name -> runtimeType), retrying while the CRI plugin starts.
 func crictlRuntimes(t *testing.T, sock string) map[string]string {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "crictl.yaml")
-	os.WriteFile(cfg, nil, 0o644)
-	ep := "unix://" + sock
-	var last result
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), crictlBound)
-		last = runCmd(ctx, crictlBin, "--config", cfg, "--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", crictlTO, "info")
-		cancel()
-		if last.exit != 0 {
-			continue
-		}
-		var info struct {
-			Config struct {
-				Containerd struct {
-					Runtimes map[string]struct {
-						RuntimeType string `json:"runtimeType"`
-					} `json:"runtimes"`
-				} `json:"containerd"`
-			} `json:"config"`
-		}
-		if err := json.Unmarshal([]byte(last.stdout), &info); err != nil {
-			t.Fatalf("crictl info: %v\n%s", err, last.stdout)
-		}
-		out := map[string]string{}
-		for k, r := range info.Config.Containerd.Runtimes {
-			out[k] = r.RuntimeType
-		}
-		return out
+	out := map[string]string{}
+	for k, r := range crictlRuntimeInfo(t, sock) {
+		out[k] = r.RuntimeType
 	}
-	t.Fatalf("crictl info never succeeded:\n%s", last)
-	return nil
+	return out
 }
 
 func requireInstallerPrereqs(t *testing.T) {

@@ -60,7 +60,8 @@ func runtimeBlock(version int, handler, nl string) string {
 	}
 	return fmt.Sprintf("# Added by wazero-shim-installer: WebAssembly (WASI) workloads, RuntimeClass handler %q.", handler) + nl +
 		hdr + nl +
-		fmt.Sprintf("  runtime_type = %q", runtimeType) + nl
+		fmt.Sprintf("  runtime_type = %q", runtimeType) + nl +
+		annotationLines("  ", nl)
 }
 
 // newConfig is the config written when the node has none, in the form its containerd reads:
@@ -156,7 +157,9 @@ type editOpts struct {
 
 // editConfigWith is editConfig for a file that may be a template or lack its version line. Its
 // steps: scan the file, check its version and that CRI is on, find the runtime's table, then
-// append it when absent or, with force, correct its runtime_type.
+// append it when absent (with pod_annotations and container_annotations = ["wazero.dev/*"]) or,
+// when it exists, with force correct its runtime_type, and add what its annotation keys lack
+// (passAnnotations).
 func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte, editResult, error) {
 	var res editResult
 	if err := validHandler(handler); err != nil {
@@ -202,11 +205,29 @@ func editConfigWith(src []byte, handler string, force bool, eo editOpts) ([]byte
 		res.summary = "added " + name
 		return out, res, nil
 	}
-	if k := rt.typeKey; k != nil && k.str != nil && *k.str == runtimeType {
+	out := src
+	var did []string
+	if k := rt.typeKey; k == nil || k.str == nil || *k.str != runtimeType {
+		if out, res, err = setRuntimeType(src, rt, name, nl, force, res); err != nil {
+			return nil, res, err
+		}
+		did = append(did, res.summary)
+	}
+	out, added, warn, err := passAnnotations(out, target, nl, eo.template)
+	res.warn = append(res.warn, warn...)
+	if err != nil {
+		return nil, res, err
+	}
+	if len(added) > 0 {
+		did = append(did, "added "+strings.Join(added, " and ")+" to "+name)
+	}
+	if len(did) == 0 {
 		res.summary = "unchanged (" + name + " already set up)"
 		return src, res, nil
 	}
-	return setRuntimeType(src, rt, name, nl, force, res)
+	res.changed = true
+	res.summary = strings.Join(did, "; ")
+	return out, res, nil
 }
 
 // editableVersion returns the file's config version (eo.defaultVersion when it has no version

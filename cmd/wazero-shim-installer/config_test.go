@@ -19,14 +19,29 @@ func TestEditConfig(t *testing.T) {
 		golden  string // expected output file; "" means the input comes back unchanged
 		version int
 		err     string // substring of the expected error
+		// inPlace: the edit is inside the existing runtime table (its annotation keys), not
+		// appended at the end.
+		inPlace bool
+		warn    string // substring of the expected warning
 	}{
 		{in: "v2-plain.toml", golden: "v2-plain.golden.toml", version: 2},
 		{in: "v3-cri.toml", golden: "v3-cri.golden.toml", version: 3},
 		{in: "v4.toml", golden: "v4.golden.toml", version: 4},
-		{in: "v3-present.toml", version: 3},
-		{in: "v2-present.toml", version: 2},
-		{in: "v3-double-quotes.toml", version: 3},
-		{in: "v3-dotted.toml", version: 3},
+		// The runtime table exists without the annotation keys (set up by hand, or by an
+		// installer before it wrote them): both are added under its runtime_type.
+		{in: "v3-present.toml", golden: "v3-present.golden.toml", version: 3, inPlace: true},
+		{in: "v2-present.toml", golden: "v2-present.golden.toml", version: 2, inPlace: true},
+		{in: "v3-double-quotes.toml", golden: "v3-double-quotes.golden.toml", version: 3, inPlace: true},
+		// Lists without a pattern covering wazero.dev/: the pattern is appended, the others kept.
+		{in: "v3-annotations-partial.toml", golden: "v3-annotations-partial.golden.toml", version: 3, inPlace: true},
+		{in: "v2-annotations-partial.toml", golden: "v2-annotations-partial.golden.toml", version: 2, inPlace: true},
+		// Lists that cover it already: nothing changes.
+		{in: "v3-annotations-set.toml", version: 3},
+		{in: "v2-annotations-set.toml", version: 2},
+		{in: "v3-annotations-malformed.toml", err: `line 4: pod_annotations = "wazero.dev/*" in plugins.io.containerd.cri.v1.runtime.containerd.runtimes.wazero is not an array of strings (it is not an array): write it as pod_annotations = ["wazero.dev/*"]`},
+		{in: "v2-annotations-malformed.toml", err: `line 7: container_annotations = ["wazero.dev/*", 42] in plugins.io.containerd.grpc.v1.cri.containerd.runtimes.wazero is not an array of strings (it holds 42, which is not a single-line string)`},
+		// An inline table is not extended: unchanged, with a warning saying what to add.
+		{in: "v3-dotted.toml", version: 3, warn: `an inline table (its runtime_type is on line 4), which the installer does not extend, and has no pod_annotations: add pod_annotations = ["wazero.dev/*"] to it by hand`},
 		{in: "v3-no-trailing-newline.toml", golden: "v3-no-trailing-newline.golden.toml", version: 3},
 		{in: "v3-crlf.toml", golden: "v3-crlf.golden.toml", version: 3},
 		{in: "v3-subtable-only.toml", golden: "v3-subtable-only.golden.toml", version: 3},
@@ -63,6 +78,9 @@ func TestEditConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if w := strings.Join(res.warn, "\n"); tc.warn == "" && w != "" || !strings.Contains(w, tc.warn) {
+				t.Errorf("warnings %q, want %q", w, tc.warn)
+			}
 			if res.version != tc.version {
 				t.Errorf("version = %d, want %d", res.version, tc.version)
 			}
@@ -86,7 +104,7 @@ func TestEditConfig(t *testing.T) {
 			}
 			// Everything before the edit point is kept byte for byte: the edit only appends,
 			// or (with -force) touches one line.
-			if !tc.force && !bytes.HasPrefix(out, bytes.TrimRight(in, "\r\n")) {
+			if !tc.force && !tc.inPlace && !bytes.HasPrefix(out, bytes.TrimRight(in, "\r\n")) {
 				t.Errorf("output does not start with the input")
 			}
 			if err := checkEdited(out, res.version, "wazero", false); err != nil {
@@ -150,7 +168,7 @@ func TestEditTemplate(t *testing.T) {
 	if err != nil || !res.changed || res.version != 3 {
 		t.Fatalf("%v %+v", err, res)
 	}
-	if !bytes.HasPrefix(out, in) || !bytes.HasSuffix(out, []byte("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]\n  runtime_type = \"io.containerd.wazero.v1\"\n")) {
+	if !bytes.HasPrefix(out, in) || !bytes.HasSuffix(out, []byte("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wazero]\n  runtime_type = \"io.containerd.wazero.v1\"\n  pod_annotations = [\"wazero.dev/*\"]\n  container_annotations = [\"wazero.dev/*\"]\n")) {
 		t.Errorf("output:\n%s", out)
 	}
 	if again, res, err := editConfigWith(out, "wazero", false, editOpts{defaultVersion: 3, template: true}); err != nil || res.changed || !bytes.Equal(again, out) {

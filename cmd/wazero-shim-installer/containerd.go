@@ -187,8 +187,44 @@ func (o *options) validate(bin string, dir hostFile, content []byte) error {
 			if !hasDefault {
 				return fmt.Errorf("%s would load the edited config without its default runtime %q (default_runtime_name): the CRI plugin would not start. A version 2 file's runtimes replace containerd 1.x's built-in ones: add [%s] with runtime_type = \"io.containerd.runc.v2\" (as `containerd config default` has it), then run the installer again", bin, def, strings.Join(runtimePath(v, def), "."))
 			}
-			return nil
+			return o.checkAnnotationsLoaded(bin, content, out, doc, v)
 		}
 	}
 	return fmt.Errorf("%s loads the edited config without runtime %s (no %s = %q in its `config dump`): it would ignore the runtime; the config form does not match this containerd", bin, o.handler, strings.Join(want, "."), runtimeType)
+}
+
+// checkAnnotationsLoaded checks that each annotation key that passes the shim's annotations on in
+// content (the config given to containerd) does so in dump, containerd's `config dump` of it
+// (version v, scanned as doc): containerd read the key where the CRI plugin looks for it.
+func (o *options) checkAnnotationsLoaded(bin string, content, dump []byte, doc *document, v int) error {
+	cdoc, err := scan(maskTemplate(content))
+	if err != nil {
+		return nil // not a config the installer wrote; containerd loaded it, which is what counts
+	}
+	cv, err := configVersion(content, cdoc)
+	if err != nil {
+		return nil
+	}
+	for _, key := range annotationKeys {
+		if !passesShim(content, cdoc, runtimePath(cv, o.handler), key) {
+			continue
+		}
+		if !passesShim(dump, doc, runtimePath(v, o.handler), key) {
+			return fmt.Errorf("%s loads the edited config without %s covering %q for runtime %s (its `config dump` lacks %s): the CRI plugin would pass no wazero.dev/ annotation to the shim", bin, key, annotationPattern, o.handler, strings.Join(append(runtimePath(v, o.handler), key), "."))
+		}
+	}
+	return nil
+}
+
+// passesShim reports whether the runtime table at target of a scanned config has key (one of
+// annotationKeys) with a pattern covering the shim's annotations.
+func passesShim(src []byte, doc *document, target []string, key string) bool {
+	full := append(slices.Clone(target), key)
+	for _, k := range doc.keys {
+		if pathEqual(k.path, full) {
+			a, err := parseStringArray(src[k.valStart:k.valEnd])
+			return err == nil && coversShim(a.elems)
+		}
+	}
+	return false
 }

@@ -9,7 +9,9 @@
 //	    [-handler wazero] [-restart auto|none|systemctl] [-force] [-dry-run]
 //
 // config.toml is edited as text, never re-encoded: every comment and setting is kept byte for
-// byte, and a runtime section is appended only when none exists. On success it prints one line,
+// byte, and a runtime section (runtime_type, and pod_annotations and container_annotations =
+// ["wazero.dev/*"], so that the shim's pod annotations reach it) is appended only when none
+// exists; an existing one gets the annotation keys or the pattern it lacks. On success it prints one line,
 // e.g. "runner: unchanged; binary: unchanged; config: added runtime wazero (version 3); restart: ...".
 // Exit status:
 // 0 success, 1 error, 3 the runtime section exists with another runtime_type (nothing changed in

@@ -165,7 +165,7 @@ func stat(t *testing.T, p string) fileID {
 
 func TestRunBinaryUpdate(t *testing.T) {
 	restarts := 0
-	o, _ := node(t, []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\nruntime_type = \"io.containerd.wazero.v1\"\n"), &restarts)
+	o, _ := node(t, []byte("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero]\nruntime_type = \"io.containerd.wazero.v1\"\npod_annotations = [\"wazero.dev/*\"]\ncontainer_annotations = [\"wazero.dev/*\"]\n"), &restarts)
 	bin := filepath.Join(o.hostRoot, "usr/local/bin", shimName)
 	if err := os.WriteFile(bin, []byte("old"), 0o700); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -153,6 +154,14 @@ func testInstallerDaemonSet(t *testing.T, c *cluster) {
 	}
 	if r := run(t.Context(), nil, containerd, "--config", config, "config", "dump"); r.exit != 0 || !strings.Contains(r.stdout, runtimeType) {
 		t.Errorf("containerd %s does not load the edited config with the runtime: %s", c.version, r)
+	} else {
+		// The wazero.dev/ pod and container annotations reach the shim: containerd loaded the
+		// installer's pod_annotations and container_annotations (1.6 dumps "...", 2.x '...').
+		for _, key := range []string{"pod_annotations", "container_annotations"} {
+			if !regexp.MustCompile(`(?m)^\s*` + key + ` = \[["']wazero\.dev/\*["']\]$`).MatchString(r.stdout) {
+				t.Errorf("containerd %s loads the installer's config without %s = [\"wazero.dev/*\"]:\n%s", c.version, key, after)
+			}
+		}
 	}
 	for _, name := range []string{shimName, runnerName, serverName} {
 		want, err := os.ReadFile(filepath.Join(suite.shimDir, name))
