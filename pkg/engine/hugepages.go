@@ -84,6 +84,24 @@ func madviseRange(lo, hi uintptr, advice int) error {
 	return nil
 }
 
+// adviseGuestHugePages advises huge pages for the whole 2 MiB pages of a guest's linear memory
+// (mapping, just reserved) that lie within its declared minimum (initial bytes): the memory the
+// module says it needs from its start, which its data segments and its start-up fill (a Go guest
+// declares 2.4 MB or more: about 450 of its 770 faults at start). Nothing beyond the minimum is
+// advised, so a huge page never commits memory the module did not declare, and khugepaged can
+// fill at most that range; a guest whose minimum is under 2 MiB (a C guest: 128 KiB) gets none.
+func adviseGuestHugePages(mapping []byte, initial uint64) {
+	n := min(initial, uint64(len(mapping)))
+	if n < hugePageSize {
+		return
+	}
+	base := uintptr(unsafe.Pointer(&mapping[0]))
+	lo, hi := hugePagesIn(base, uintptr(n))
+	if hi > lo {
+		_ = unix.Madvise(mapping[lo-base:hi-base], unix.MADV_HUGEPAGE)
+	}
+}
+
 // moduleSize is the size of the module file at path, or 0 if it cannot be read (Prepare then
 // reports the error).
 func moduleSize(path string) int64 {

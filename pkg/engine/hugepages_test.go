@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // vmaFlags reads /proc/PID/smaps and returns the VmFlags of each mapping, keyed by its start
@@ -125,6 +126,46 @@ func TestRunnerHugePagesTakenBack(t *testing.T) {
 				if hasFlag(f, "hg") {
 					t.Errorf("the ready runner's mapping at %#x still advises huge pages (VmFlags %v)", start, f)
 				}
+			}
+		})
+	}
+}
+
+// A guest's linear memory gets huge pages for the whole 2 MiB pages within its declared minimum
+// (hg), nothing beyond it; a guest whose minimum is under 2 MiB gets none.
+func TestGuestHugePages(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Skipf("no transparent huge pages in this kernel: %v", err)
+	}
+	for _, tc := range []struct {
+		name         string
+		initial      uint64
+		advisedBytes uintptr
+	}{{"5 MiB minimum", 5 << 20, 4 << 20}, {"1 MiB minimum", 1 << 20, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &cappedMemory{limit: &memoryCap{}, max: 64 << 20}
+			m.limit.pages.Store(1024)
+			buf := m.Reallocate(tc.initial)
+			defer m.Free()
+			if uint64(len(buf)) != tc.initial {
+				t.Fatalf("Reallocate gave %d bytes, want %d", len(buf), tc.initial)
+			}
+			base := uintptr(unsafe.Pointer(&m.mapping[0]))
+			lo, hi := hugePagesIn(base, uintptr(tc.initial))
+			if tc.advisedBytes == 0 {
+				if f := flagsCovering(t, base, base+uintptr(len(m.mapping))); hasFlag(f, "hg") {
+					t.Errorf("a %s memory has VmFlags %v, want no hg", tc.name, f)
+				}
+				return
+			}
+			if hi-lo < tc.advisedBytes-hugePageSize {
+				t.Fatalf("only %d bytes of whole huge pages in the minimum (mapping at %#x)", hi-lo, base)
+			}
+			if f := flagsCovering(t, lo, hi); !hasFlag(f, "hg") {
+				t.Errorf("the minimum's huge pages %#x-%#x have VmFlags %v, want hg", lo, hi, f)
+			}
+			if f := flagsCovering(t, base+uintptr(tc.initial)+hugePageSize, base+uintptr(len(m.mapping))); hasFlag(f, "hg") {
+				t.Errorf("memory beyond the minimum has VmFlags %v, want no hg", f)
 			}
 		})
 	}

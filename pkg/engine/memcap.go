@@ -23,7 +23,8 @@ import (
 // The allocator reserves the largest memory the guest could ever have as one anonymous
 // mapping (address space only: untouched pages cost nothing, and are charged to the cgroup only
 // once written), so memory.grow never copies the guest's memory into a bigger buffer (which would
-// need twice its memory at once), whatever the cap becomes.
+// need twice its memory at once), whatever the cap becomes. The whole 2 MiB pages within the
+// module's declared minimum are advised as huge pages (adviseGuestHugePages, hugepages.go).
 
 // memoryCap is the live cap of a guest's linear memory, in 64 KiB pages.
 type memoryCap struct{ pages atomic.Uint32 }
@@ -74,6 +75,7 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 		for _, n := range []uint64{max(m.max, size, 65536), max(uint64(m.limit.pages.Load())*65536, size, 65536), max(size, 65536)} {
 			if b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
 				m.mapping = b
+				adviseGuestHugePages(b, size)
 				break
 			}
 		}
