@@ -31,11 +31,7 @@ func TestInstallerPassesAnnotations(t *testing.T) {
 	inst := buildInstaller(t)
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
-			major, _ := majorMinor(v)
-			cv := 3
-			if major < 2 {
-				cv = 2
-			}
+			cv := configVersionOf(v)
 			for _, tc := range []struct {
 				name    string
 				start   func(t *testing.T, E string) string // the node's config before the installer

@@ -176,16 +176,22 @@ func configWithoutWazero(t *testing.T, v, E string) string {
 	return s
 }
 
+// configVersionOf is the config.toml version a containerd of version v writes: 3 for 2.x, 2 for
+// 1.x.
+func configVersionOf(v string) int {
+	if major, _ := majorMinor(v); major < 2 {
+		return 2
+	}
+	return 3
+}
+
 func TestInstallerOutputStartedByContainerd(t *testing.T) {
 	requireInstallerPrereqs(t)
 	inst := buildInstaller(t)
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
 			major, _ := majorMinor(v)
-			cv := 3
-			if major < 2 {
-				cv = 2
-			}
+			cv := configVersionOf(v)
 			// An existing config without the runtime: the runtime is added in its form, the
 			// daemon starts with it, and the CRI lists wazero next to runc.
 			t.Run("existing-config", func(t *testing.T) {

@@ -19,6 +19,19 @@ import (
 	"github.com/wazero-shim/containerd-shim-wazero-v1/pkg/oci"
 )
 
+// benchModule is the absolute path of testdata's module name; the benchmark is skipped when it
+// has not been built.
+func benchModule(b *testing.B, name string) string {
+	path, err := filepath.Abs(filepath.Join(testdataDir, "build", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		b.Skipf("%s missing (make testdata)", path)
+	}
+	return path
+}
+
 // BenchmarkPrepareWarm is a runner's Prepare of a module already in the compilation cache, with one
 // P as in a runner. The cache is $WZ_BENCH_CACHE when set (kept between runs), else a new one
 // that the first Prepare fills. docs/PERFORMANCE.md profiles it with a cache filled beforehand, so
@@ -31,13 +44,7 @@ import (
 func BenchmarkPrepareWarm(b *testing.B) {
 	for _, name := range []string{"hello.wasm", "testprog.wasm", "hello-go.wasm"} {
 		b.Run(name[:len(name)-len(".wasm")], func(b *testing.B) {
-			path, err := filepath.Abs(filepath.Join(testdataDir, "build", name))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := os.Stat(path); err != nil {
-				b.Skipf("%s missing (make testdata)", path)
-			}
+			path := benchModule(b, name)
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			cache := os.Getenv("WZ_BENCH_CACHE")
 			if cache == "" {
@@ -113,13 +120,7 @@ func prepareOnce(module, cache string, smallPages bool) int {
 func BenchmarkPrepareFresh(b *testing.B) {
 	for _, name := range []string{"hello.wasm", "hello-go.wasm"} {
 		b.Run(name[:len(name)-len(".wasm")], func(b *testing.B) {
-			path, err := filepath.Abs(filepath.Join(testdataDir, "build", name))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := os.Stat(path); err != nil {
-				b.Skipf("%s missing (make testdata)", path)
-			}
+			path := benchModule(b, name)
 			cache := filepath.Join(b.TempDir(), "cache")
 			once := func(small bool) (ms float64, faults int64, hit bool) {
 				args := []string{prepareOnceArg, path, cache}
