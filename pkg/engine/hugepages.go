@@ -17,9 +17,9 @@ import (
 // hypervisor, such as this project's CI machines (shadow page tables), a fault costs 20-40 µs and
 // the faults were most of that Prepare (docs/PERFORMANCE.md, "Session 8").
 //
-// adviseHugeHeap makes the Go heap map a region sized for the module's decoding up front and advises
-// the kernel to back it with transparent huge pages (MADV_HUGEPAGE): one fault per 2 MiB instead
-// of 512. The advice lasts only for the Prepare: the undo function advises MADV_NOHUGEPAGE again,
+// adviseHugeHeap makes the Go heap map a region sized for the module's decoding up front and
+// advises the kernel to back it with transparent huge pages (MADV_HUGEPAGE): one fault per 2 MiB
+// instead of 512. The advice lasts only for the Prepare: the undo function advises MADV_NOHUGEPAGE again,
 // so that khugepaged never collapses the idle runner's sparse heap into huge pages (its default
 // max_ptes_none would fill a 2 MiB page around one live 4 KiB page), and releaseGarbage then
 // returns the free parts of the huge pages to the kernel as it did before (the huge pages are
@@ -27,13 +27,14 @@ import (
 // 2 MiB block, or the container's memory limit reached), the kernel uses small pages as without
 // the advice. RATIONALE.md, "Why a runner's Prepare asks for huge pages".
 
-// hugeHeapMinModule is the smallest module for which adviseHugeHeap advises: 1 MiB. Smaller modules
-// (a C handler: tens of KB, about 300 faults in all) leave too little heap for huge pages to
-// save anything, and would pay the collection that adviseHugeHeap runs.
+// hugeHeapMinModule is the smallest module for which adviseHugeHeap advises: 1 MiB. Smaller
+// modules (a C handler: tens of KB, about 300 faults in all) leave too little heap for huge pages
+// to save anything, and would pay the collection that adviseHugeHeap runs.
 const hugeHeapMinModule = 1 << 20
 
 // hugeHeapFactor sizes the advised region: this many times the module's size (the Go hello's
-// decoding peaks at about 3.5 times its 2.6 MB), at least hugeHeapMin and at most hugeHeapMax.
+// Prepare allocates about 10 MB, nearly all of it live at the end, for its 2.6 MB), at least
+// hugeHeapMin and at most hugeHeapMax.
 const (
 	hugeHeapFactor = 4
 	hugeHeapMin    = 8 << 20
