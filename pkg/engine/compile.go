@@ -277,6 +277,11 @@ func checkPrepared(ctx context.Context, cfg *Config, p *Prepared) error {
 		p.Runtime.Close(ctx)
 		return err
 	}
+	var minBytes int64
+	for _, d := range mems {
+		minBytes = max(minBytes, int64(d.Min())*65536)
+	}
+	p.memCap.hugePages = guestHugePagesFit(cfg.MemoryLimit, moduleSize(cfg.Module.HostPath), minBytes)
 	return nil
 }
 

@@ -41,6 +41,32 @@ const (
 	hugeHeapMax    = 64 << 20
 )
 
+// A huge page is charged to the container whole, so huge pages can raise a runner's peak memory
+// by up to a page per partly used one: the top of the Prepare's region, and the guest's last page
+// within its minimum. Under a container memory limit close to what the runner needs, that can be
+// the difference between loading and being OOM-killed (the Go hello loaded under a 24 MiB limit
+// with small pages, and not with huge ones; both loaded under 25 MiB). So a runner uses huge pages
+// only when the container has no memory limit, or one of at least hugePagesLimitFactor times the
+// module's size plus hugePagesLimitSlack: well above the about 8 times the module's size plus 4
+// MiB that a runner needs with small pages (hugePagesFit).
+const (
+	hugePagesLimitFactor = 8
+	hugePagesLimitSlack  = 16 << 20
+)
+
+// hugePagesFit reports whether a container with memory limit (bytes, 0 for none) leaves a runner
+// of a module of moduleSize bytes the room for huge pages.
+func hugePagesFit(limit, moduleSize int64) bool {
+	return limit <= 0 || limit >= hugePagesLimitFactor*moduleSize+hugePagesLimitSlack
+}
+
+// guestHugePagesFit reports whether a container with memory limit (bytes, 0 for none) leaves room
+// for huge pages within a guest's declared minimum of minBytes, on top of a runner's: those pages
+// may commit the whole minimum, also where the guest touches it only here and there.
+func guestHugePagesFit(limit, moduleSize, minBytes int64) bool {
+	return limit <= 0 || limit >= hugePagesLimitFactor*moduleSize+minBytes+hugePagesLimitSlack
+}
+
 // hugePageSize is the size of a transparent huge page on amd64 and arm64 (with 4 KiB pages).
 const hugePageSize = 2 << 20
 
@@ -91,6 +117,8 @@ func madviseRange(lo, hi uintptr, advice int) error {
 // declares 2.4 MB or more: about 450 of its 770 faults at start). Nothing beyond the minimum is
 // advised, so a huge page never commits memory the module did not declare, and khugepaged can
 // fill at most that range; a guest whose minimum is under 2 MiB (a C guest: 128 KiB) gets none.
+// The allocator calls it only where the container's memory limit leaves room for the whole
+// minimum (guestHugePagesFit).
 func adviseGuestHugePages(mapping []byte, initial uint64) {
 	n := min(initial, uint64(len(mapping)))
 	if n < hugePageSize {

@@ -102,13 +102,22 @@ func TestRunnerHugePagesTakenBack(t *testing.T) {
 		t.Skipf("no transparent huge pages in this kernel: %v", err)
 	}
 	for _, tc := range []struct {
-		module  string
-		advised bool
-	}{{"hello-go.wasm", true}, {"testprog.wasm", false}} {
-		t.Run(tc.module, func(t *testing.T) {
+		name, module string
+		limit        int64
+		advised      bool
+	}{
+		{"large module", "hello-go.wasm", 0, true},
+		{"small module", "testprog.wasm", 0, false},
+		// The Go hello loads under 25 MiB with small pages; huge pages need room beyond that.
+		{"tight memory limit", "hello-go.wasm", 32 << 20, false},
+		{"ample memory limit", "hello-go.wasm", 64 << 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			// Ready, the runner waits for the start byte: its heap is what an idle container's is.
 			r, _, stderr := spawn(t)
-			ready, err := r.Configure(testConfig(t, tc.module))
+			cfg := testConfig(t, tc.module)
+			cfg.MemoryLimit = tc.limit
+			ready, err := r.Configure(cfg)
 			if err != nil {
 				t.Fatalf("Configure: %v (stderr %q)", err, stderr())
 			}
@@ -143,7 +152,7 @@ func TestGuestHugePages(t *testing.T) {
 		advisedBytes uintptr
 	}{{"5 MiB minimum", 5 << 20, 4 << 20}, {"1 MiB minimum", 1 << 20, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &cappedMemory{limit: &memoryCap{}, max: 64 << 20}
+			m := &cappedMemory{limit: &memoryCap{hugePages: true}, max: 64 << 20}
 			m.limit.pages.Store(1024)
 			buf := m.Reallocate(tc.initial)
 			defer m.Free()
@@ -168,5 +177,31 @@ func TestGuestHugePages(t *testing.T) {
 				t.Errorf("memory beyond the minimum has VmFlags %v, want no hg", f)
 			}
 		})
+	}
+}
+
+// Huge pages only where the container's memory limit leaves room for them: none or at least eight
+// times the module plus 16 MiB for the Prepare's heap, plus the guest's whole minimum for its
+// memory's.
+func TestHugePagesFit(t *testing.T) {
+	const mib = 1 << 20
+	goHello := int64(2624311)
+	for _, tc := range []struct {
+		limit, module, min int64
+		heap, guest        bool
+	}{
+		{0, goHello, 38 * 65536, true, true},
+		{24 * mib, goHello, 38 * 65536, false, false},
+		{37 * mib, goHello, 38 * 65536, true, false},
+		{40 * mib, goHello, 38 * 65536, true, true},
+		{40 * mib, 50 << 10, 32 * mib, true, false}, // a small module declaring a large memory
+		{64 * mib, 50 << 10, 32 * mib, true, true},
+	} {
+		if got := hugePagesFit(tc.limit, tc.module); got != tc.heap {
+			t.Errorf("hugePagesFit(limit %d, module %d) = %v, want %v", tc.limit, tc.module, got, tc.heap)
+		}
+		if got := guestHugePagesFit(tc.limit, tc.module, tc.min); got != tc.guest {
+			t.Errorf("guestHugePagesFit(limit %d, module %d, min %d) = %v, want %v", tc.limit, tc.module, tc.min, got, tc.guest)
+		}
 	}
 }

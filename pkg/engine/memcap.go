@@ -26,8 +26,12 @@ import (
 // need twice its memory at once), whatever the cap becomes. The whole 2 MiB pages within the
 // module's declared minimum are advised as huge pages (adviseGuestHugePages, hugepages.go).
 
-// memoryCap is the live cap of a guest's linear memory, in 64 KiB pages.
-type memoryCap struct{ pages atomic.Uint32 }
+// memoryCap is the live cap of a guest's linear memory, in 64 KiB pages, and whether the memory
+// may have huge pages within its declared minimum (hugePagesFit).
+type memoryCap struct {
+	pages     atomic.Uint32
+	hugePages bool
+}
 
 // allocator returns the wazero memory allocator that holds the guest to c.
 func (c *memoryCap) allocator() experimental.MemoryAllocator {
@@ -75,7 +79,9 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 		for _, n := range []uint64{max(m.max, size, 65536), max(uint64(m.limit.pages.Load())*65536, size, 65536), max(size, 65536)} {
 			if b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
 				m.mapping = b
-				adviseGuestHugePages(b, size)
+				if m.limit.hugePages {
+					adviseGuestHugePages(b, size)
+				}
 				break
 			}
 		}

@@ -113,9 +113,14 @@ func minorFaults() int64 {
 }
 
 // prepareRunner is Prepare as a runner does it: with huge pages for the heap that a large
-// module's decoding fills, advised for the Prepare only (hugepages.go).
+// module's decoding fills, advised for the Prepare only, unless the container's memory limit
+// leaves no room for them (hugepages.go).
 func prepareRunner(ctx context.Context, cfg *Config) (*Prepared, error) {
-	lo, hi, undo := adviseHugeHeap(moduleSize(cfg.Module.HostPath))
+	size := moduleSize(cfg.Module.HostPath)
+	if !hugePagesFit(cfg.MemoryLimit, size) {
+		return Prepare(ctx, cfg)
+	}
+	lo, hi, undo := adviseHugeHeap(size)
 	defer undo()
 	p, err := Prepare(ctx, cfg)
 	if p != nil {
