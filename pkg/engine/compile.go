@@ -115,7 +115,7 @@ func prepareCode(ctx context.Context, cfg *Config, code []byte) (*Prepared, erro
 	if usedCache && !p.CacheHit {
 		p.Evicted, p.EvictedBytes = evict(c.dir, cfg.CacheMaxBytes, fresh)
 	}
-	if err := checkPrepared(ctx, cfg, p); err != nil {
+	if err := checkPrepared(ctx, cfg, p, int64(len(code))); err != nil {
 		return nil, err
 	}
 	if p.CacheProblem != "" {
@@ -257,8 +257,9 @@ func compileError(name string, cfg *Config, err error) error {
 
 // checkPrepared checks that the compiled module p can run as a WASI command and, outside the
 // per-request mode, that its memory's minimum fits the container's cap, which it sets up as p's
-// live memory cap (memcap.go). On an error it closes p's runtime.
-func checkPrepared(ctx context.Context, cfg *Config, p *Prepared) error {
+// live memory cap (memcap.go), with huge pages for its minimum where the container's memory limit
+// leaves room (guestHugePagesFit, for a module of moduleBytes). On an error it closes p's runtime.
+func checkPrepared(ctx context.Context, cfg *Config, p *Prepared, moduleBytes int64) error {
 	name := cfg.Module.GuestPath
 	if err := checkCommand(name, p.Compiled, p.Runtime.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
 		p.Runtime.Close(ctx)
@@ -281,7 +282,7 @@ func checkPrepared(ctx context.Context, cfg *Config, p *Prepared) error {
 	for _, d := range mems {
 		minBytes = max(minBytes, int64(d.Min())*65536)
 	}
-	p.memCap.hugePages = guestHugePagesFit(cfg.MemoryLimit, moduleSize(cfg.Module.HostPath), minBytes)
+	p.memCap.hugePages = guestHugePagesFit(cfg.MemoryLimit, moduleBytes, minBytes)
 	return nil
 }
 

@@ -205,3 +205,19 @@ func TestHugePagesFit(t *testing.T) {
 		}
 	}
 }
+
+// Prepare gives a guest's memory huge pages for its minimum only where the container's memory
+// limit leaves room for them: the Go hello (2.6 MB, a 2.4 MB minimum) without a limit and under
+// 64 MiB, not under 32 MiB.
+func TestPrepareGuestHugePagesByLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		want  bool
+	}{{0, true}, {64 << 20, true}, {32 << 20, false}} {
+		cfg := testConfig(t, "hello-go.wasm")
+		cfg.MemoryLimit = tc.limit
+		if got := prepare(t, cfg).memCap.hugePages; got != tc.want {
+			t.Errorf("memory limit %d: huge pages for the guest's minimum %v, want %v", tc.limit, got, tc.want)
+		}
+	}
+}
